@@ -1,0 +1,36 @@
+# The two commands a new machine needs: `make run` and `make test`. Both set everything up.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := busybox-static gcc libc6-dev linux-libc-dev libseccomp2 libseccomp-dev python3-venv
+GUEST ?= sh -c 'echo hello from a translated busybox; uname -sr; ls /; cat /etc/passwd | wc -l; echo $$((6*7))'
+
+.PHONY: run test setup system-packages bench clean
+
+run: setup
+	$(BIN)/linuxabi run -- $(GUEST)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/linuxabi conformance
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | system-packages
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench: setup
+	$(BIN)/python -m pytest -q bench --benchmark-only
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,169 @@
+"""Preparing the scratch image and running one case natively or translated.
+
+Native runs use ``chroot IMAGE /conformance/CASE`` inside a private mount
+namespace that has /proc mounted and a fresh tmpfs on /tmp, so the oracle is
+"Linux with a tmpfs /tmp" whatever the host's filesystem is, and nothing is
+left mounted on the host.  Translated runs use
+``python3 -m linuxabi run --root IMAGE --cwd / --env K=V ... -- /conformance/CASE``
+with the caller's environment (so test hooks such as LINUXABI_SWAP_ERRNO reach
+the translator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+GUEST_ENV: dict[str, str] = {"PATH": "/bin:/usr/bin", "HOME": "/root"}
+GUEST_DIR = "/conformance"
+DEFAULT_TIMEOUT = 30.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run of a case produced."""
+
+    stdout: str
+    stderr: str
+    returncode: int | None  # None when it timed out
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and self.returncode == 0
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return "timed out"
+        assert self.returncode is not None
+        if self.returncode < 0:
+            return f"killed by {signal.Signals(-self.returncode).name}"
+        return f"exit {self.returncode}"
+
+
+class Launcher(Protocol):
+    """Builds the command line and environment for one case run."""
+
+    name: str
+
+    def command(self, image: Path, program: str) -> list[str]: ...
+
+    def environment(self) -> dict[str, str]: ...
+
+
+def host_tool(name: str) -> str:
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":" + _SBIN_PATH)
+    if path is None:
+        raise FileNotFoundError(f"{name} not found on the host")
+    return path
+
+
+def namespaces_available() -> bool:
+    """Whether this process may create a mount namespace and mount in it."""
+    try:
+        unshare, mount = host_tool("unshare"), host_tool("mount")
+    except FileNotFoundError:
+        return False
+    with tempfile.TemporaryDirectory(prefix="linuxabi-ns-probe-") as probe:
+        cmd = [unshare, "--mount", "--propagation", "private", mount, "-t", "tmpfs", "tmpfs", probe]
+        proc = subprocess.run(cmd, capture_output=True, timeout=10, check=False)
+    return proc.returncode == 0
+
+
+class NativeLauncher:
+    """``chroot IMAGE PROGRAM`` with /proc and a tmpfs /tmp (see module doc)."""
+
+    name = "native"
+
+    def __init__(self, use_namespaces: bool = True) -> None:
+        self.use_namespaces = use_namespaces
+
+    def command(self, image: Path, program: str) -> list[str]:
+        chroot = host_tool("chroot")
+        if not self.use_namespaces:
+            return [chroot, str(image), program]
+        script = ('"$2" -t proc proc "$1/proc" && '
+                  '"$2" -t tmpfs -o mode=1777 tmpfs "$1/tmp" && '
+                  'exec "$3" "$1" "$4"')
+        return [host_tool("unshare"), "--mount", "--propagation", "private",
+                "/bin/sh", "-c", script, "sh",
+                str(image), host_tool("mount"), chroot, program]
+
+    def environment(self) -> dict[str, str]:
+        return dict(GUEST_ENV)
+
+
+class TranslatedLauncher:
+    """``python3 -m linuxabi run`` on the same image."""
+
+    name = "translated"
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+
+    def command(self, image: Path, program: str) -> list[str]:
+        env_args = [arg for key, value in GUEST_ENV.items() for arg in ("--env", f"{key}={value}")]
+        return [self.python, "-m", "linuxabi", "run", "--root", str(image), "--cwd", "/",
+                *env_args, "--", program]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+
+def run_command(cmd: list[str], env: dict[str, str], timeout: float) -> RunResult:
+    """Run cmd in its own session; on timeout kill the whole process group."""
+    proc = subprocess.Popen(cmd, env=env, cwd="/", stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        return RunResult(_text(out), _text(err), None, timed_out=True)
+    return RunResult(_text(out), _text(err), proc.returncode)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def run_case(launcher: Launcher, image: Path, case: str,
+             timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+    program = f"{GUEST_DIR}/{case}"
+    return run_command(launcher.command(image, program), launcher.environment(), timeout)
+
+
+def prepare_image(source: Path, dest: Path, binaries: dict[str, Path]) -> None:
+    """Copy the image to dest and install binaries under /conformance/."""
+    if not (source / "bin").exists():
+        raise FileNotFoundError(f"{source} does not look like a rootfs (no /bin)")
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", f"{source}/.", str(dest)], check=True)
+    for name, mode in (("tmp", 0o1777), ("proc", 0o555), ("root", 0o700)):
+        path = dest / name
+        if not path.exists() and not path.is_symlink():
+            path.mkdir()
+            path.chmod(mode)
+    target = dest / GUEST_DIR.lstrip("/")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(mode=0o755)
+    for name, binary in binaries.items():
+        shutil.copy2(binary, target / name)
+        (target / name).chmod(0o755)

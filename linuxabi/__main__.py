@@ -1,0 +1,3 @@
+from linuxabi.cli import main
+
+raise SystemExit(main())

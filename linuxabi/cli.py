@@ -1,0 +1,132 @@
+"""The `linuxabi` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+_COMMANDS = "run, trace, compat, conformance"
+
+
+class _Parser(argparse.ArgumentParser):
+    """User mistakes are one line and exit status 2, never a traceback or a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"linuxabi: {message}\n")
+        raise SystemExit(2)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", metavar="DIR", help="image directory (default: the built-in busybox image)")
+    p.add_argument("--env", metavar="K=V", action="append", default=[], help="set a guest environment variable")
+    p.add_argument("--cwd", metavar="DIR", default="/", help="the guest's working directory")
+    p.add_argument("--hostname", default="linuxabi")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
+
+
+def _config(args: argparse.Namespace):
+    from .api import SandboxConfig
+
+    env = {}
+    for item in args.env:
+        if "=" not in item:
+            raise _UserError(f"--env {item!r}: expected K=V")
+        k, v = item.split("=", 1)
+        env[k] = v
+    if args.root is not None and not os.path.isdir(args.root):
+        raise _UserError(f"--root {args.root}: no such directory")
+    return SandboxConfig(root=args.root, env=env, cwd=args.cwd, hostname=args.hostname)
+
+
+class _UserError(Exception):
+    pass
+
+
+def _guest_argv(args: argparse.Namespace) -> list[str]:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise _UserError("no program given (usage: linuxabi run [OPTIONS] -- PROG ARGS...)")
+    return argv
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .api import Sandbox
+
+    return Sandbox(_config(args)).run(_guest_argv(args))
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from .api import Sandbox
+    from .tracer import Tracer
+
+    out = open(args.output, "w") if args.output else sys.stderr
+    tracer = Tracer(out)
+    from syscalls.dispatch import Dispatcher
+
+    sandbox = Sandbox(_config(args), dispatcher=Dispatcher(tracer=tracer), trace_denied=True)
+    try:
+        return sandbox.run(_guest_argv(args))
+    finally:
+        tracer.summary(sandbox.dispatcher)
+        if args.output:
+            out.close()
+
+
+def _cmd_compat(args: argparse.Namespace) -> int:
+    from .compat import report
+
+    sys.stdout.write(report(verbose=not args.summary))
+    return 0
+
+
+def _cmd_conformance(rest: list[str]) -> int:
+    from conformance.runner import main as conformance_main
+
+    return conformance_main(rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "conformance":
+        return _run_guarded(lambda: _cmd_conformance(argv[1:]))
+    parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("run", help="run a guest program")
+    _add_run_options(p)
+    p = sub.add_parser("trace", help="run a guest and print each trapped syscall")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")
+    _add_run_options(p)
+    p = sub.add_parser("compat", help="print the syscall compatibility report")
+    p.add_argument("--summary", action="store_true", help="only the counts per disposition")
+    sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"missing command ({_COMMANDS})")
+    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat}[args.command]
+    return _run_guarded(lambda: handler(args))
+
+
+def _run_guarded(fn) -> int:
+    from .api import ProgramNotRunnable, SandboxError
+    from .image import ImageError
+
+    try:
+        return fn()
+    except ProgramNotRunnable as e:
+        sys.stderr.write(f"linuxabi: {e}\n")
+        return e.exit_code
+    except (SandboxError, ImageError, _UserError) as e:
+        sys.stderr.write(f"linuxabi: {e}\n")
+        return 2
+    except PermissionError as e:
+        sys.stderr.write(f"linuxabi: {e.strerror}: linuxabi needs root or unprivileged user namespaces\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Start the guest's first process in fresh namespaces, under the filter and the tracer.
+
+The child is created with a raw clone(2) so that it is pid 1 of a new pid namespace and owns
+new user, mount, net, ipc and uts namespaces. Its host root becomes an empty read-only tmpfs:
+anything that slipped past the filter finds nothing. It sets no_new_privs, installs the filter
+(with a notification listener the supervisor takes with pidfd_getfd) and then calls execve
+on the guest path — which traps like every later exec and is carried out from the VFS.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import tempfile
+from dataclasses import dataclass
+
+from linuxabi.abi import flags as F
+from linuxabi.abi import x86_64
+
+from . import ptrace
+from .filter import build_filter
+from .libc import address_of, raw_syscall
+
+NR = x86_64.NR
+_NS_FLAGS = (
+    F.CLONE_NEWUSER | F.CLONE_NEWPID | F.CLONE_NEWNS | F.CLONE_NEWNET | F.CLONE_NEWIPC | F.CLONE_NEWUTS
+)
+_FILTER_FLAGS = F.SECCOMP_FILTER_FLAG_NEW_LISTENER | F.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+_FORWARDED_DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                       signal.SIGHUP, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+@dataclass
+class Launched:
+    host_pid: int
+    pidfd: int
+    listener_fd: int
+    status_fd: int  # readable: EOF once the first exec succeeded, or 4 bytes of errno if it failed
+
+
+def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: int, scratch: str,
+           prog: bytes) -> None:
+    """Runs in the new namespaces; never returns."""
+    try:
+        os.read(go_r, 1)  # wait: maps written, tracer attached
+        ms_rec_private = F.MS_REC | F.MS_PRIVATE
+        _mount(b"", b"/", b"", ms_rec_private)
+        _mount(b"linuxabi", scratch.encode(), b"tmpfs", F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC, b"size=4k,mode=0555")
+        os.chdir(scratch)
+        raw_syscall(NR["pivot_root"], *_cstrs(b".", b"."))
+        raw_syscall(NR["umount2"], *_cstrs(b"."), F.MNT_DETACH)
+        os.chdir("/")
+        _mount(b"", b"/", b"", F.MS_REMOUNT | F.MS_BIND | F.MS_RDONLY | F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC)
+        raw_syscall(NR["prctl"], F.PR_SET_PDEATHSIG, signal.SIGKILL)
+        raw_syscall(NR["prctl"], F.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        for sig in _FORWARDED_DEFAULTS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        env_map = dict(e.split(b"=", 1) for e in env if b"=" in e)
+        os.closerange(3, go_r)
+        os.closerange(go_r + 1, fd_w)
+        os.closerange(fd_w + 1, 65536)
+        fprog = bytearray(struct.pack("=HxxxxxxQ", len(prog) // 8, 0))
+        keep_prog, prog_addr = address_of(bytearray(prog))
+        struct.pack_into("=Q", fprog, 8, prog_addr)
+        keep_fprog, fprog_addr = address_of(fprog)
+        listener = raw_syscall(NR["seccomp"], F.SECCOMP_SET_MODE_FILTER, _FILTER_FLAGS, fprog_addr)
+        os.write(fd_w, struct.pack("=i", listener))
+        try:
+            os.execve(path, argv, env_map)  # traps; the supervisor execs from the VFS
+        except OSError as e:
+            os.write(fd_w, struct.pack("=i", e.errno or 0))
+        os._exit(127)
+    except BaseException as e:  # noqa: BLE001 - nothing may escape the child
+        try:
+            os.write(fd_w, struct.pack("=i", -(getattr(e, "errno", None) or 1)))
+        finally:
+            os._exit(126)
+
+
+_keep: list[object] = []
+
+
+def _cstrs(*items: bytes) -> list[int]:
+    out = []
+    for item in items:
+        buf = bytearray(item + b"\0")
+        keep, addr = address_of(buf)
+        _keep.append(keep)
+        _keep.append(buf)
+        out.append(addr)
+    return out
+
+
+def _mount(src: bytes, target: bytes, fstype: bytes, mflags: int, data: bytes = b"") -> None:
+    s, t, f, d = _cstrs(src, target, fstype, data)
+    raw_syscall(NR["mount"], s if src else 0, t, f if fstype else 0, mflags, d if data else 0)
+
+
+def _write_id_maps(pid: int) -> None:
+    uid, gid = os.geteuid(), os.getegid()
+    if uid == 0:
+        # Root outside: guest ids map 1:1 but all its capabilities are namespace-local.
+        maps = ("0 0 65536\n", "0 0 65536\n")
+    else:
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+        maps = (f"0 {uid} 1\n", f"0 {gid} 1\n")
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(maps[0])
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(maps[1])
+
+
+def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bool = False) -> Launched:
+    # Compiled before cloning: after pivot_root the child can load nothing.
+    prog = build_filter(trace_denied)
+    scratch = tempfile.mkdtemp(prefix="linuxabi-root-")
+    go_r, go_w = os.pipe()
+    fd_r, fd_w = os.pipe()
+    pid = raw_syscall(NR["clone"], _NS_FLAGS | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        os.close(go_w)
+        os.close(fd_r)
+        _child(path, argv, env, go_r, fd_w, scratch, prog)
+    os.close(go_r)
+    os.close(fd_w)
+    try:
+        _write_id_maps(pid)
+        ptrace.seize(pid)
+        pidfd = raw_syscall(NR["pidfd_open"], pid, 0)
+        os.write(go_w, b"g")
+        os.close(go_w)
+        raw = os.read(fd_r, 4)
+        if len(raw) != 4:
+            raise RuntimeError("guest launcher died before installing its filter")
+        (num,) = struct.unpack("=i", raw)
+        if num < 0:
+            raise OSError(-num, f"guest set-up failed: {os.strerror(-num)}")
+        listener = raw_syscall(NR["pidfd_getfd"], pidfd, num, 0)
+        os.set_inheritable(listener, False)
+        return Launched(pid, pidfd, listener, fd_r)
+    except BaseException:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        raise
+    finally:
+        try:
+            os.rmdir(scratch)
+        except OSError:
+            pass

@@ -1,0 +1,34 @@
+"""Raw system calls the host platform needs that the stdlib lacks (cffi, ABI mode).
+
+Everything goes through libc's ``syscall()`` so the kernel's semantics are what we get, not a
+libc wrapper's; errors come back as ``OSError`` with the kernel's errno.
+"""
+from __future__ import annotations
+
+import os
+
+from cffi import FFI
+
+ffi = FFI()
+ffi.cdef(
+    """
+    long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+    int *__errno_location(void);
+    """
+)
+_lib = ffi.dlopen(None)
+
+
+def raw_syscall(nr: int, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0, a6: int = 0) -> int:
+    """Issue syscall ``nr``; return its result or raise OSError(errno)."""
+    ret = _lib.syscall(nr, a1, a2, a3, a4, a5, a6)
+    if ret == -1:
+        err = _lib.__errno_location()[0]
+        raise OSError(err, os.strerror(err))
+    return int(ret)
+
+
+def address_of(buf: bytearray | bytes) -> tuple[object, int]:
+    """Return (keep-alive cdata, address) of a buffer's first byte for passing to raw_syscall."""
+    cbuf = ffi.from_buffer(buf)
+    return cbuf, int(ffi.cast("long", cbuf))

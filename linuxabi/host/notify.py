@@ -1,0 +1,105 @@
+"""The seccomp user-notification listener: the trap on the hot path.
+
+Plain ``fcntl.ioctl`` on preallocated buffers (measured as fast as cffi and needs no build).
+One listener serves every task that inherited the filter.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from dataclasses import dataclass
+
+from linuxabi.abi import flags
+
+_NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, nr, arch, ip, args[6]
+_RESP = struct.Struct("=QqiI")  # id, val, error, flags
+_ADDFD = struct.Struct("=QIIII")  # id, flags, srcfd, newfd, newfd_flags
+_ID = struct.Struct("=Q")
+
+# Kernel 6.6 additions, newer than the uapi headers linuxabi.abi is generated from.
+SECCOMP_IOCTL_NOTIF_SET_FLAGS = 0x40082104  # SECCOMP_IOW(4, __u64)
+SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
+
+
+@dataclass(slots=True)
+class Notification:
+    id: int
+    pid: int  # host tid of the trapped thread
+    nr: int
+    arch: int
+    ip: int
+    args: tuple[int, int, int, int, int, int]
+
+
+class Listener:
+    """Receive notifications and answer them (value, errno, CONTINUE or an injected fd)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._rbuf = bytearray(_NOTIF.size)
+        self._sbuf = bytearray(_RESP.size)
+        self.sync_wakeup = self._try_sync_wakeup()
+
+    def _try_sync_wakeup(self) -> bool:
+        # Keeps the guest's wake-up on the supervisor's CPU; without it a cross-CPU wake
+        # costs 35-60 us on small VMs. Older kernels answer EINVAL.
+        try:
+            fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                        bytearray(_ID.pack(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)), True)
+            return True
+        except OSError:
+            return False
+
+    def recv(self) -> Notification | None:
+        """One pending notification, or None if it vanished (the task died: ENOENT/EINTR)."""
+        buf = self._rbuf
+        buf[:] = bytes(len(buf))  # the kernel requires a zeroed struct
+        try:
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+        except OSError:
+            return None
+        nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _NOTIF.unpack(buf)
+        return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+
+    def reply(self, nid: int, val: int = 0, error: int = 0) -> bool:
+        """Answer with a return value or -errno; False if the task is gone."""
+        _RESP.pack_into(self._sbuf, 0, nid, val, error, 0)
+        try:
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_SEND, self._sbuf, True)
+            return True
+        except OSError:
+            return False
+
+    def reply_errno(self, nid: int, errno: int) -> bool:
+        return self.reply(nid, 0, -errno)
+
+    def reply_continue(self, nid: int) -> bool:
+        """Let the syscall run natively. Only for calls whose safety does not depend on memory."""
+        _RESP.pack_into(self._sbuf, 0, nid, 0, 0, flags.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+        try:
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_SEND, self._sbuf, True)
+            return True
+        except OSError:
+            return False
+
+    def addfd(self, nid: int, srcfd: int, *, cloexec: bool, send: bool, newfd: int | None = None) -> int:
+        """Install host fd ``srcfd`` in the trapped task; with ``send`` it is also the syscall's result.
+
+        Returns the guest fd number; raises OSError (ENOENT when the task is gone, EMFILE...).
+        """
+        fl = 0
+        if send:
+            fl |= flags.SECCOMP_ADDFD_FLAG_SEND
+        if newfd is not None:
+            fl |= flags.SECCOMP_ADDFD_FLAG_SETFD
+        # A mutable buffer makes fcntl.ioctl return the ioctl's integer result (the new fd).
+        req = bytearray(_ADDFD.pack(nid, fl, srcfd, newfd or 0, os.O_CLOEXEC if cloexec else 0))
+        return fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, req, True)
+
+    def id_valid(self, nid: int) -> bool:
+        try:
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ID_VALID, bytearray(_ID.pack(nid)), True)
+            return True
+        except OSError:
+            return False

@@ -1,0 +1,536 @@
+"""The supervisor: one event loop serving every guest thread of a sandbox.
+
+Sources: the seccomp listener (translated calls), a signalfd for SIGCHLD (ptrace stops and
+exits of guest tasks) and for the signals the CLI forwards, and parked calls' wait fds.
+Nothing a guest does may raise out of this loop: a handler's failure becomes an errno, a
+vanished task is forgotten.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import flags as F
+from linuxabi.abi import x86_64
+
+from syscalls.base import CONTINUE, ExecPlan, InstallFd, Park
+from syscalls.dispatch import Dispatcher
+from syscalls.kernel import Kernel, Process
+from syscalls.table import SYSCALLS
+
+from . import ptrace
+from .filter import TRACE_MARKER
+from .launch import Launched
+from .notify import Listener, Notification
+from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of
+
+NR = x86_64.NR
+_SIGTRAP_SYSCALL = signal.SIGTRAP | 0x80
+# __WALL: threads and children alike (looked up by name: inside a class it would be mangled)
+_WAIT_ANY = os.WNOHANG | getattr(F, "__WALL")
+_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+_TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                           signal.SIGUSR1, signal.SIGUSR2}
+
+
+@dataclass
+class _ExecDance:
+    """An exec in progress for one thread (see Supervisor._on_exec_trap)."""
+
+    plan: ExecPlan
+    stage: str  # "fd" (waiting for the injected fd), "exec" (execveat issued)
+    scratch: int = 0  # guest address of our "" + argv block
+    guest_fd: int = -1
+
+
+@dataclass
+class _Parked:
+    notif: Notification
+    task: HostTask
+    park: Park
+
+
+@dataclass
+class _PendingChild:
+    """A new task seen by the tracer before (or after) its creator's fork event."""
+
+    stopped: bool = False  # its initial ptrace stop arrived
+    registered: bool = False  # its state was created from the parent's
+
+
+class Supervisor:
+    def __init__(self, kernel: Kernel, launched: Launched, init_exe: bytes, *,
+                 dispatcher: Dispatcher | None = None) -> None:
+        self.kernel = kernel
+        self.launched = launched
+        self.listener = Listener(launched.listener_fd)
+        self.dispatcher = dispatcher or Dispatcher()
+        self.tasks: dict[int, HostTask] = {}  # host tid -> task
+        self.procs: dict[int, HostProcess] = {}  # host tgid -> process handles
+        self.pending: dict[int, _PendingChild] = {}
+        self.execs: dict[int, _ExecDance] = {}
+        self.parked: dict[int, _Parked] = {}  # wait fd -> parked call
+        self.init_host_pid = launched.host_pid
+        self.exit_status: int | None = None
+        self.exec_error: int | None = None
+        self.errors = 0  # internal errors survived (a handler bug), for tests and the CLI
+        init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
+                       exe=init_exe)
+        init.threads.add(launched.host_pid)
+        self._adopt(init)
+        self._register_task(launched.host_pid, init)
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+
+    def _adopt(self, proc: Process) -> HostProcess:
+        self.kernel.add_process(proc)
+        hp = HostProcess.open(proc)
+        self.procs[proc.host_pid] = hp
+        return hp
+
+    def _register_task(self, host_tid: int, proc: Process) -> HostTask:
+        hp = self.procs[proc.host_pid]
+        tid = proc.pid if host_tid == proc.host_pid else guest_tid_of(host_tid)
+        task = HostTask(host_tid, tid, hp, self.kernel)
+        self.tasks[host_tid] = task
+        hp.tasks[host_tid] = task
+        proc.threads.add(host_tid)
+        return task
+
+    def _forget_task(self, host_tid: int) -> None:
+        task = self.tasks.pop(host_tid, None)
+        self.execs.pop(host_tid, None)
+        self.pending.pop(host_tid, None)
+        if task is None:
+            return
+        hp = task.hp
+        hp.tasks.pop(host_tid, None)
+        hp.proc.threads.discard(host_tid)
+        if host_tid == hp.proc.host_pid:
+            for other in list(hp.tasks):
+                self.tasks.pop(other, None)
+            self.procs.pop(hp.proc.host_pid, None)
+            self.kernel.remove_process(hp.proc)
+            hp.close()
+        for wfd, p in list(self.parked.items()):
+            if p.task.host_tid == host_tid:
+                self._unpark(wfd)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve the sandbox until its init exits; return the wait status of init."""
+        mask = {signal.SIGCHLD, *FORWARDED_SIGNALS}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+        sigfd = _signalfd(mask)
+        ep = select.epoll()
+        ep.register(self.listener.fd, select.EPOLLIN)
+        ep.register(sigfd, select.EPOLLIN)
+        ep.register(self.launched.status_fd, select.EPOLLIN)
+        self._ep = ep
+        try:
+            self._reap()  # the initial stops may already be queued
+            while self.exit_status is None:
+                for fd, _ev in ep.poll():
+                    if fd == self.listener.fd:
+                        self._on_notification()
+                    elif fd == sigfd:
+                        self._on_signals(sigfd)
+                    elif fd == self.launched.status_fd:
+                        self._on_status(ep)
+                    elif fd in self.parked:
+                        self._on_parked_ready(fd)
+            return self.exit_status
+        finally:
+            ep.close()
+            os.close(sigfd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self._shutdown()
+
+    def _on_status(self, ep: select.epoll) -> None:
+        data = os.read(self.launched.status_fd, 4)
+        if len(data) == 4:
+            (self.exec_error,) = struct.unpack("=i", data)
+        ep.unregister(self.launched.status_fd)
+
+    def _shutdown(self) -> None:
+        for hp in list(self.procs.values()):
+            hp.close()
+        self.procs.clear()
+        self.tasks.clear()
+        for wfd in list(self.parked):
+            self._unpark(wfd)
+        for fd in (self.listener.fd, self.launched.pidfd, self.launched.status_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        # The guest init is gone and the kernel kills the rest of its pid namespace: reap every
+        # task it leaves to us (we are their tracer), so nothing lingers as a zombie.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, _WAIT_ANY)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.001)
+
+    def kill_all(self) -> None:
+        try:
+            os.kill(self.init_host_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    # ---- translated calls -------------------------------------------------------------------
+
+    def _on_notification(self) -> None:
+        n = self.listener.recv()
+        if n is None:
+            return
+        task = self.tasks.get(n.pid)
+        if task is None:
+            task = self._late_task(n.pid)
+            if task is None:
+                self.listener.reply_errno(n.id, E.ENOSYS)
+                return
+        dance = self.execs.get(n.pid)
+        if dance is not None and dance.stage == "fd":
+            self._exec_inject_fd(n, task, dance)
+            return
+        if task.hp.proc.creds_stale:
+            task.refresh_creds()
+        try:
+            result = self.dispatcher.dispatch(task, n.nr, n.args)
+        except Exception:  # a handler bug must not take the supervisor down
+            self.errors += 1
+            traceback.print_exc(file=sys.stderr)
+            result = -E.ENOSYS
+        self._answer(n, task, result)
+
+    def _answer(self, n: Notification, task: HostTask, result: object) -> None:
+        if isinstance(result, int):
+            if result < 0:
+                self.listener.reply_errno(n.id, -result)
+            else:
+                self.listener.reply(n.id, result)
+        elif result is CONTINUE:
+            self.listener.reply_continue(n.id)
+        elif isinstance(result, InstallFd):
+            try:
+                self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=True)
+            except OSError as e:
+                if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
+                    self.listener.reply_errno(n.id, e.errno or E.EMFILE)
+            finally:
+                os.close(result.host_fd)
+        elif isinstance(result, Park):
+            self.parked[result.wait_fd] = _Parked(n, task, result)
+            self._ep.register(result.wait_fd, result.events)
+        else:  # an ExecPlan from a notification: only the TRACE path may exec
+            if isinstance(result, ExecPlan):
+                os.close(result.host_fd)
+            self.listener.reply_errno(n.id, E.ENOSYS)
+
+    def _on_parked_ready(self, wfd: int) -> None:
+        p = self.parked.get(wfd)
+        if p is None:
+            return
+        self._unpark(wfd)
+        if not self.listener.id_valid(p.notif.id):
+            return
+        try:
+            result = p.park.finish()
+        except OSError as e:
+            result = -(e.errno or E.EIO)
+        except Exception:
+            self.errors += 1
+            traceback.print_exc(file=sys.stderr)
+            result = -E.EIO
+        self._answer(p.notif, p.task, result)
+
+    def _unpark(self, wfd: int) -> None:
+        if self.parked.pop(wfd, None) is not None:
+            try:
+                self._ep.unregister(wfd)
+            except (OSError, ValueError):
+                pass
+
+    def _late_task(self, host_tid: int) -> HostTask | None:
+        """A thread we have not seen yet (its creation event is still queued)."""
+        self._reap()
+        return self.tasks.get(host_tid)
+
+    # ---- ptrace events ----------------------------------------------------------------------
+
+    def _on_signals(self, sigfd: int) -> None:
+        while True:
+            try:
+                raw = os.read(sigfd, 128)
+            except BlockingIOError:
+                break
+            if len(raw) < 128:
+                break
+            signo = struct.unpack_from("=I", raw)[0]
+            if signo != signal.SIGCHLD:
+                self.forward_signal(signo)
+        self._reap()
+
+    def forward_signal(self, signo: int) -> None:
+        """A signal for the sandbox (Ctrl-C...): deliver it to the guest's init.
+
+        A pid-namespace init ignores signals it has no handler for, which would make a guest
+        `sleep` deaf to Ctrl-C; as a plain process it would die, so the sandbox dies with it.
+        """
+        try:
+            os.kill(self.init_host_pid, signo)
+        except ProcessLookupError:
+            return
+        if signo in _TERMINATING_BY_DEFAULT and not _handles(self.init_host_pid, signo):
+            self.exit_status = signo  # as if killed by it
+            self.kill_all()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, _WAIT_ANY)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                self._on_wait_status(pid, status)
+            except ProcessLookupError:
+                self._forget_task(pid)
+            except OSError as e:
+                if e.errno != _errno.ESRCH:
+                    self.errors += 1
+                    traceback.print_exc(file=sys.stderr)
+                self._forget_task(pid)
+
+    def _on_wait_status(self, tid: int, status: int) -> None:
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            if tid == self.init_host_pid and self.exit_status is None:
+                self.exit_status = status if os.WIFSIGNALED(status) else status
+            self._forget_task(tid)
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        if event == F.PTRACE_EVENT_SECCOMP:
+            self._on_seccomp_trace(tid)
+        elif event in (F.PTRACE_EVENT_FORK, F.PTRACE_EVENT_VFORK, F.PTRACE_EVENT_CLONE):
+            self._on_new_task(tid, event)
+        elif event == F.PTRACE_EVENT_EXEC:
+            self._on_exec_done(tid)
+        elif event == F.PTRACE_EVENT_STOP:
+            if sig in _STOP_SIGNALS:
+                ptrace.listen(tid)  # group-stop: stay stopped until SIGCONT, as Linux would
+            elif tid not in self.tasks:
+                self._child_stopped(tid)
+            else:
+                ptrace.cont(tid)
+        elif sig == _SIGTRAP_SYSCALL:
+            self._on_syscall_exit(tid)
+        elif tid not in self.tasks and event == 0 and sig == signal.SIGSTOP:
+            self._child_stopped(tid)
+        else:
+            ptrace.cont(tid, sig)  # signal-delivery-stop: deliver it
+
+    def _on_new_task(self, parent_tid: int, event: int) -> None:
+        child_tid = ptrace.event_msg(parent_tid)
+        parent = self.tasks.get(parent_tid)
+        if parent is None:
+            ptrace.cont(parent_tid)
+            return
+        regs = ptrace.get_regs(parent_tid)
+        clone_flags = regs.rdi if regs.orig_rax == NR["clone"] else 0
+        if event == F.PTRACE_EVENT_CLONE and clone_flags & F.CLONE_THREAD:
+            proc = parent.process
+            self._register_task(child_tid, proc)
+        else:
+            # The parent is stopped at the event: its state now is its state as of the fork.
+            share_fs = bool(clone_flags & F.CLONE_FS) and event == F.PTRACE_EVENT_CLONE
+            child = self.kernel.fork_process(parent.process, guest_tid_of(child_tid), child_tid,
+                                             share_fs=share_fs)
+            self.kernel.remove_process(child)  # _adopt registers it again with its handles
+            self._adopt(child)
+            self._register_task(child_tid, child)
+        pend = self.pending.setdefault(child_tid, _PendingChild())
+        pend.registered = True
+        if pend.stopped:
+            del self.pending[child_tid]
+            ptrace.cont(child_tid)
+        ptrace.cont(parent_tid)
+
+    def _child_stopped(self, tid: int) -> None:
+        pend = self.pending.setdefault(tid, _PendingChild())
+        pend.stopped = True
+        if pend.registered:
+            del self.pending[tid]
+            ptrace.cont(tid)
+
+    # ---- exec: TRACE stop -> fd injection -> execveat --------------------------------------
+
+    def _on_seccomp_trace(self, tid: int) -> None:
+        if ptrace.event_msg(tid) != TRACE_MARKER:
+            ptrace.cont(tid)  # a guest's own filter asked for a tracer
+            return
+        task = self.tasks.get(tid)
+        regs = ptrace.get_regs(tid)
+        dance = self.execs.get(tid)
+        if dance is not None and dance.stage == "exec":
+            if regs.orig_rax == NR["execveat"] and regs.rdi == dance.guest_fd and regs.rsi == dance.scratch:
+                ptrace.cont(tid)  # our own rewritten call: let the kernel exec the checked file
+                return
+            self.execs.pop(tid, None)
+        if task is None:
+            self._fail_syscall(tid, regs, E.ENOSYS)
+            return
+        nr = regs.orig_rax
+        args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        if task.hp.proc.creds_stale:
+            task.refresh_creds()
+        decl = SYSCALLS.get(nr)
+        try:
+            if decl is None or decl.handler is None:
+                raise OSError(E.ENOSYS, "")
+            result = decl.handler(task, args)
+        except OSError as e:
+            result = -(e.errno or E.EIO)
+        except Exception:
+            self.errors += 1
+            traceback.print_exc(file=sys.stderr)
+            result = -E.ENOSYS
+        if self.dispatcher.tracer is not None:
+            self.dispatcher.tracer(task, nr, args, result if isinstance(result, int) else "exec")
+        self.dispatcher.counts[nr] = self.dispatcher.counts.get(nr, 0) + 1
+        if not isinstance(result, ExecPlan):
+            self._fail_syscall(tid, regs, -result if isinstance(result, int) and result < 0 else E.ENOEXEC)
+            return
+        try:
+            scratch = self._write_exec_block(task, regs.rsp, result)
+        except OSError as e:
+            os.close(result.host_fd)
+            self._fail_syscall(tid, regs, e.errno or E.EFAULT)
+            return
+        # Turn the call into a trapped "give me an fd" (openat with an impossible dirfd); the
+        # notification is answered with the checked file, and the call's exit stops here again.
+        regs.set("orig_rax", NR["openat"])
+        regs.set("rdi", 0xFFFFFFFFFFFFFFFF)
+        regs.set("rsi", 0)
+        ptrace.set_regs(tid, regs)
+        self.execs[tid] = _ExecDance(result, "fd", scratch)
+        ptrace.cont_to_syscall_exit(tid)
+
+    def _write_exec_block(self, task: HostTask, rsp: int, plan: ExecPlan) -> int:
+        """Below the guest's stack pointer: "" (the execveat path) and, for #!, the new argv."""
+        blob = bytearray(b"\0")
+        ptrs: list[int] = []
+        offsets: list[int] = []
+        if plan.argv is not None:
+            for arg in plan.argv:
+                offsets.append(len(blob))
+                blob += arg + b"\0"
+        size = len(blob) + 8 * (len(offsets) + 1) + 16
+        base = (rsp - 4096 - size) & ~15
+        if plan.argv is not None:
+            ptrs = [base + off for off in offsets]
+            arr_addr = (base + len(blob) + 7) & ~7
+            task.mem.write(base, bytes(blob))
+            task.mem.write(arr_addr, struct.pack(f"={len(ptrs) + 1}Q", *ptrs, 0))
+            plan.argv_addr = arr_addr
+        else:
+            task.mem.write(base, b"\0")
+        return base
+
+    def _exec_inject_fd(self, n: Notification, task: HostTask, dance: _ExecDance) -> None:
+        try:
+            dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True)
+        except OSError as e:
+            self.listener.reply_errno(n.id, e.errno or E.EMFILE)
+        dance.stage = "exec"
+
+    def _on_syscall_exit(self, tid: int) -> None:
+        dance = self.execs.get(tid)
+        if dance is None or dance.stage != "exec":
+            ptrace.cont(tid)
+            return
+        regs = ptrace.get_regs(tid)
+        os.close(dance.plan.host_fd)
+        ret = regs.rax if regs.rax < 1 << 63 else regs.rax - (1 << 64)
+        if ret < 0 or ret != dance.guest_fd:
+            self.execs.pop(tid, None)
+            ptrace.cont(tid)  # the guest sees the injection's error (EMFILE...)
+            return
+        regs.set("orig_rax", NR["execveat"])
+        regs.set("rax", NR["execveat"])
+        regs.set("rdi", dance.guest_fd)
+        regs.set("rsi", dance.scratch)
+        regs.set("rdx", dance.plan.argv_addr)
+        regs.set("r10", dance.plan.envp_addr)
+        regs.set("r8", F.AT_EMPTY_PATH)
+        regs.set("rip", regs.rip - 2)  # back onto the `syscall` instruction
+        ptrace.set_regs(tid, regs)
+        ptrace.cont(tid)
+
+    def _on_exec_done(self, tid: int) -> None:
+        former = ptrace.event_msg(tid)  # a non-leader thread's exec takes over the leader's tid
+        dance = self.execs.pop(former, None) or self.execs.pop(tid, None)
+        tgid = tid
+        hp = self.procs.get(tgid)
+        if hp is not None:
+            for other in list(hp.tasks):
+                if other != tid:
+                    hp.tasks.pop(other, None)
+                    self.tasks.pop(other, None)
+                    hp.proc.threads.discard(other)
+            if dance is not None:
+                hp.proc.exe = dance.plan.guest_path
+            try:
+                hp.reopen_memory()
+            except OSError:
+                pass
+        ptrace.cont(tid)
+
+    def _fail_syscall(self, tid: int, regs: ptrace.Regs, err: int) -> None:
+        regs.set("orig_rax", 0xFFFFFFFFFFFFFFFF)  # skip the call...
+        regs.set("rax", -err)  # ...and return -err
+        ptrace.set_regs(tid, regs)
+        ptrace.cont(tid)
+
+
+def _handles(host_pid: int, signo: int) -> bool:
+    """Whether the process has a handler installed for ``signo`` (SigCgt in /proc)."""
+    try:
+        with open(f"/proc/{host_pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signo - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def _signalfd(mask: set[int]) -> int:
+    from .libc import address_of, raw_syscall
+
+    bits = 0
+    for s in mask:
+        bits |= 1 << (s - 1)
+    buf = bytearray(struct.pack("=Q", bits))
+    keep, addr = address_of(buf)
+    fd = raw_syscall(NR["signalfd4"], -1, addr, 8, os.O_NONBLOCK | os.O_CLOEXEC)
+    del keep
+    return fd

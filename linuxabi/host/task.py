@@ -1,0 +1,108 @@
+"""The Linux-host implementation of the handlers' ``Task``: one guest thread."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import x86_64
+
+from syscalls.kernel import Kernel, Process
+
+from .libc import raw_syscall
+from .memory import GuestMemory
+
+_PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
+_PIDFD_OPEN = x86_64.NR["pidfd_open"]
+
+
+@dataclass
+class HostProcess:
+    """Host-side handles of a guest process: its pidfd (for fds) and its memory."""
+
+    proc: Process
+    pidfd: int
+    mem: GuestMemory
+    tasks: dict[int, "HostTask"] = field(default_factory=dict)  # host tid -> task
+
+    @classmethod
+    def open(cls, proc: Process) -> "HostProcess":
+        pidfd = raw_syscall(_PIDFD_OPEN, proc.host_pid, 0)
+        try:
+            mem = GuestMemory(proc.host_pid)
+        except OSError:
+            os.close(pidfd)
+            raise
+        return cls(proc, pidfd, mem)
+
+    def reopen_memory(self) -> None:
+        """After execve the address space is new: the old /proc/PID/mem fd sees nothing."""
+        self.mem.close()
+        self.mem = GuestMemory(self.proc.host_pid)
+
+    def close(self) -> None:
+        self.mem.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+class HostTask:
+    __slots__ = ("host_tid", "tid", "hp", "kernel")
+
+    def __init__(self, host_tid: int, tid: int, hp: HostProcess, kernel: Kernel) -> None:
+        self.host_tid = host_tid
+        self.tid = tid
+        self.hp = hp
+        self.kernel = kernel
+
+    @property
+    def process(self) -> Process:
+        return self.hp.proc
+
+    @property
+    def mem(self) -> GuestMemory:
+        return self.hp.mem
+
+    def host_fd(self, guest_fd: int) -> int:
+        if guest_fd < 0:
+            raise OSError(E.EBADF, os.strerror(E.EBADF))
+        try:
+            return raw_syscall(_PIDFD_GETFD, self.hp.pidfd, guest_fd, 0)
+        except OSError as e:
+            if e.errno == E.EBADF:
+                raise
+            raise OSError(E.EBADF, os.strerror(E.EBADF)) from None
+
+    def refresh_creds(self) -> None:
+        """Re-read credentials the host kernel changed natively (set*id ran with CONTINUE)."""
+        fs = self.hp.proc.fs
+        try:
+            with open(f"/proc/{self.host_tid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Uid:"):
+                        fs.uid = int(line.split()[4])
+                    elif line.startswith(b"Gid:"):
+                        fs.gid = int(line.split()[4])
+                    elif line.startswith(b"Groups:"):
+                        fs.groups = tuple(int(g) for g in line.split()[1:])
+        except OSError:
+            return
+        self.hp.proc.creds_stale = False
+
+
+def guest_tid_of(host_tid: int) -> int:
+    """The thread's id in the sandbox's pid namespace (last NSpid field)."""
+    with open(f"/proc/{host_tid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"NSpid:"):
+                return int(line.split()[-1])
+    raise ProcessLookupError(host_tid)
+
+
+def host_tgid_of(host_tid: int) -> int:
+    with open(f"/proc/{host_tid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(host_tid)

@@ -1,0 +1,146 @@
+"""What a syscall declaration is, and what handlers receive and return.
+
+Handlers do not know how they were called: they get a ``Task`` (the calling thread as the
+platform presents it) and the six raw argument registers, and return a result. Errors are
+raised as ``OSError`` carrying the Linux errno.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol, Union
+
+if TYPE_CHECKING:
+    from .kernel import Kernel, Process
+
+
+class Disposition(enum.Enum):
+    NATIVE = "native"  # the filter lets it through: host kernel, native cost
+    TRANSLATED = "translated"  # trapped and carried out by a handler
+    DENIED = "denied"  # fails with a fixed errno, in the filter itself
+
+
+class Trap(enum.Enum):
+    NOTIFY = "notify"  # seccomp user notification (the normal trap)
+    TRACE = "trace"  # seccomp RET_TRACE + ptrace stop (execve: the syscall must be rewritten)
+
+
+class Cmp(enum.Enum):
+    EQ = "=="
+    MASKED_EQ = "&=="  # (arg & mask) == value
+
+
+@dataclass(frozen=True)
+class ArgRule:
+    """An argument-dependent disposition: when ``arg`` compares true, ``disposition`` applies."""
+
+    arg: int
+    cmp: Cmp
+    value: int
+    disposition: Disposition
+    errno: int = 0
+    mask: int = 0xFFFFFFFFFFFFFFFF
+    why: str = ""
+
+    def matches(self, args: tuple[int, ...]) -> bool:
+        a = args[self.arg]
+        if self.cmp is Cmp.EQ:
+            return (a & self.mask) == self.value
+        return (a & self.mask) == self.value
+
+
+@dataclass(frozen=True)
+class SyscallDecl:
+    nr: int
+    name: str
+    disposition: Disposition
+    handler: "Handler | None" = None
+    errno: int = 0  # for DENIED
+    trap: Trap = Trap.NOTIFY
+    rules: tuple[ArgRule, ...] = ()
+    # When no rule matches: this decl's disposition applies (evaluated by the dispatcher for
+    # the cases the filter hands it).
+    note: str = ""
+
+    def resolve(self, args: tuple[int, ...]) -> tuple[Disposition, int]:
+        """(disposition, errno) for these arguments: first matching rule, else the default."""
+        for rule in self.rules:
+            if rule.matches(args):
+                return rule.disposition, rule.errno
+        return self.disposition, self.errno
+
+
+# ---- what handlers return ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstallFd:
+    """Hand host fd ``host_fd`` to the guest as the syscall's result (the platform closes ours)."""
+
+    host_fd: int
+    cloexec: bool
+
+
+class _Continue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CONTINUE"
+
+
+# Let the trapped call run natively. Only for calls whose safety does not depend on guest memory.
+CONTINUE = _Continue()
+
+
+@dataclass(slots=True)
+class ExecPlan:
+    """An exec the platform must perform: the kernel execs ``host_fd`` with ``argv``/``envp``."""
+
+    host_fd: int  # the file the kernel loads (the translator's fd; the platform injects it)
+    guest_path: bytes  # the guest's path of the program (for /proc/PID/exe)
+    argv: list[bytes] | None  # replacement argv (#! scripts), or None to keep the guest's
+    argv_addr: int
+    envp_addr: int
+
+
+@dataclass(slots=True)
+class Park:
+    """Answer later: ``ready`` is polled by the event loop; ``finish`` produces the result."""
+
+    wait_fd: int
+    finish: Callable[[], "Result"]
+    events: int = 1  # select.POLLIN
+
+
+Result = Union[int, InstallFd, _Continue, ExecPlan, Park]
+
+
+class Memory(Protocol):
+    def read(self, addr: int, size: int) -> bytes: ...
+    def write(self, addr: int, data: bytes) -> None: ...
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes: ...
+    def read_ptr_array(self, addr: int, limit: int = ...) -> list[int]: ...
+
+
+class Task(Protocol):
+    """The calling thread, as any platform (Linux host, microkernel server) presents it."""
+
+    tid: int  # guest thread id
+    process: "Process"
+    kernel: "Kernel"
+    mem: Memory
+
+    def host_fd(self, guest_fd: int) -> int:
+        """A host fd (owned by the caller) for the guest's ``guest_fd``; EBADF if none."""
+        ...
+
+
+Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]
+
+
+@dataclass
+class Counters:
+    """Per-syscall counts for the tracer and the compat report."""
+
+    calls: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, int] = field(default_factory=dict)

@@ -1,0 +1,135 @@
+"""execve/execveat: resolve the program, its #! interpreter and ELF headers in the VFS.
+
+The host kernel still performs the exec (fresh address space, close-on-exec, signal reset),
+but on a file the translator opened and checked: the platform rewrites the guest's call into
+execveat(fd, "", argv, envp, AT_EMPTY_PATH). The path string in guest memory is read once
+and never trusted again.
+"""
+from __future__ import annotations
+
+import io
+import os
+import stat as st
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import flags as F
+
+from .base import ExecPlan, Result, Task
+from .fsutil import AT_FDCWD, base_for, err, fd_location, s32
+
+Args = tuple[int, int, int, int, int, int]
+BINPRM_BUF_SIZE = 256
+MAX_INTERP_DEPTH = 4  # Linux gives ELOOP past 4 nested interpreters
+MAX_ARG_STRLEN = 32 * 4096
+
+
+def _read_strings(task: Task, addr: int) -> list[bytes]:
+    if addr == 0:
+        return []
+    return [task.mem.read_cstr(p, MAX_ARG_STRLEN) for p in task.mem.read_ptr_array(addr)]
+
+
+def _open_checked(task: Task, base, path: bytes, *, follow: bool) -> tuple[int, bytes]:
+    """Open ``path`` for exec after Linux's checks; returns (host fd, absolute guest path)."""
+    vfs, fs = task.kernel.vfs, task.process.fs
+    loc = vfs.lookup(fs, base, path, follow=follow)
+    _check_exec(task, loc)
+    opened = vfs.open(fs, base, path, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW), 0)
+    return opened.host_fd, vfs.path_of(loc, fs.root)
+
+
+def _check_exec(task: Task, loc) -> None:
+    s = task.kernel.vfs.stat_location(loc)
+    if st.S_ISLNK(s.mode):
+        raise err(E.ELOOP)
+    if not st.S_ISREG(s.mode):
+        raise err(E.EACCES)
+    if not s.mode & 0o111:
+        raise err(E.EACCES)
+    fs = task.process.fs
+    if fs.uid != 0:
+        if s.uid == fs.uid:
+            ok = s.mode & 0o100
+        elif s.gid == fs.gid or s.gid in fs.groups:
+            ok = s.mode & 0o010
+        else:
+            ok = s.mode & 0o001
+        if not ok:
+            raise err(E.EACCES)
+
+
+def _check_elf(fd: int, head: bytes) -> None:
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            elf = ELFFile(f)
+            if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
+                raise err(E.ENOEXEC)
+            if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
+                raise err(E.ENOEXEC)
+            for seg in elf.iter_segments():
+                if seg["p_type"] == "PT_INTERP":
+                    # The kernel would look PT_INTERP up in the guest's (empty) host root.
+                    raise err(E.ENOEXEC)
+    except ELFError:
+        raise err(E.ENOEXEC) from None
+
+
+def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr: int, flags: int) -> Result:
+    if flags & ~(F.AT_EMPTY_PATH | F.AT_SYMLINK_NOFOLLOW):
+        raise err(E.EINVAL)
+    path = task.mem.read_cstr(path_addr)
+    if not path:
+        if not flags & F.AT_EMPTY_PATH:
+            raise err(E.ENOENT)
+        loc = fd_location(task, dirfd)
+        if loc is None:
+            raise err(E.EACCES)
+        _check_exec(task, loc)
+        fd = task.host_fd(dirfd)  # fexecve: the kernel loads the guest's own open file
+        guest_path = task.kernel.vfs.path_of(loc, task.process.fs.root)
+    else:
+        fd, guest_path = _open_checked(task, base_for(task, dirfd, path), path,
+                                       follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    new_argv: list[bytes] | None = None
+    script_name = path or guest_path
+    try:
+        for depth in range(MAX_INTERP_DEPTH + 1):
+            head = os.pread(fd, BINPRM_BUF_SIZE, 0)
+            if head.startswith(b"\x7fELF"):
+                _check_elf(fd, head)
+                return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr)
+            if not head.startswith(b"#!") or depth == MAX_INTERP_DEPTH:
+                raise err(E.ELOOP if head.startswith(b"#!") else E.ENOEXEC)
+            interp, arg = _parse_shebang(head)
+            if new_argv is None:
+                new_argv = _read_strings(task, argv_addr)
+            new_argv = [interp] + ([arg] if arg else []) + [script_name] + new_argv[1:]
+            script_name = interp
+            os.close(fd)
+            fd = -1
+            fd, guest_path = _open_checked(task, base_for(task, AT_FDCWD, interp), interp, follow=True)
+        raise err(E.ELOOP)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+
+
+def _parse_shebang(head: bytes) -> tuple[bytes, bytes]:
+    line = head[2:].split(b"\n", 1)[0]
+    line = line.replace(b"\t", b" ").strip(b" ")
+    if not line:
+        raise err(E.ENOEXEC)
+    interp, _, arg = line.partition(b" ")
+    return interp, arg.strip(b" ")
+
+
+def sys_execve(task: Task, a: Args) -> Result:
+    return plan_exec(task, AT_FDCWD, a[0], a[1], a[2], 0)
+
+
+def sys_execveat(task: Task, a: Args) -> Result:
+    return plan_exec(task, s32(a[0]), a[1], a[2], a[3], s32(a[4]))

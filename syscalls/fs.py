@@ -1,0 +1,589 @@
+"""Filesystem syscalls, carried out on the sandbox's VFS."""
+from __future__ import annotations
+
+import os
+import stat as st
+import struct
+import time
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import flags as F
+
+from .base import InstallFd, Result, Task
+from .fsutil import (
+    AT_FDCWD, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
+    stat_from_host,
+)
+
+Args = tuple[int, int, int, int, int, int]
+
+_OPEN_VALID = (
+    F.O_ACCMODE | F.O_CREAT | F.O_EXCL | F.O_NOCTTY | F.O_TRUNC | F.O_APPEND | F.O_NONBLOCK
+    | F.O_DSYNC | F.O_SYNC | F.FASYNC | F.O_DIRECT | F.O_LARGEFILE | F.O_DIRECTORY | F.O_NOFOLLOW
+    | F.O_NOATIME | F.O_CLOEXEC | F.O_PATH | F.O_TMPFILE
+)
+
+
+# ---- open ---------------------------------------------------------------------------------
+
+
+def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int) -> Result:
+    path = path_arg(task, path_addr)
+    if not path:
+        raise err(E.ENOENT)
+    # the kernel ignores unknown open(2) flags (openat2 checks them)
+    flags &= _OPEN_VALID | 0xFFFFFFFF
+    if flags & F.O_TMPFILE == F.O_TMPFILE and flags & F.O_ACCMODE == F.O_RDONLY:
+        raise err(E.EINVAL)
+    base = base_for(task, dirfd, path)
+    opened = task.kernel.vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777)
+    return InstallFd(opened.host_fd, bool(flags & F.O_CLOEXEC))
+
+
+def sys_open(task: Task, a: Args) -> Result:
+    return _do_open(task, AT_FDCWD, a[0], s32(a[1]), a[2])
+
+
+def sys_openat(task: Task, a: Args) -> Result:
+    return _do_open(task, a[0], a[1], s32(a[2]), a[3])
+
+
+def sys_creat(task: Task, a: Args) -> Result:
+    return _do_open(task, AT_FDCWD, a[0], F.O_CREAT | F.O_WRONLY | F.O_TRUNC, a[1])
+
+
+_OPEN_HOW = struct.Struct("=QQQ")
+_RESOLVE_ALL = 0x1F
+
+
+def sys_openat2(task: Task, a: Args) -> Result:
+    size = a[3]
+    if size < _OPEN_HOW.size or size > 4096:
+        raise err(E.EINVAL)
+    raw = task.mem.read(a[2], size)
+    if any(raw[_OPEN_HOW.size:]):
+        raise err(E.E2BIG)
+    flags, mode, resolve = _OPEN_HOW.unpack_from(raw)
+    if flags & ~_OPEN_VALID or resolve & ~_RESOLVE_ALL:
+        raise err(E.EINVAL)
+    if mode and not flags & (F.O_CREAT | F.O_TMPFILE):
+        raise err(E.EINVAL)
+    if mode & ~0o7777:
+        raise err(E.EINVAL)
+    if resolve:
+        raise err(E.ENOSYS)  # RESOLVE_* restrictions are not translated yet
+    return _do_open(task, a[0], a[1], flags, mode)
+
+
+# ---- stat family ----------------------------------------------------------------------------
+
+
+def _stat_fd(task: Task, fd: int):
+    hfd = task.host_fd(s32(fd))
+    try:
+        loc = task.kernel.vfs.location_of_host_fd(hfd)
+        if loc is None:
+            return stat_from_host(os.fstat(hfd))
+        return task.kernel.vfs.stat_location(loc)
+    finally:
+        os.close(hfd)
+
+
+def _stat_path(task: Task, dirfd: int, path_addr: int, flags: int):
+    path = path_arg(task, path_addr)
+    if not path:
+        if flags & F.AT_EMPTY_PATH:
+            if s32(dirfd) == AT_FDCWD:
+                return task.kernel.vfs.stat_location(task.process.fs.cwd)
+            return _stat_fd(task, dirfd)
+        raise err(E.ENOENT)
+    base = base_for(task, dirfd, path)
+    return task.kernel.vfs.stat(task.process.fs, base, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+
+
+def sys_stat(task: Task, a: Args) -> Result:
+    task.mem.write(a[1], pack_stat(_stat_path(task, AT_FDCWD, a[0], 0)))
+    return 0
+
+
+def sys_lstat(task: Task, a: Args) -> Result:
+    task.mem.write(a[1], pack_stat(_stat_path(task, AT_FDCWD, a[0], F.AT_SYMLINK_NOFOLLOW)))
+    return 0
+
+
+def sys_fstat(task: Task, a: Args) -> Result:
+    task.mem.write(a[1], pack_stat(_stat_fd(task, a[0])))
+    return 0
+
+
+def sys_newfstatat(task: Task, a: Args) -> Result:
+    flags = s32(a[3])
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT):
+        raise err(E.EINVAL)
+    task.mem.write(a[2], pack_stat(_stat_path(task, a[0], a[1], flags)))
+    return 0
+
+
+_STATX_FLAGS = F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT | 0x6000  # AT_STATX_SYNC_TYPE
+
+
+def sys_statx(task: Task, a: Args) -> Result:
+    flags, mask = s32(a[2]), a[3] & 0xFFFFFFFF
+    if flags & ~_STATX_FLAGS or flags & 0x6000 == 0x6000 or mask & 0x80000000:
+        raise err(E.EINVAL)
+    if a[1] == 0:  # NULL path with AT_EMPTY_PATH means the fd (Linux 6.11+)
+        if not flags & F.AT_EMPTY_PATH:
+            raise err(E.EFAULT)
+        s = _stat_fd(task, a[0]) if s32(a[0]) != AT_FDCWD else task.kernel.vfs.stat_location(task.process.fs.cwd)
+    else:
+        s = _stat_path(task, a[0], a[1], flags)
+    task.mem.write(a[4], pack_statx(s, mask))
+    return 0
+
+
+# ---- access ---------------------------------------------------------------------------------
+
+
+def _access(task: Task, dirfd: int, path_addr: int, mode: int, flags: int) -> Result:
+    if mode & ~7:
+        raise err(E.EINVAL)
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EACCESS | F.AT_EMPTY_PATH):
+        raise err(E.EINVAL)
+    path = path_arg(task, path_addr)
+    if not path:
+        raise err(E.ENOENT)
+    base = base_for(task, dirfd, path)
+    task.kernel.vfs.access(task.process.fs, base, path, mode, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    return 0
+
+
+def sys_access(task: Task, a: Args) -> Result:
+    return _access(task, AT_FDCWD, a[0], s32(a[1]), 0)
+
+
+def sys_faccessat(task: Task, a: Args) -> Result:
+    return _access(task, a[0], a[1], s32(a[2]), 0)
+
+
+def sys_faccessat2(task: Task, a: Args) -> Result:
+    return _access(task, a[0], a[1], s32(a[2]), s32(a[3]))
+
+
+# ---- namespace changes ----------------------------------------------------------------------
+
+
+def _at(task: Task, dirfd: int, addr: int):
+    path = path_arg(task, addr)
+    if not path:
+        raise err(E.ENOENT)
+    return base_for(task, dirfd, path), path
+
+
+def sys_mkdir(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.mkdir(task.process.fs, base, path, a[1] & 0o7777)
+    return 0
+
+
+def sys_mkdirat(task: Task, a: Args) -> Result:
+    base, path = _at(task, a[0], a[1])
+    task.kernel.vfs.mkdir(task.process.fs, base, path, a[2] & 0o7777)
+    return 0
+
+
+def _mknod(task: Task, dirfd: int, addr: int, mode: int, dev: int) -> Result:
+    base, path = _at(task, dirfd, addr)
+    mode &= 0xFFFF
+    if st.S_IFMT(mode) == 0:
+        mode |= st.S_IFREG
+    task.kernel.vfs.mknod(task.process.fs, base, path, mode, dev & 0xFFFFFFFF)
+    return 0
+
+
+def sys_mknod(task: Task, a: Args) -> Result:
+    return _mknod(task, AT_FDCWD, a[0], a[1], a[2])
+
+
+def sys_mknodat(task: Task, a: Args) -> Result:
+    return _mknod(task, a[0], a[1], a[2], a[3])
+
+
+def sys_unlink(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.unlink(task.process.fs, base, path)
+    return 0
+
+
+def sys_rmdir(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.rmdir(task.process.fs, base, path)
+    return 0
+
+
+def sys_unlinkat(task: Task, a: Args) -> Result:
+    flags = s32(a[2])
+    if flags & ~F.AT_REMOVEDIR:
+        raise err(E.EINVAL)
+    base, path = _at(task, a[0], a[1])
+    if flags & F.AT_REMOVEDIR:
+        task.kernel.vfs.rmdir(task.process.fs, base, path)
+    else:
+        task.kernel.vfs.unlink(task.process.fs, base, path)
+    return 0
+
+
+def _rename(task: Task, d1: int, p1: int, d2: int, p2: int, flags: int) -> Result:
+    if flags & ~(F.RENAME_NOREPLACE | F.RENAME_EXCHANGE | F.RENAME_WHITEOUT):
+        raise err(E.EINVAL)
+    if flags & F.RENAME_EXCHANGE and flags & (F.RENAME_NOREPLACE | F.RENAME_WHITEOUT):
+        raise err(E.EINVAL)
+    if flags & F.RENAME_WHITEOUT:
+        raise err(E.EPERM)
+    b1, path1 = _at(task, d1, p1)
+    b2, path2 = _at(task, d2, p2)
+    task.kernel.vfs.rename(task.process.fs, b1, path1, b2, path2, flags)
+    return 0
+
+
+def sys_rename(task: Task, a: Args) -> Result:
+    return _rename(task, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+
+
+def sys_renameat(task: Task, a: Args) -> Result:
+    return _rename(task, a[0], a[1], a[2], a[3], 0)
+
+
+def sys_renameat2(task: Task, a: Args) -> Result:
+    return _rename(task, a[0], a[1], a[2], a[3], s32(a[4]))
+
+
+def _link(task: Task, d1: int, p1: int, d2: int, p2: int, flags: int) -> Result:
+    if flags & ~(F.AT_SYMLINK_FOLLOW | F.AT_EMPTY_PATH):
+        raise err(E.EINVAL)
+    b1, path1 = _at(task, d1, p1)
+    b2, path2 = _at(task, d2, p2)
+    task.kernel.vfs.link(task.process.fs, b1, path1, b2, path2, follow=bool(flags & F.AT_SYMLINK_FOLLOW))
+    return 0
+
+
+def sys_link(task: Task, a: Args) -> Result:
+    return _link(task, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+
+
+def sys_linkat(task: Task, a: Args) -> Result:
+    return _link(task, a[0], a[1], a[2], a[3], s32(a[4]))
+
+
+def _symlink(task: Task, target_addr: int, dirfd: int, addr: int) -> Result:
+    target = path_arg(task, target_addr)
+    if not target:
+        raise err(E.ENOENT)
+    base, path = _at(task, dirfd, addr)
+    task.kernel.vfs.symlink(task.process.fs, target, base, path)
+    return 0
+
+
+def sys_symlink(task: Task, a: Args) -> Result:
+    return _symlink(task, a[0], AT_FDCWD, a[1])
+
+
+def sys_symlinkat(task: Task, a: Args) -> Result:
+    return _symlink(task, a[0], a[1], a[2])
+
+
+def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
+    size = s32(size)
+    if size <= 0:
+        raise err(E.EINVAL)
+    base, path = _at(task, dirfd, addr)
+    target = task.kernel.vfs.readlink(task.process.fs, base, path)[:size]
+    task.mem.write(buf, target)
+    return len(target)
+
+
+def sys_readlink(task: Task, a: Args) -> Result:
+    return _readlink(task, AT_FDCWD, a[0], a[1], a[2])
+
+
+def sys_readlinkat(task: Task, a: Args) -> Result:
+    return _readlink(task, a[0], a[1], a[2], a[3])
+
+
+# ---- metadata -------------------------------------------------------------------------------
+
+
+def _fd_loc_or_ebadf(task: Task, fd: int):
+    loc = fd_location(task, fd)
+    if loc is None:
+        raise err(E.EPERM)  # a host-only object (pipe, socket): its metadata is not ours to change
+    return loc
+
+
+def sys_chmod(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.chmod(task.process.fs, base, path, a[1] & 0o7777)
+    return 0
+
+
+def sys_fchmod(task: Task, a: Args) -> Result:
+    task.kernel.vfs.chmod_location(task.process.fs, _fd_loc_or_ebadf(task, a[0]), a[1] & 0o7777)
+    return 0
+
+
+def sys_fchmodat(task: Task, a: Args) -> Result:
+    base, path = _at(task, a[0], a[1])
+    task.kernel.vfs.chmod(task.process.fs, base, path, a[2] & 0o7777)
+    return 0
+
+
+def _id(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return -1 if v == 0xFFFFFFFF else v
+
+
+def sys_chown(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.chown(task.process.fs, base, path, _id(a[1]), _id(a[2]))
+    return 0
+
+
+def sys_lchown(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.chown(task.process.fs, base, path, _id(a[1]), _id(a[2]), follow=False)
+    return 0
+
+
+def sys_fchown(task: Task, a: Args) -> Result:
+    task.kernel.vfs.chown_location(task.process.fs, _fd_loc_or_ebadf(task, a[0]), _id(a[1]), _id(a[2]))
+    return 0
+
+
+def sys_fchownat(task: Task, a: Args) -> Result:
+    flags = s32(a[4])
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH):
+        raise err(E.EINVAL)
+    path = path_arg(task, a[1])
+    if not path and flags & F.AT_EMPTY_PATH:
+        loc = task.process.fs.cwd if s32(a[0]) == AT_FDCWD else _fd_loc_or_ebadf(task, a[0])
+        task.kernel.vfs.chown_location(task.process.fs, loc, _id(a[2]), _id(a[3]))
+        return 0
+    if not path:
+        raise err(E.ENOENT)
+    base = base_for(task, a[0], path)
+    task.kernel.vfs.chown(task.process.fs, base, path, _id(a[2]), _id(a[3]),
+                          follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    return 0
+
+
+def sys_umask(task: Task, a: Args) -> Result:
+    old = task.process.fs.umask
+    task.process.fs.umask = a[0] & 0o777
+    return old
+
+
+def sys_truncate(task: Task, a: Args) -> Result:
+    length = a[1] if a[1] < 1 << 63 else a[1] - (1 << 64)
+    if length < 0:
+        raise err(E.EINVAL)
+    base, path = _at(task, AT_FDCWD, a[0])
+    task.kernel.vfs.truncate(task.process.fs, base, path, length)
+    return 0
+
+
+_TIMESPEC2 = struct.Struct("=qqqq")
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def _ts_to_ns(sec: int, nsec: int, now: int) -> int | None:
+    if nsec == UTIME_OMIT:
+        return None
+    if nsec == UTIME_NOW:
+        return now
+    if not 0 <= nsec < 1_000_000_000:
+        raise err(E.EINVAL)
+    return sec * 1_000_000_000 + nsec
+
+
+def _utimens(task: Task, dirfd: int, path_addr: int, times: tuple[int | None, int | None], flags: int) -> Result:
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH):
+        raise err(E.EINVAL)
+    vfs = task.kernel.vfs
+    if path_addr == 0:  # futimens: the fd itself
+        loc = task.process.fs.cwd if s32(dirfd) == AT_FDCWD else _fd_loc_or_ebadf(task, dirfd)
+        if s32(dirfd) == AT_FDCWD:
+            raise err(E.EFAULT)
+        vfs.utimens_location(task.process.fs, loc, times[0], times[1])
+        return 0
+    path = path_arg(task, path_addr)
+    if not path:
+        if flags & F.AT_EMPTY_PATH:
+            loc = task.process.fs.cwd if s32(dirfd) == AT_FDCWD else _fd_loc_or_ebadf(task, dirfd)
+            vfs.utimens_location(task.process.fs, loc, times[0], times[1])
+            return 0
+        raise err(E.ENOENT)
+    base = base_for(task, dirfd, path)
+    vfs.utimens(task.process.fs, base, path, times[0], times[1], follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    return 0
+
+
+def sys_utimensat(task: Task, a: Args) -> Result:
+    now = time.time_ns()
+    if a[2]:
+        s1, n1, s2, n2 = _TIMESPEC2.unpack(task.mem.read(a[2], _TIMESPEC2.size))
+        times = (_ts_to_ns(s1, n1, now), _ts_to_ns(s2, n2, now))
+    else:
+        times = (now, now)
+    return _utimens(task, a[0], a[1], times, s32(a[3]))
+
+
+_TIMEVAL2 = struct.Struct("=qqqq")
+
+
+def _timeval_times(task: Task, addr: int) -> tuple[int | None, int | None]:
+    if not addr:
+        now = time.time_ns()
+        return now, now
+    s1, u1, s2, u2 = _TIMEVAL2.unpack(task.mem.read(addr, _TIMEVAL2.size))
+    if not (0 <= u1 < 1_000_000 and 0 <= u2 < 1_000_000):
+        raise err(E.EINVAL)
+    return s1 * 1_000_000_000 + u1 * 1000, s2 * 1_000_000_000 + u2 * 1000
+
+
+def sys_utimes(task: Task, a: Args) -> Result:
+    return _utimens(task, AT_FDCWD, a[0], _timeval_times(task, a[1]), 0)
+
+
+def sys_futimesat(task: Task, a: Args) -> Result:
+    return _utimens(task, a[0], a[1], _timeval_times(task, a[2]), 0)
+
+
+def sys_utime(task: Task, a: Args) -> Result:
+    if a[1]:
+        at, mt = struct.unpack("=qq", task.mem.read(a[1], 16))
+        times: tuple[int | None, int | None] = (at * 1_000_000_000, mt * 1_000_000_000)
+    else:
+        now = time.time_ns()
+        times = (now, now)
+    return _utimens(task, AT_FDCWD, a[0], times, 0)
+
+
+# ---- directories ----------------------------------------------------------------------------
+
+
+def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
+    count = a[2] & 0xFFFFFFFF
+    hfd = task.host_fd(s32(a[0]))
+    try:
+        loc = task.kernel.vfs.location_of_host_fd(hfd)
+        if loc is None or not st.S_ISDIR(loc.inode.mode):
+            raise err(E.ENOTDIR)
+        # The guest's own open file description keeps the position (f_pos): shared with our
+        # dup, so telldir/seekdir/rewinddir (native lseek) just work.
+        cookie = os.lseek(hfd, 0, os.SEEK_CUR)
+        out = bytearray()
+        for ent in task.kernel.vfs.getdents(loc, cookie):
+            rec = _dirent(ent, legacy)
+            if len(out) + len(rec) > count:
+                if not out:
+                    raise err(E.EINVAL)
+                break
+            out += rec
+            cookie = ent.next_cookie
+        if out:
+            task.mem.write(a[1], bytes(out))
+        os.lseek(hfd, cookie, os.SEEK_SET)
+        return len(out)
+    finally:
+        os.close(hfd)
+
+
+def _dirent(ent, legacy: bool) -> bytes:
+    name = ent.name
+    if legacy:  # struct linux_dirent: ino, off, reclen, name, pad, type (last byte)
+        reclen = (8 + 8 + 2 + len(name) + 2 + 7) & ~7
+        rec = struct.pack("=QqH", ent.ino, ent.next_cookie, reclen) + name + b"\0"
+        rec = rec.ljust(reclen - 1, b"\0") + bytes([ent.dtype])
+        return rec
+    reclen = (8 + 8 + 2 + 1 + len(name) + 1 + 7) & ~7
+    rec = struct.pack("=QqHB", ent.ino, ent.next_cookie, reclen, ent.dtype) + name + b"\0"
+    return rec.ljust(reclen, b"\0")
+
+
+def sys_getdents64(task: Task, a: Args) -> Result:
+    return _getdents(task, a, legacy=False)
+
+
+def sys_getdents(task: Task, a: Args) -> Result:
+    return _getdents(task, a, legacy=True)
+
+
+def sys_getcwd(task: Task, a: Args) -> Result:
+    path = task.kernel.vfs.getcwd(task.process.fs) + b"\0"
+    if a[1] < len(path):
+        raise err(E.ERANGE)
+    task.mem.write(a[0], path)
+    return len(path)
+
+
+def sys_chdir(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    fs = task.process.fs
+    loc = task.kernel.vfs.lookup(fs, base, path, directory=True)
+    task.kernel.vfs.access(fs, loc, b".", 1)
+    fs.cwd = loc
+    return 0
+
+
+def sys_fchdir(task: Task, a: Args) -> Result:
+    loc = fd_location(task, a[0])
+    if loc is None or not st.S_ISDIR(loc.inode.mode):
+        raise err(E.ENOTDIR)
+    task.kernel.vfs.access(task.process.fs, loc, b".", 1)
+    task.process.fs.cwd = loc
+    return 0
+
+
+def sys_chroot(task: Task, a: Args) -> Result:
+    fs = task.process.fs
+    if fs.uid != 0:
+        raise err(E.EPERM)
+    base, path = _at(task, AT_FDCWD, a[0])
+    loc = task.kernel.vfs.lookup(fs, base, path, directory=True)
+    fs.root = loc
+    return 0
+
+
+# ---- statfs -----------------------------------------------------------------------------------
+
+_STATFS = struct.Struct("=qqQQQQQiiqqq4q")  # struct statfs (x86_64, 120 bytes)
+
+
+def _pack_statfs(d: dict) -> bytes:
+    return _STATFS.pack(
+        d.get("f_type", 0x01021994), d.get("f_bsize", 4096), d.get("f_blocks", 0), d.get("f_bfree", 0),
+        d.get("f_bavail", 0), d.get("f_files", 0), d.get("f_ffree", 0), 0, 0,
+        d.get("f_namelen", 255), d.get("f_frsize", d.get("f_bsize", 4096)), d.get("f_flags", 0), 0, 0, 0, 0,
+    )
+
+
+def sys_statfs(task: Task, a: Args) -> Result:
+    base, path = _at(task, AT_FDCWD, a[0])
+    loc = task.kernel.vfs.lookup(task.process.fs, base, path)
+    task.mem.write(a[1], _pack_statfs(task.kernel.vfs.statfs(loc)))
+    return 0
+
+
+def sys_fstatfs(task: Task, a: Args) -> Result:
+    loc = fd_location(task, a[0])
+    if loc is None:
+        hfd = task.host_fd(s32(a[0]))
+        try:
+            r = os.fstatvfs(hfd)
+        finally:
+            os.close(hfd)
+        d = {"f_type": 0x50495045, "f_bsize": r.f_bsize, "f_namelen": r.f_namemax}  # PIPEFS_MAGIC
+    else:
+        d = task.kernel.vfs.statfs(loc)
+    task.mem.write(a[1], _pack_statfs(d))
+    return 0

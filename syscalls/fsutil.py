@@ -1,0 +1,110 @@
+"""Shared pieces of the filesystem handlers: path arguments, dirfds, struct packing."""
+from __future__ import annotations
+
+import os
+import stat as st
+import struct
+from typing import TYPE_CHECKING
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import flags as F
+
+from vfs import Location, StatResult
+
+if TYPE_CHECKING:
+    from .base import Task
+
+AT_FDCWD = F.AT_FDCWD
+
+
+def err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def s32(v: int) -> int:
+    """An int argument register as the kernel reads it (lower 32 bits, signed)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def path_arg(task: "Task", addr: int) -> bytes:
+    path = task.mem.read_cstr(addr)
+    return path
+
+
+def dir_location(task: "Task", dirfd: int) -> Location:
+    """The Location a guest dirfd names (AT_FDCWD is the cwd); ENOTDIR/EBADF as Linux."""
+    dirfd = s32(dirfd)
+    if dirfd == AT_FDCWD:
+        return task.process.fs.cwd
+    loc = fd_location(task, dirfd)
+    if loc is None or not st.S_ISDIR(loc.inode.mode):
+        raise err(E.ENOTDIR)
+    return loc
+
+
+def fd_location(task: "Task", fd: int) -> Location | None:
+    """The VFS Location behind guest fd ``fd``; None for host-only objects (pipes, sockets)."""
+    hfd = task.host_fd(s32(fd))
+    try:
+        return task.kernel.vfs.location_of_host_fd(hfd)
+    finally:
+        os.close(hfd)
+
+
+def base_for(task: "Task", dirfd: int, path: bytes) -> Location:
+    """Where ``path`` starts: dirfd's directory for relative paths (absolute ones ignore it)."""
+    if path.startswith(b"/"):
+        return task.process.fs.cwd
+    return dir_location(task, dirfd)
+
+
+# struct stat, x86_64 kernel layout (144 bytes)
+_STAT = struct.Struct("=QQQIIIIQqqqqqqqqq24x")
+
+
+def pack_stat(s: StatResult) -> bytes:
+    return _STAT.pack(
+        s.dev, s.ino, s.nlink, s.mode, s.uid, s.gid, 0, s.rdev, s.size, s.blksize, s.blocks,
+        s.atime_ns // 1_000_000_000, s.atime_ns % 1_000_000_000,
+        s.mtime_ns // 1_000_000_000, s.mtime_ns % 1_000_000_000,
+        s.ctime_ns // 1_000_000_000, s.ctime_ns % 1_000_000_000,
+    )
+
+
+def stat_from_host(r: os.stat_result) -> StatResult:
+    """A StatResult for a host-only object (pipe, socket, guest-made memfd): the kernel's view."""
+    return StatResult(
+        dev=r.st_dev, ino=r.st_ino, mode=r.st_mode, nlink=r.st_nlink, uid=r.st_uid, gid=r.st_gid,
+        rdev=r.st_rdev, size=r.st_size, blksize=r.st_blksize, blocks=r.st_blocks,
+        atime_ns=r.st_atime_ns, mtime_ns=r.st_mtime_ns, ctime_ns=r.st_ctime_ns,
+        btime_ns=0, mnt_id=0,
+    )
+
+
+def _major(dev: int) -> int:
+    return os.major(dev)
+
+
+def _minor(dev: int) -> int:
+    return os.minor(dev)
+
+
+# struct statx (256 bytes)
+_STATX_HEAD = struct.Struct("=IIQIIIHHQQQQ")
+_STATX_TS = struct.Struct("=qIi")
+_STATX_TAIL = struct.Struct("=IIIIQII")
+STATX_BASIC = 0x7FF
+STATX_BTIME = 0x800
+STATX_MNT_ID = 0x1000
+
+
+def pack_statx(s: StatResult, mask: int) -> bytes:
+    got = STATX_BASIC | STATX_MNT_ID | (STATX_BTIME if s.btime_ns else 0)
+    out = _STATX_HEAD.pack(
+        got, s.blksize, 0, s.nlink, s.uid, s.gid, s.mode, 0, s.ino, s.size, s.blocks, 0
+    )
+    for t in (s.atime_ns, s.btime_ns, s.ctime_ns, s.mtime_ns):
+        out += _STATX_TS.pack(t // 1_000_000_000, t % 1_000_000_000, 0)
+    out += _STATX_TAIL.pack(_major(s.rdev), _minor(s.rdev), _major(s.dev), _minor(s.dev), s.mnt_id, 0, 0)
+    return out.ljust(256, b"\0")

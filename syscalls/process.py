@@ -1,0 +1,71 @@
+"""Process-level syscalls the translator answers or vets: uname, hostnames, credentials,
+and the fallbacks for argument-dependent rules (fcntl, ioctl, prctl) that the filter hands over.
+"""
+from __future__ import annotations
+
+import os
+
+from linuxabi.abi import errno as E
+from linuxabi.abi import flags as F
+
+from .base import CONTINUE, Result, Task
+from .fsutil import err, s32
+
+Args = tuple[int, int, int, int, int, int]
+_UTS_LEN = 65
+
+
+def sys_uname(task: Task, a: Args) -> Result:
+    u = task.kernel.uts
+    fields = (u.sysname, u.nodename, u.release, u.version, u.machine, u.domainname)
+    task.mem.write(a[0], b"".join(f[: _UTS_LEN - 1].ljust(_UTS_LEN, b"\0") for f in fields))
+    return 0
+
+
+def _set_uts_name(task: Task, addr: int, length: int) -> bytes:
+    length = s32(length)
+    if length < 0 or length > 64:
+        raise err(E.EINVAL)
+    if task.process.fs.uid != 0:
+        raise err(E.EPERM)
+    return task.mem.read(addr, length).split(b"\0", 1)[0]
+
+
+def sys_sethostname(task: Task, a: Args) -> Result:
+    task.kernel.uts.nodename = _set_uts_name(task, a[0], a[1])
+    return 0
+
+
+def sys_setdomainname(task: Task, a: Args) -> Result:
+    task.kernel.uts.domainname = _set_uts_name(task, a[0], a[1])
+    return 0
+
+
+def sys_set_creds(task: Task, a: Args) -> Result:
+    """set*id: the host kernel applies Linux's rules; we re-read the result before the next check."""
+    task.process.creds_stale = True
+    return CONTINUE
+
+
+def sys_fcntl_other(task: Task, a: Args) -> Result:
+    """fcntl commands the filter does not pass through."""
+    cmd = s32(a[1])
+    if cmd in (F.F_ADD_SEALS, F.F_GET_SEALS):
+        # Seals belong to memfds the guest made itself; the VFS's backing memfds are not its own.
+        hfd = task.host_fd(s32(a[0]))
+        try:
+            if task.kernel.vfs.location_of_host_fd(hfd) is None:
+                return CONTINUE
+        finally:
+            os.close(hfd)
+    raise err(E.EINVAL)
+
+
+def sys_ioctl_other(task: Task, a: Args) -> Result:
+    """ioctls outside the pass-through list: no translated device answers them yet."""
+    os.close(task.host_fd(s32(a[0])))  # EBADF for a bad fd, as Linux checks that first
+    raise err(E.ENOTTY)
+
+
+def sys_prctl_other(task: Task, a: Args) -> Result:
+    raise err(E.EINVAL)

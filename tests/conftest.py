@@ -1,0 +1,68 @@
+"""Shared fixtures: the default image, scratch copies of it, and runners for a guest command
+under linuxabi and natively in a chroot of the same image (Linux is the oracle)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+             "HOSTNAME": "linuxabi"}
+
+
+@pytest.fixture(scope="session")
+def default_image() -> Path:
+    from linuxabi.image import default_image
+
+    return default_image()
+
+
+@pytest.fixture
+def image_copy(default_image: Path, tmp_path: Path) -> Path:
+    """A private copy of the default image (tests that change or extend the image use it)."""
+    dst = tmp_path / "image"
+    shutil.copytree(default_image, dst, symlinks=True)
+    return dst
+
+
+def run_translated(argv: list[str], root: Path | None = None, *, input: bytes | None = None,
+                   timeout: float = 60, extra: list[str] | None = None,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    cmd = [sys.executable, "-m", "linuxabi", "run"]
+    if root is not None:
+        cmd += ["--root", str(root)]
+    cmd += extra or []
+    cmd += ["--", *argv]
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO, env=full_env)
+
+
+def run_native(argv: list[str], root: Path, *, input: bytes | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """The same command run natively in a chroot of a scratch copy of the same image."""
+    return subprocess.run(["chroot", str(root), *argv], input=input, capture_output=True,
+                          timeout=timeout, env=GUEST_ENV)
+
+
+def tree_hash(root: Path) -> str:
+    """Content, modes, times, link targets of every entry: any write to the image changes it."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            s = os.lstat(p)
+            h.update(f"{os.path.relpath(p, root)} {s.st_mode} {s.st_size} {s.st_mtime_ns} {s.st_nlink}\n".encode())
+            if os.path.islink(p):
+                h.update(os.readlink(p).encode())
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()

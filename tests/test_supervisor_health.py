@@ -1,0 +1,77 @@
+"""The supervisor survives what guests do: many children at once, a guest killed in the
+middle of a trapped call; it leaks neither fds nor processes (counted in this process)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from linuxabi.api import Sandbox, SandboxConfig
+from syscalls.dispatch import Dispatcher
+from syscalls.table import BY_NAME
+
+
+def _open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def _children_of_us() -> list[int]:
+    """Processes whose parent or tracer is this process (none may remain after a run)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0")) == me or int(fields.get("TracerPid", "0")) == me:
+            found.append(int(entry))
+    return found
+
+
+def _run(image: Path, argv: list[str], dispatcher: Dispatcher | None = None) -> tuple[int, Sandbox]:
+    box = Sandbox(SandboxConfig(root=image), dispatcher=dispatcher)
+    return box.run(argv), box
+
+
+def test_200_children_at_once(image_copy: Path) -> None:
+    _run(image_copy, ["true"])  # warm caches so the fd count compares like with like
+    fds_before = _open_fds()
+    script = "for i in $(seq 200); do sh -c 'cat /etc/passwd >/dev/null' & done; wait; echo done"
+    code, box = _run(image_copy, ["sh", "-c", script])
+    assert code == 0
+    assert box.supervisor is not None and box.supervisor.errors == 0
+    assert _open_fds() == fds_before
+    assert _children_of_us() == []
+
+
+class _KillInsideHandler(Dispatcher):
+    """Fault injection: SIGKILL the calling guest while its openat of /tmp/killme is trapped."""
+
+    def dispatch(self, task, nr, args):  # type: ignore[override]
+        if nr == BY_NAME["openat"].nr:
+            try:
+                path = task.mem.read_cstr(args[1])
+            except OSError:
+                path = b""
+            if path == b"/tmp/killme":
+                os.kill(task.host_tid, signal.SIGKILL)
+                # wait until the kernel has really killed it: the reply must find it gone
+                for _ in range(1000):
+                    with open(f"/proc/{task.host_tid}/stat") as f:
+                        if f.read().split(") ")[1][0] in "ZX":
+                            break
+        return super().dispatch(task, nr, args)
+
+
+def test_guest_killed_mid_call(image_copy: Path) -> None:
+    fds_before = _open_fds()
+    script = "touch /tmp/killme; cat /tmp/killme; echo status $?; cat /etc/hostname"
+    code, box = _run(image_copy, ["sh", "-c", script], dispatcher=_KillInsideHandler())
+    assert code == 0
+    assert box.supervisor is not None and box.supervisor.errors == 0
+    assert _open_fds() == fds_before
+    assert _children_of_us() == []

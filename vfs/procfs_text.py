@@ -1,0 +1,115 @@
+"""What procfs files say, generated from the translator's process table and the host kernel.
+
+The host's /proc/<host pid>/... is read for what the host kernel owns (state, times, memory,
+the command line in the guest's memory); every pid in it is rewritten to the sandbox's pid
+namespace, every path to the guest's view, and nothing of the supervisor shows (TracerPid: 0).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Protocol
+
+
+class ProcInfo(Protocol):
+    pid: int
+    host_pid: int
+    ppid: int
+    exe: bytes
+
+
+def _read_host(host_pid: int, name: str) -> bytes:
+    with open(f"/proc/{host_pid}/{name}", "rb") as f:
+        return f.read()
+
+
+def _ns_field(status: bytes, key: bytes) -> int | None:
+    for line in status.splitlines():
+        if line.startswith(key + b":"):
+            parts = line.split()
+            return int(parts[-1]) if len(parts) > 1 else None
+    return None
+
+
+def stat_text(p: ProcInfo) -> bytes:
+    raw = _read_host(p.host_pid, "stat")
+    status = _read_host(p.host_pid, "status")
+    head, _, rest = raw.rpartition(b") ")
+    comm = head.split(b" (", 1)[1]
+    fields = rest.split()
+    # fields[0] is state; then ppid, pgrp, session, tty_nr, tpgid
+    fields[1] = str(p.ppid).encode()
+    fields[2] = str(_ns_field(status, b"NSpgid") or 0).encode()
+    fields[3] = str(_ns_field(status, b"NSsid") or 0).encode()
+    fields[5] = b"-1" if fields[5] == b"-1" else b"0"
+    return str(p.pid).encode() + b" (" + comm + b") " + b" ".join(fields) + b"\n"
+
+
+_STATUS_REWRITE = {b"Tgid", b"Pid", b"PPid", b"TracerPid", b"NStgid", b"NSpid", b"NSpgid", b"NSsid"}
+
+
+def status_text(p: ProcInfo, tid: int | None = None) -> bytes:
+    status = _read_host(p.host_pid if tid is None else tid, "status")
+    values = {
+        b"Tgid": p.pid, b"Pid": p.pid if tid is None else _ns_field(status, b"NSpid"), b"PPid": p.ppid,
+        b"TracerPid": 0, b"NStgid": p.pid, b"NSpid": p.pid if tid is None else _ns_field(status, b"NSpid"),
+        b"NSpgid": _ns_field(status, b"NSpgid"), b"NSsid": _ns_field(status, b"NSsid"),
+    }
+    out = []
+    for line in status.splitlines():
+        key = line.split(b":", 1)[0]
+        if key in _STATUS_REWRITE:
+            out.append(key + b":\t" + str(values[key] or 0).encode())
+        elif key == b"Seccomp":
+            out.append(line)
+        else:
+            out.append(line)
+    return b"\n".join(out) + b"\n"
+
+
+def cmdline_text(p: ProcInfo) -> bytes:
+    return _read_host(p.host_pid, "cmdline")
+
+
+def environ_text(p: ProcInfo) -> bytes:
+    return _read_host(p.host_pid, "environ")
+
+
+def maps_text(p: ProcInfo, path_of_host_file: Callable[[bytes], bytes | None]) -> bytes:
+    """The host's maps with file paths translated (image files, memfds) to guest paths."""
+    out = []
+    for line in _read_host(p.host_pid, "maps").splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith(b"/"):
+            guest = path_of_host_file(parts[5])
+            parts[5] = guest if guest is not None else b"/[unknown]"
+            line = b" ".join(parts[:5]).ljust(73) + b" " + parts[5]
+        out.append(line)
+    return b"\n".join(out) + (b"\n" if out else b"")
+
+
+def meminfo_text() -> bytes:
+    with open("/proc/meminfo", "rb") as f:
+        return f.read()
+
+
+def cpuinfo_text() -> bytes:
+    with open("/proc/cpuinfo", "rb") as f:
+        return f.read()
+
+
+def loadavg_text(nprocs: int, last_pid: int) -> bytes:
+    with open("/proc/loadavg", "rb") as f:
+        parts = f.read().split()
+    return b" ".join(parts[:3]) + f" 1/{nprocs} {last_pid}\n".encode()
+
+
+def uptime_text(started_monotonic: float) -> bytes:
+    """Uptime of the sandbox (its 'boot' is its start), idle time scaled like Linux's."""
+    up = max(0.0, time.monotonic() - started_monotonic)
+    return f"{up:.2f} {up * (os.cpu_count() or 1):.2f}\n".encode()
+
+
+def mounts_text(mounts: list[tuple[bytes, bytes, bytes, bytes]]) -> bytes:
+    """mounts: (source, mount point, fstype, options)."""
+    return b"".join(b"%s %s %s %s 0 0\n" % m for m in mounts)
