@@ -61,7 +61,32 @@ def _check_exec(task: Task, loc) -> None:
             raise err(E.EACCES)
 
 
+_ELF_VERDICTS: dict[tuple[int, int, int, int], int] = {}  # host file identity -> errno (0: ok)
+
+
 def _check_elf(fd: int, head: bytes) -> None:
+    """ENOEXEC unless an x86-64 executable the kernel can load without a host path.
+
+    Parsing with pyelftools costs ~0.5 ms, so verdicts are cached per file identity
+    (device, inode, size, mtime): a rewritten file gets a fresh look.
+    """
+    st_ = os.fstat(fd)
+    key = (st_.st_dev, st_.st_ino, st_.st_size, st_.st_mtime_ns)
+    verdict = _ELF_VERDICTS.get(key)
+    if verdict is None:
+        try:
+            _parse_elf(fd)
+            verdict = 0
+        except OSError as e:
+            verdict = e.errno or E.ENOEXEC
+        if len(_ELF_VERDICTS) > 4096:
+            _ELF_VERDICTS.clear()
+        _ELF_VERDICTS[key] = verdict
+    if verdict:
+        raise err(verdict)
+
+
+def _parse_elf(fd: int) -> None:
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
             elf = ELFFile(f)

@@ -14,6 +14,7 @@ ffi.cdef(
     """
     long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
     int *__errno_location(void);
+    int sched_getcpu(void);
     """
 )
 _lib = ffi.dlopen(None)
@@ -32,3 +33,8 @@ def address_of(buf: bytearray | bytes) -> tuple[object, int]:
     """Return (keep-alive cdata, address) of a buffer's first byte for passing to raw_syscall."""
     cbuf = ffi.from_buffer(buf)
     return cbuf, int(ffi.cast("long", cbuf))
+
+
+def current_cpu() -> int:
+    """The CPU this thread runs on (vDSO: no syscall)."""
+    return int(_lib.sched_getcpu())

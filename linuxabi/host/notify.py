@@ -45,8 +45,8 @@ class Listener:
         # Keeps the guest's wake-up on the supervisor's CPU; without it a cross-CPU wake
         # costs 35-60 us on small VMs. Older kernels answer EINVAL.
         try:
-            fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-                        bytearray(_ID.pack(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)), True)
+            # the flags are the ioctl's argument itself, not a pointer to them
+            fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
             return True
         except OSError:
             return False

@@ -19,14 +19,14 @@ _REG_NAMES = (
 ).split()
 _REGS = struct.Struct(f"={len(_REG_NAMES)}Q")
 
-# Options for every guest thread: follow fork/vfork/clone, see execve traps and exec events,
-# and kill the guests if the supervisor dies.
+# Options for every guest thread: follow fork/vfork/clone, see execve traps, tell syscall
+# stops apart, and kill the guests if the supervisor dies. No exec events: the supervisor
+# knows an exec is happening when it lets its own rewritten execveat through.
 SEIZE_OPTIONS = (
     flags.PTRACE_O_TRACESECCOMP
     | flags.PTRACE_O_TRACEFORK
     | flags.PTRACE_O_TRACEVFORK
     | flags.PTRACE_O_TRACECLONE
-    | flags.PTRACE_O_TRACEEXEC
     | flags.PTRACE_O_TRACESYSGOOD
     | flags.PTRACE_O_EXITKILL
 )

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import x86_64
@@ -16,35 +15,44 @@ _PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
 _PIDFD_OPEN = x86_64.NR["pidfd_open"]
 
 
-@dataclass
 class HostProcess:
-    """Host-side handles of a guest process: its pidfd (for fds) and its memory."""
+    """Host-side handles of a guest process: its pidfd (for fds) and its memory.
 
-    proc: Process
-    pidfd: int
-    mem: GuestMemory
-    tasks: dict[int, "HostTask"] = field(default_factory=dict)  # host tid -> task
+    Both are opened on first use: most forked children exec at once, and an exec makes the
+    memory handle useless anyway (it stays bound to the old address space).
+    """
 
-    @classmethod
-    def open(cls, proc: Process) -> "HostProcess":
-        pidfd = raw_syscall(_PIDFD_OPEN, proc.host_pid, 0)
-        try:
-            mem = GuestMemory(proc.host_pid)
-        except OSError:
-            os.close(pidfd)
-            raise
-        return cls(proc, pidfd, mem)
+    __slots__ = ("proc", "_pidfd", "_mem", "tasks")
 
-    def reopen_memory(self) -> None:
-        """After execve the address space is new: the old /proc/PID/mem fd sees nothing."""
-        self.mem.close()
-        self.mem = GuestMemory(self.proc.host_pid)
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+        self._pidfd = -1
+        self._mem: GuestMemory | None = None
+        self.tasks: dict[int, "HostTask"] = {}  # host tid -> task
+
+    @property
+    def pidfd(self) -> int:
+        if self._pidfd < 0:
+            self._pidfd = raw_syscall(_PIDFD_OPEN, self.proc.host_pid, 0)
+        return self._pidfd
+
+    @property
+    def mem(self) -> GuestMemory:
+        if self._mem is None:
+            self._mem = GuestMemory(self.proc.host_pid)
+        return self._mem
+
+    def exec_happened(self) -> None:
+        """The address space is new: the next access opens a fresh /proc/PID/mem."""
+        if self._mem is not None:
+            self._mem.close()
+            self._mem = None
 
     def close(self) -> None:
-        self.mem.close()
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
+        self.exec_happened()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
 
 class HostTask:
