@@ -274,7 +274,7 @@ SUPPLEMENT_SIGNAL = """
 
 GROUPS: tuple[Group, ...] = (
     Group("open flags, fcntl commands, *at flags, openat2 resolve flags (linux/fcntl.h)",
-          includes("linux/fcntl.h"), r"O_\w+|F_\w+|FD_CLOEXEC|AT_\w+|RESOLVE_\w+"),
+          includes("linux/fcntl.h"), r"O_\w+|FASYNC|F_\w+|FD_CLOEXEC|AT_\w+|RESOLVE_\w+"),
     Group("renameat2 flags, lseek whence (linux/fs.h)", includes("linux/fs.h"),
           r"RENAME_\w+|SEEK_\w+"),
     # S_IF*/S_I* are hidden from glibc users, but no glibc header is included here.
