@@ -38,6 +38,7 @@ class Listener:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._rbuf = bytearray(_NOTIF.size)
+        self._zero = bytes(_NOTIF.size)
         self._sbuf = bytearray(_RESP.size)
         self.sync_wakeup = self._try_sync_wakeup()
 
@@ -52,9 +53,9 @@ class Listener:
             return False
 
     def recv(self) -> Notification | None:
-        """One pending notification, or None if it vanished (the task died: ENOENT/EINTR)."""
+        """The next notification (blocks); None if it vanished (its task died) or EINTR."""
         buf = self._rbuf
-        buf[:] = bytes(len(buf))  # the kernel requires a zeroed struct
+        buf[:] = self._zero  # the kernel requires a zeroed struct
         try:
             fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, buf, True)
         except OSError:

@@ -45,6 +45,10 @@ _TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.
                            signal.SIGUSR1, signal.SIGUSR2}
 
 
+class _Wakeup(Exception):
+    """Raised by the signal handler to break a blocking NOTIF_RECV."""
+
+
 @dataclass
 class _ExecDance:
     """An exec in progress for one thread (see Supervisor._on_exec_trap)."""
@@ -86,6 +90,8 @@ class Supervisor:
         self.exit_status: int | None = None
         self.exec_error: int | None = None
         self.errors = 0  # internal errors survived (a handler bug), for tests and the CLI
+        self._signals: list[int] = []
+        self._in_recv = False
         cpus = os.sched_getaffinity(0)
         self._all_cpus: set[int] | None = cpus if len(cpus) > 1 else None
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
@@ -133,39 +139,81 @@ class Supervisor:
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve the sandbox until its init exits; return the wait status of init."""
-        mask = {signal.SIGCHLD, *FORWARDED_SIGNALS}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
-        sigfd = _signalfd(mask)
-        ep = select.epoll()
-        ep.register(self.listener.fd, select.EPOLLIN)
-        ep.register(sigfd, select.EPOLLIN)
-        ep.register(self.launched.status_fd, select.EPOLLIN)
-        self._ep = ep
+        """Serve the sandbox until its init exits; return the wait status of init.
+
+        The hot path is a blocking NOTIF_RECV, not epoll: one syscall less per trapped call.
+        Signals (SIGCHLD for ptrace events, and those forwarded to the guest) arrive through
+        Python handlers that break the wait; epoll is used only while calls are parked.
+        """
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGCHLD, *FORWARDED_SIGNALS)}
+        self._ep = select.epoll()
+        self._ep.register(self.listener.fd, select.EPOLLIN)
         try:
             self._reap()  # the initial stops may already be queued
             while self.exit_status is None:
-                for fd, _ev in ep.poll():
-                    if fd == self.listener.fd:
-                        self._on_notification()
-                    elif fd == sigfd:
-                        self._on_signals(sigfd)
-                    elif fd == self.launched.status_fd:
-                        self._on_status(ep)
-                    elif fd in self.parked:
-                        self._on_parked_ready(fd)
+                if self._signals:
+                    self._drain_signals()
+                    continue
+                if self.parked:
+                    self._poll_parked()
+                    continue
+                n = self._recv_interruptible()
+                if n is not None:
+                    self._on_notification(n)
             return self.exit_status
         finally:
-            ep.close()
-            os.close(sigfd)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for signo, handler in old.items():
+                signal.signal(signo, handler)
+            self._ep.close()
+            self._read_exec_status()
             self._shutdown()
 
-    def _on_status(self, ep: select.epoll) -> None:
-        data = os.read(self.launched.status_fd, 4)
+    def _on_signal(self, signo: int, _frame: object) -> None:
+        self._signals.append(signo)
+        if self._in_recv:
+            raise _Wakeup
+
+    def _recv_interruptible(self) -> Notification | None:
+        self._in_recv = True
+        try:
+            if self._signals:  # arrived between the loop's check and here
+                return None
+            return self.listener.recv()
+        except _Wakeup:
+            return None
+        finally:
+            self._in_recv = False
+
+    def _drain_signals(self) -> None:
+        while self._signals:
+            signo = self._signals.pop(0)
+            if signo != signal.SIGCHLD:
+                self.forward_signal(signo)
+        self._reap()
+
+    def _poll_parked(self) -> None:
+        try:
+            events = self._ep.poll(0.05)
+        except InterruptedError:
+            return
+        for fd, _ev in events:
+            if fd == self.listener.fd:
+                n = self.listener.recv()
+                if n is not None:
+                    self._on_notification(n)
+            elif fd in self.parked:
+                self._on_parked_ready(fd)
+
+    def _read_exec_status(self) -> None:
+        """4 bytes of errno if the first exec failed; EOF if it succeeded (the pipe is cloexec)."""
+        fd = self.launched.status_fd
+        os.set_blocking(fd, False)
+        try:
+            data = os.read(fd, 4)
+        except OSError:
+            return
         if len(data) == 4:
             (self.exec_error,) = struct.unpack("=i", data)
-        ep.unregister(self.launched.status_fd)
 
     def _shutdown(self) -> None:
         for hp in list(self.procs.values()):
@@ -198,10 +246,7 @@ class Supervisor:
 
     # ---- translated calls -------------------------------------------------------------------
 
-    def _on_notification(self) -> None:
-        n = self.listener.recv()
-        if n is None:
-            return
+    def _on_notification(self, n: Notification) -> None:
         task = self.tasks.get(n.pid)
         if task is None:
             task = self._late_task(n.pid)
@@ -301,19 +346,6 @@ class Supervisor:
         return self.tasks.get(host_tid)
 
     # ---- ptrace events ----------------------------------------------------------------------
-
-    def _on_signals(self, sigfd: int) -> None:
-        while True:
-            try:
-                raw = os.read(sigfd, 128)
-            except BlockingIOError:
-                break
-            if len(raw) < 128:
-                break
-            signo = struct.unpack_from("=I", raw)[0]
-            if signo != signal.SIGCHLD:
-                self.forward_signal(signo)
-        self._reap()
 
     def forward_signal(self, signo: int) -> None:
         """A signal for the sandbox (Ctrl-C...): deliver it to the guest's init.
@@ -537,16 +569,3 @@ def _handles(host_pid: int, signo: int) -> bool:
     except OSError:
         pass
     return False
-
-
-def _signalfd(mask: set[int]) -> int:
-    from .libc import address_of, raw_syscall
-
-    bits = 0
-    for s in mask:
-        bits |= 1 << (s - 1)
-    buf = bytearray(struct.pack("=Q", bits))
-    keep, addr = address_of(buf)
-    fd = raw_syscall(NR["signalfd4"], -1, addr, 8, os.O_NONBLOCK | os.O_CLOEXEC)
-    del keep
-    return fd

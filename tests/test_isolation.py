@@ -1,0 +1,67 @@
+"""A guest sees only its image, its own processes, and gets its declared errno for the rest."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, run_translated
+
+
+def test_guest_sees_only_its_image(image_copy: Path) -> None:
+    (image_copy / "home" / "guest-only").mkdir()
+    r = run_translated(["sh", "-c", "ls /home; echo --; ls -a /root; echo --; ls /proc/1/root"], image_copy)
+    assert r.returncode == 0, r.stderr
+    home, root, proc_root = r.stdout.decode().split("--\n")
+    assert home.split() == ["guest-only"]
+    assert sorted(root.split()) == sorted([".", ".."] + os.listdir(image_copy / "root"))
+    assert sorted(proc_root.split()) == sorted(p for p in os.listdir(image_copy))
+
+
+def test_guest_pids_are_namespace_pids(image_copy: Path) -> None:
+    r = run_translated(["sh", "-c", "echo $$; cat /proc/self/status; echo --; cat /proc/1/cmdline | tr '\\0' ' '; "
+                        "echo; ls /proc | grep -E '^[0-9]+$' | sort -n | head -1"], image_copy)
+    assert r.returncode == 0, r.stderr
+    first, rest = r.stdout.decode().split("--\n")
+    lines = first.splitlines()
+    assert lines[0] == "1"  # the guest's init
+    status = dict(line.split(":\t", 1) for line in lines[1:] if ":\t" in line)
+    assert int(status["Pid"]) > 1 and int(status["PPid"]) == 1  # cat is sh's child
+    assert status["TracerPid"].strip() == "0"  # the supervisor is not visible
+    assert status["Name"].strip() == "cat"
+    cmdline, lowest = rest.splitlines()[:2]
+    assert cmdline.startswith("sh -c")
+    assert lowest == "1"
+
+
+def test_denied_and_unknown_syscalls_are_counted_by_trace(image_copy: Path, tmp_path: Path) -> None:
+    src = tmp_path / "probe.c"
+    src.write_text(r'''
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    long r = syscall(999);                       /* no such syscall */
+    printf("999 %ld %d\n", r, errno);
+    r = syscall(SYS_mount, "none", "/mnt", "tmpfs", 0, 0);  /* denied: EPERM */
+    printf("mount %ld %d\n", r, errno);
+    r = syscall(SYS_io_uring_setup, 1, 0);        /* denied: EPERM */
+    printf("io_uring %ld %d\n", r, errno);
+    return 0;
+}
+''')
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "probe"), str(src)], check=True)
+    r = subprocess.run([sys.executable, "-m", "linuxabi", "trace", "--root", str(image_copy), "--", "/probe"],
+                       capture_output=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == ["999 -1 38", "mount -1 1", "io_uring -1 1"]
+    trace = r.stderr.decode()
+    assert re.search(r"mount\(.*\) = -1 EPERM", trace)
+    # summary rows: calls, errors, denied, name
+    counts = {m.group(4): (int(m.group(1)), int(m.group(3))) for m in
+              re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)$", trace, re.M)}
+    assert counts["mount"] == (1, 1) and counts["io_uring_setup"] == (1, 1)
+    assert counts["syscall_999"] == (1, 1)
