@@ -91,8 +91,14 @@ class NativeLauncher:
         chroot = host_tool("chroot")
         if not self.use_namespaces:
             return [chroot, str(image), program]
+        # /dev as linuxabi's devfs has it (the host's own device nodes, bind-mounted)
         script = ('"$2" -t proc proc "$1/proc" && '
                   '"$2" -t tmpfs -o mode=1777 tmpfs "$1/tmp" && '
+                  '"$2" -t tmpfs -o mode=755 tmpfs "$1/dev" && '
+                  'for d in null zero full random urandom tty; do '
+                  ': > "$1/dev/$d" && "$2" --bind "/dev/$d" "$1/dev/$d" || exit 1; done && '
+                  'ln -s /proc/self/fd "$1/dev/fd" && ln -s /proc/self/fd/0 "$1/dev/stdin" && '
+                  'ln -s /proc/self/fd/1 "$1/dev/stdout" && ln -s /proc/self/fd/2 "$1/dev/stderr" && '
                   'exec "$3" "$1" "$4"')
         return [host_tool("unshare"), "--mount", "--propagation", "private",
                 "/bin/sh", "-c", script, "sh",

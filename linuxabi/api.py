@@ -9,6 +9,7 @@ from pathlib import Path
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel
 from vfs import DevFs, ImageFs, OverlayFs, TmpFs, Vfs
+from vfs.procfs import ProcFs
 
 from .host.launch import launch
 from .host.supervisor import Supervisor
@@ -73,6 +74,7 @@ class Sandbox:
         self.dispatcher = dispatcher or Dispatcher()
         self.vfs = build_vfs(self.root)
         self.kernel = Kernel(self.vfs, hostname=self.config.hostname.encode())
+        self.vfs.mount(b"/proc", ProcFs(self.kernel))
         self.supervisor: Supervisor | None = None
 
     def resolve_program(self, name: str, env: dict[str, str]) -> bytes:

@@ -101,6 +101,7 @@ class ExecPlan:
     argv: list[bytes] | None  # replacement argv (#! scripts), or None to keep the guest's
     argv_addr: int
     envp_addr: int
+    comm: bytes = b""  # the task name Linux gives: the basename of the path the guest exec'd
 
 
 @dataclass(slots=True)

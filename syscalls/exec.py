@@ -125,7 +125,8 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
             head = os.pread(fd, BINPRM_BUF_SIZE, 0)
             if head.startswith(b"\x7fELF"):
                 _check_elf(fd, head)
-                return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr)
+                comm = (path or guest_path).rsplit(b"/", 1)[-1][:15]
+                return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr, comm)
             if not head.startswith(b"#!") or depth == MAX_INTERP_DEPTH:
                 raise err(E.ELOOP if head.startswith(b"#!") else E.ENOEXEC)
             interp, arg = _parse_shebang(head)

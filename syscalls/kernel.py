@@ -7,9 +7,11 @@ as of the fork (the platform calls ``fork_process`` while the parent is stopped 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
-from vfs import FsContext, Vfs
+from vfs import FsContext, Location, Vfs
 
 
 @dataclass
@@ -33,6 +35,10 @@ class Process:
     exe: bytes = b""  # guest path of the program image
     threads: set[int] = field(default_factory=set)  # host tids
     creds_stale: bool = False  # a set*id call ran natively: re-read before the next check
+    # The kernel names an fd-exec'd task after the file (e.g. "busybox"); Linux would name it
+    # after the path exec'd ("cat"). procfs shows ``comm`` while the kernel still says that.
+    comm: bytes = b""
+    kernel_comm: bytes = b""
     exited: bool = False
 
 
@@ -42,6 +48,104 @@ class Kernel:
         self.uts = Uts(nodename=hostname)
         self.processes: dict[int, Process] = {}  # guest pid -> Process
         self.by_host_pid: dict[int, Process] = {}
+        self.started = time.monotonic()
+        # Set by the platform: the process whose call is being served (procfs's "self"),
+        # and how to get a host fd for a guest fd of any process (procfs's fd/ links).
+        self.current: Process | None = None
+        self.dup_guest_fd: Callable[[Process, int], int] | None = None
+
+    # ---- what procfs asks (vfs.procfs.ProcessProvider) -----------------------------------------
+
+    def proc_pids(self) -> list[int]:
+        return sorted(self.processes)
+
+    def proc_get(self, pid: int) -> Process | None:
+        return self.processes.get(pid)
+
+    def proc_self(self) -> int | None:
+        return self.current.pid if self.current is not None else None
+
+    def proc_fds(self, proc: Process) -> list[int]:
+        try:
+            return sorted(int(n) for n in os.listdir(f"/proc/{proc.host_pid}/fd"))
+        except OSError:
+            return []
+
+    def proc_fd_open(self, proc: Process, fd: int, flags: int) -> int:
+        """Reopen what guest fd ``fd`` refers to, as Linux's /proc/PID/fd/N magic links do."""
+        if self.dup_guest_fd is None:
+            raise OSError(2, os.strerror(2))
+        dup = self.dup_guest_fd(proc, fd)
+        try:
+            loc = self.vfs.location_of_host_fd(dup)
+            if loc is not None:
+                # A VFS file is reopened through the VFS (permissions, copy-up): never by
+                # reopening the host object, which could be a read-only image file.
+                path = self.vfs.path_of(loc, proc.fs.root)
+                return self.vfs.open(proc.fs, proc.fs.root, path, flags, 0).host_fd
+            # the guest's own pipes, sockets, anonymous inodes: reopened as Linux does
+            return os.open(f"/proc/self/fd/{dup}", flags | os.O_CLOEXEC)
+        finally:
+            os.close(dup)
+
+    def proc_fd_target(self, proc: Process, fd: int) -> bytes:
+        if self.dup_guest_fd is None:
+            raise OSError(2, os.strerror(2))
+        dup = self.dup_guest_fd(proc, fd)
+        try:
+            loc = self.vfs.location_of_host_fd(dup)
+            if loc is not None:
+                return self.vfs.path_of(loc, proc.fs.root)
+            target = os.readlink(f"/proc/self/fd/{dup}").encode()
+            # Pipes, sockets, anon inodes read like Linux's. Of host paths only the terminal
+            # and null devices the guest was given show (as the guest's devfs names them).
+            if not target.startswith(b"/") or target.startswith((b"/dev/pts/", b"/dev/tty", b"/dev/null")):
+                return target
+            return b"anon_inode:[unknown]"
+        finally:
+            os.close(dup)
+
+    def proc_location_path(self, proc: Process, loc: Location) -> bytes:
+        return self.vfs.path_of(loc, proc.fs.root)
+
+    def proc_fd_location(self, proc: Process, fd: int) -> Location | None:
+        if self.dup_guest_fd is None:
+            return None
+        try:
+            dup = self.dup_guest_fd(proc, fd)
+        except OSError:
+            return None
+        try:
+            return self.vfs.location_of_host_fd(dup)
+        finally:
+            os.close(dup)
+
+    def proc_lookup(self, proc: Process, path: bytes) -> Location | None:
+        try:
+            return self.vfs.lookup(proc.fs, proc.fs.root, path)
+        except OSError:
+            return None
+
+    def proc_open_path(self, proc: Process, path: bytes, flags: int) -> int:
+        return self.vfs.open(proc.fs, proc.fs.root, path, flags, 0).host_fd
+
+    def proc_mounts(self) -> list[tuple[bytes, bytes, bytes, bytes]]:
+        return self.vfs.mounts_table() if hasattr(self.vfs, "mounts_table") else []
+
+    def proc_host_path(self, proc: Process, host_path: bytes) -> bytes | None:
+        """The guest path of a host file mapped by the guest (its maps), if the VFS knows it."""
+        try:
+            fd = os.open(host_path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            loc = self.vfs.location_of_host_fd(fd)
+            return self.vfs.path_of(loc, proc.fs.root) if loc is not None else None
+        finally:
+            os.close(fd)
+
+    def proc_hostname(self) -> bytes:
+        return self.uts.nodename
 
     def add_process(self, proc: Process) -> None:
         self.processes[proc.pid] = proc
@@ -55,6 +159,8 @@ class Kernel:
             fs=parent.fs if share_fs else parent.fs.copy(),
             exe=parent.exe,
             creds_stale=parent.creds_stale,
+            comm=parent.comm,
+            kernel_comm=parent.kernel_comm,
         )
         child.threads.add(host_pid)
         self.add_process(child)

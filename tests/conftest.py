@@ -44,11 +44,23 @@ def run_translated(argv: list[str], root: Path | None = None, *, input: bytes | 
     return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO, env=full_env)
 
 
+# The oracle is Linux as a container gives it: a chroot of the image in fresh mount and pid
+# namespaces (the command is pid 1, as under linuxabi), with /proc, a tmpfs /tmp and the same
+# /dev entries linuxabi's devfs has.
+_NATIVE = ('mount -t proc proc "$0/proc" && mount -t tmpfs -o mode=1777 tmpfs "$0/tmp" && '
+           'mount -t tmpfs -o mode=755 tmpfs "$0/dev" && '
+           'for d in null zero full random urandom tty; do touch "$0/dev/$d" && mount --bind "/dev/$d" "$0/dev/$d"; done && '
+           'ln -s /proc/self/fd "$0/dev/fd" && ln -s /proc/self/fd/0 "$0/dev/stdin" && '
+           'ln -s /proc/self/fd/1 "$0/dev/stdout" && ln -s /proc/self/fd/2 "$0/dev/stderr" && '
+           'mkdir "$0/dev/pts" "$0/dev/shm" && exec chroot "$0" "$@"')
+
+
 def run_native(argv: list[str], root: Path, *, input: bytes | None = None,
                timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     """The same command run natively in a chroot of a scratch copy of the same image."""
-    return subprocess.run(["chroot", str(root), *argv], input=input, capture_output=True,
-                          timeout=timeout, env=GUEST_ENV)
+    cmd = ["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
+           "/bin/sh", "-c", _NATIVE, str(root), *argv]
+    return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, env=GUEST_ENV)
 
 
 def tree_hash(root: Path) -> str:

@@ -16,6 +16,15 @@ class ProcInfo(Protocol):
     host_pid: int
     ppid: int
     exe: bytes
+    comm: bytes
+    kernel_comm: bytes
+
+
+def _comm(p: ProcInfo, host_comm: bytes) -> bytes:
+    """The name Linux would show: the exec'd path's basename, unless the task renamed itself."""
+    if p.comm and host_comm == p.kernel_comm:
+        return p.comm
+    return host_comm
 
 
 def _read_host(host_pid: int, name: str) -> bytes:
@@ -35,7 +44,7 @@ def stat_text(p: ProcInfo) -> bytes:
     raw = _read_host(p.host_pid, "stat")
     status = _read_host(p.host_pid, "status")
     head, _, rest = raw.rpartition(b") ")
-    comm = head.split(b" (", 1)[1]
+    comm = _comm(p, head.split(b" (", 1)[1])
     fields = rest.split()
     # fields[0] is state; then ppid, pgrp, session, tty_nr, tpgid
     fields[1] = str(p.ppid).encode()
@@ -60,6 +69,8 @@ def status_text(p: ProcInfo, tid: int | None = None) -> bytes:
         key = line.split(b":", 1)[0]
         if key in _STATUS_REWRITE:
             out.append(key + b":\t" + str(values[key] or 0).encode())
+        elif key == b"Name":
+            out.append(b"Name:\t" + _comm(p, line.split(b"\t", 1)[-1]))
         elif key == b"Seccomp":
             out.append(line)
         else:

@@ -54,14 +54,31 @@ class Listener:
 
     def recv(self) -> Notification | None:
         """The next notification (blocks); None if it vanished (its task died) or EINTR."""
-        buf = self._rbuf
-        buf[:] = self._zero  # the kernel requires a zeroed struct
+        self.prepare()
         try:
-            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, self._rbuf, True)
         except OSError:
             return None
-        nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _NOTIF.unpack(buf)
+        return self.received()
+
+    def prepare(self) -> None:
+        """Zero the buffer: the kernel requires it, and a non-zero id later proves a receipt."""
+        self._rbuf[:] = self._zero
+
+    def received(self) -> Notification | None:
+        """What the last RECV put in the buffer, if it put anything there."""
+        nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _NOTIF.unpack(self._rbuf)
+        if nid == 0 and pid == 0:
+            return None
         return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+
+    def recv_prepared(self) -> Notification | None:
+        """RECV into a buffer ``prepare`` already zeroed."""
+        try:
+            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, self._rbuf, True)
+        except OSError:
+            return None
+        return self.received()
 
     def reply(self, nid: int, val: int = 0, error: int = 0) -> bool:
         """Answer with a return value or -errno; False if the task is gone."""

@@ -30,7 +30,7 @@ from syscalls.table import SYSCALLS
 from . import ptrace
 from .filter import TRACE_MARKER
 from .launch import Launched
-from .libc import current_cpu
+from .libc import current_cpu, raw_syscall
 from .notify import Listener, Notification
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of
 
@@ -57,6 +57,7 @@ class _ExecDance:
     stage: str  # "fd" (waiting for the injected fd), "exec" (execveat issued)
     scratch: int = 0  # guest address of our "" + argv block
     guest_fd: int = -1
+    kernel_comm: bytes = b""  # the name the kernel will give the task (the file's name)
 
 
 @dataclass
@@ -99,6 +100,13 @@ class Supervisor:
         init.threads.add(launched.host_pid)
         self._adopt(init)
         self._register_task(launched.host_pid, init)
+        kernel.dup_guest_fd = self._dup_guest_fd
+
+    def _dup_guest_fd(self, proc: Process, fd: int) -> int:
+        hp = self.procs.get(proc.host_pid)
+        if hp is None:
+            raise OSError(E.ESRCH, os.strerror(E.ESRCH))
+        return raw_syscall(NR["pidfd_getfd"], hp.pidfd, fd, 0)
 
     # ---- bookkeeping ------------------------------------------------------------------------
 
@@ -151,15 +159,13 @@ class Supervisor:
         try:
             self._reap()  # the initial stops may already be queued
             while self.exit_status is None:
-                if self._signals:
-                    self._drain_signals()
-                    continue
-                if self.parked:
-                    self._poll_parked()
-                    continue
-                n = self._recv_interruptible()
-                if n is not None:
-                    self._on_notification(n)
+                try:
+                    self._serve_once()
+                except _Wakeup:
+                    continue  # a signal between two steps: the next round handles it
+                except Exception:  # a bug of ours must not strand the guests
+                    self.errors += 1
+                    traceback.print_exc(file=sys.stderr)
             return self.exit_status
         finally:
             for signo, handler in old.items():
@@ -168,19 +174,36 @@ class Supervisor:
             self._read_exec_status()
             self._shutdown()
 
+    def _serve_once(self) -> None:
+        if self._signals:
+            self._drain_signals()
+        elif self.parked:
+            self._poll_parked()
+        else:
+            n = self._recv_interruptible()
+            if n is not None:
+                self._on_notification(n)
+
     def _on_signal(self, signo: int, _frame: object) -> None:
         self._signals.append(signo)
         if self._in_recv:
             raise _Wakeup
 
     def _recv_interruptible(self) -> Notification | None:
+        """A blocking RECV that a signal handler may break (by raising _Wakeup).
+
+        The handler can run at any bytecode boundary, also just after the kernel filled the
+        buffer: a notification received then must not be lost (its task would wait forever),
+        so the buffer is zeroed first and read back whatever interrupted us.
+        """
+        self.listener.prepare()
         self._in_recv = True
         try:
             if self._signals:  # arrived between the loop's check and here
                 return None
-            return self.listener.recv()
+            return self.listener.recv_prepared()
         except _Wakeup:
-            return None
+            return self.listener.received()
         finally:
             self._in_recv = False
 
@@ -259,6 +282,7 @@ class Supervisor:
             return
         if task.hp.proc.creds_stale:
             task.refresh_creds()
+        self.kernel.current = task.hp.proc
         try:
             result = self.dispatcher.dispatch(task, n.nr, n.args)
         except Exception:  # a handler bug must not take the supervisor down
@@ -394,10 +418,10 @@ class Supervisor:
         elif event in (F.PTRACE_EVENT_FORK, F.PTRACE_EVENT_VFORK, F.PTRACE_EVENT_CLONE):
             self._on_new_task(tid, event)
         elif event == F.PTRACE_EVENT_STOP:
-            if sig in _STOP_SIGNALS:
+            if tid in self.pending or tid not in self.tasks:
+                self._child_stopped(tid)  # a new task's first stop (SIGSTOP, from auto-attach)
+            elif sig in _STOP_SIGNALS:
                 ptrace.listen(tid)  # group-stop: stay stopped until SIGCONT, as Linux would
-            elif tid not in self.tasks:
-                self._child_stopped(tid)
             else:
                 ptrace.cont(tid)
         elif sig == _SIGTRAP_SYSCALL:
@@ -457,7 +481,10 @@ class Supervisor:
                 # stop: the memory handle is simply reopened on next use.)
                 self.execs.pop(tid, None)
                 if task is not None:
-                    task.hp.proc.exe = dance.plan.guest_path
+                    proc = task.hp.proc
+                    proc.exe = dance.plan.guest_path
+                    proc.comm = dance.plan.comm
+                    proc.kernel_comm = dance.kernel_comm
                     task.hp.exec_happened()
                 ptrace.cont(tid)
                 return
@@ -469,6 +496,7 @@ class Supervisor:
         args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
         if task.hp.proc.creds_stale:
             task.refresh_creds()
+        self.kernel.current = task.hp.proc
         decl = SYSCALLS.get(nr)
         try:
             if decl is None or decl.handler is None:
@@ -498,7 +526,7 @@ class Supervisor:
         regs.set("rdi", 0xFFFFFFFFFFFFFFFF)
         regs.set("rsi", 0)
         ptrace.set_regs(tid, regs)
-        self.execs[tid] = _ExecDance(result, "fd", scratch)
+        self.execs[tid] = _ExecDance(result, "fd", scratch, kernel_comm=_file_name(result.host_fd))
         ptrace.cont_to_syscall_exit(tid)
 
     def _write_exec_block(self, task: HostTask, rsp: int, plan: ExecPlan) -> int:
@@ -557,6 +585,13 @@ class Supervisor:
         regs.set("rax", -err)  # ...and return -err
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+
+def _file_name(fd: int) -> bytes:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").encode().rsplit(b"/", 1)[-1][:15]
+    except OSError:
+        return b""
 
 
 def _handles(host_pid: int, signo: int) -> bool:

@@ -1,0 +1,240 @@
+"""procfs: /proc generated from the translator's process table.
+
+Pids are the sandbox's namespace pids; /proc/self is whoever asks (the process whose call the
+translator is serving); links (exe, cwd, root, fd/N) are magic links that jump to the VFS
+object, and fd/N reopens the guest's own object (a pipe, say) as Linux does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, Protocol
+
+from . import procfs_text as text
+from .inode import Inode
+from .synthetic import DynamicDir, DynamicSymlink, MagicLink, SyntheticFile, SyntheticFs
+from .types import Location
+
+
+class ProcEntry(Protocol):
+    pid: int
+    host_pid: int
+    ppid: int
+    exe: bytes
+    threads: set[int]
+
+    @property
+    def fs(self): ...  # noqa: ANN201 - an FsContext
+
+
+class ProcessProvider(Protocol):
+    """What procfs needs from the translator's kernel (syscalls.kernel.Kernel implements it)."""
+
+    started: float
+
+    def proc_pids(self) -> list[int]: ...
+    def proc_get(self, pid: int) -> ProcEntry | None: ...
+    def proc_self(self) -> int | None: ...
+    def proc_fds(self, proc: ProcEntry) -> list[int]: ...
+    def proc_fd_open(self, proc: ProcEntry, fd: int, flags: int) -> int: ...
+    def proc_fd_target(self, proc: ProcEntry, fd: int) -> bytes: ...
+    def proc_location_path(self, proc: ProcEntry, loc: Location) -> bytes: ...
+    def proc_mounts(self) -> list[tuple[bytes, bytes, bytes, bytes]]: ...
+    def proc_host_path(self, proc: ProcEntry, host_path: bytes) -> bytes | None: ...
+    def proc_hostname(self) -> bytes: ...
+    def proc_fd_location(self, proc: ProcEntry, fd: int) -> Location | None: ...
+    def proc_open_path(self, proc: ProcEntry, path: bytes, flags: int) -> int: ...
+    def proc_lookup(self, proc: ProcEntry, path: bytes) -> Location | None: ...
+
+
+def _enoent() -> OSError:
+    return OSError(2, os.strerror(2))
+
+
+class ProcFs(SyntheticFs):
+    def __init__(self, provider: ProcessProvider) -> None:
+        super().__init__()
+        self.provider = provider
+        self._pid_dirs: dict[int, tuple[ProcEntry, PidDir]] = {}
+
+    def make_root(self) -> Inode:
+        return ProcRoot(self, 1)
+
+    def pid_dir(self, pid: int) -> "PidDir | None":
+        proc = self.provider.proc_get(pid)
+        if proc is None:
+            self._pid_dirs.pop(pid, None)
+            return None
+        cached = self._pid_dirs.get(pid)
+        if cached is not None and cached[0] is proc:
+            return cached[1]
+        d = PidDir(self, self.new_ino(), proc)
+        self._pid_dirs[pid] = (proc, d)
+        return d
+
+
+class _StaticDir(DynamicDir):
+    """A directory with a fixed set of children, made once."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self, fs: ProcFs, ino: int, children: dict[bytes, Callable[[], Inode]]) -> None:
+        super().__init__(fs, ino)
+        self._children = {name: make() for name, make in children.items()}
+
+    def generate(self, name: bytes) -> Inode | None:
+        return self._children.get(name)
+
+    def names(self) -> Iterable[bytes]:
+        return list(self._children)
+
+
+class ProcRoot(DynamicDir):
+    __slots__ = ("_static",)
+
+    def __init__(self, fs: ProcFs, ino: int) -> None:
+        super().__init__(fs, ino)
+        p = fs.provider
+        f = lambda gen: SyntheticFile(fs, fs.new_ino(), gen)  # noqa: E731
+        self._static: dict[bytes, Inode] = {
+            b"self": DynamicSymlink(fs, fs.new_ino(), self._self_target),
+            b"thread-self": DynamicSymlink(fs, fs.new_ino(), self._thread_self_target),
+            b"meminfo": f(text.meminfo_text),
+            b"cpuinfo": f(text.cpuinfo_text),
+            b"uptime": f(lambda: text.uptime_text(p.started)),
+            b"loadavg": f(lambda: text.loadavg_text(len(p.proc_pids()), max(p.proc_pids() or [0]))),
+            b"mounts": f(lambda: text.mounts_text(p.proc_mounts())),
+            b"version": f(lambda: _host_file("/proc/version")),
+            b"filesystems": f(lambda: b"nodev\ttmpfs\nnodev\tproc\nnodev\toverlay\n"),
+            b"sys": _StaticDir(fs, fs.new_ino(), {
+                b"kernel": lambda: _StaticDir(fs, fs.new_ino(), {
+                    b"hostname": lambda: f(lambda: p.proc_hostname() + b"\n"),
+                    b"osrelease": lambda: f(lambda: os.uname().release.encode() + b"\n"),
+                    b"ostype": lambda: f(lambda: b"Linux\n"),
+                    b"pid_max": lambda: f(lambda: b"4194304\n"),
+                }),
+                b"vm": lambda: _StaticDir(fs, fs.new_ino(), {
+                    b"overcommit_memory": lambda: f(lambda: _host_file("/proc/sys/vm/overcommit_memory")),
+                }),
+            }),
+        }
+
+    def _self_target(self) -> bytes:
+        pid = self.fs.provider.proc_self()  # type: ignore[attr-defined]
+        if pid is None:
+            raise _enoent()
+        return str(pid).encode()
+
+    def _thread_self_target(self) -> bytes:
+        pid = self._self_target()
+        return pid + b"/task/" + pid
+
+    def generate(self, name: bytes) -> Inode | None:
+        if name.isdigit():
+            return self.fs.pid_dir(int(name))  # type: ignore[attr-defined]
+        return self._static.get(name)
+
+    def names(self) -> Iterable[bytes]:
+        return [str(pid).encode() for pid in self.fs.provider.proc_pids()] + list(self._static)  # type: ignore[attr-defined]
+
+
+class PidDir(DynamicDir):
+    """/proc/PID (also used for /proc/PID/task/TID, with the same files)."""
+
+    __slots__ = ("proc", "_files")
+
+    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry, *, with_task: bool = True) -> None:
+        super().__init__(fs, ino)
+        self.proc = proc
+        p = fs.provider
+        f = lambda gen: SyntheticFile(fs, fs.new_ino(), gen)  # noqa: E731
+        loc_link = lambda get: MagicLink(  # noqa: E731
+            fs, fs.new_ino(), lambda: p.proc_location_path(proc, get()), get, lambda fl: self._open_loc(get(), fl))
+        self._files: dict[bytes, Inode] = {
+            b"stat": f(lambda: text.stat_text(proc)),
+            b"status": f(lambda: text.status_text(proc)),
+            b"cmdline": f(lambda: text.cmdline_text(proc)),
+            b"environ": f(lambda: text.environ_text(proc)),
+            b"comm": f(lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"),
+            b"maps": f(lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))),
+            b"mounts": f(lambda: text.mounts_text(p.proc_mounts())),
+            b"exe": MagicLink(fs, fs.new_ino(), lambda: proc.exe, lambda: p.proc_lookup(proc, proc.exe),
+                              lambda fl: self._open_exe(fl)),
+            b"cwd": loc_link(lambda: proc.fs.cwd),
+            b"root": loc_link(lambda: proc.fs.root),
+            b"fd": FdDir(fs, fs.new_ino(), proc),
+        }
+        if with_task:
+            self._files[b"task"] = TaskDir(fs, fs.new_ino(), proc)
+
+    def _open_loc(self, loc: Location, flags: int) -> int:
+        p = self.fs.provider  # type: ignore[attr-defined]
+        return p.proc_open_path(self.proc, p.proc_location_path(self.proc, loc), flags)
+
+    def _open_exe(self, flags: int) -> int:
+        return self.fs.provider.proc_open_path(self.proc, self.proc.exe, flags)  # type: ignore[attr-defined]
+
+    def generate(self, name: bytes) -> Inode | None:
+        return self._files.get(name)
+
+    def names(self) -> Iterable[bytes]:
+        return list(self._files)
+
+
+class TaskDir(DynamicDir):
+    """/proc/PID/task: the thread group's threads (the leader, as the translator tracks it)."""
+
+    __slots__ = ("proc", "_leader")
+
+    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry) -> None:
+        super().__init__(fs, ino)
+        self.proc = proc
+        self._leader: PidDir | None = None
+
+    def generate(self, name: bytes) -> Inode | None:
+        if name != str(self.proc.pid).encode():
+            return None
+        if self._leader is None:
+            self._leader = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False)  # type: ignore[arg-type]
+        return self._leader
+
+    def names(self) -> Iterable[bytes]:
+        return [str(self.proc.pid).encode()]
+
+
+class FdDir(DynamicDir):
+    """/proc/PID/fd: one magic link per open guest fd."""
+
+    __slots__ = ("proc", "_links")
+
+    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry) -> None:
+        super().__init__(fs, ino, mode=0o500)
+        self.proc = proc
+        self._links: dict[int, MagicLink] = {}
+
+    def generate(self, name: bytes) -> Inode | None:
+        if not name.isdigit():
+            return None
+        fd = int(name)
+        p = self.fs.provider  # type: ignore[attr-defined]
+        if fd not in p.proc_fds(self.proc):
+            self._links.pop(fd, None)
+            return None
+        link = self._links.get(fd)
+        if link is None:
+            link = MagicLink(self.fs, self.fs.new_ino(), lambda: p.proc_fd_target(self.proc, fd),
+                             lambda: _fd_jump(p, self.proc, fd),
+                             lambda flags: p.proc_fd_open(self.proc, fd, flags), mode=0o700)
+            self._links[fd] = link
+        return link
+
+    def names(self) -> Iterable[bytes]:
+        return [str(fd).encode() for fd in self.fs.provider.proc_fds(self.proc)]  # type: ignore[attr-defined]
+
+
+def _fd_jump(p: ProcessProvider, proc: ProcEntry, fd: int) -> Location | None:
+    return p.proc_fd_location(proc, fd)
+
+
+def _host_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
