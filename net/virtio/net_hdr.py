@@ -1,0 +1,55 @@
+"""struct virtio_net_hdr as laid out once VIRTIO_F_VERSION_1 is negotiated (virtio 1.1, 5.1.6):
+12 bytes, little-endian, num_buffers always present."""
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+VIRTIO_NET_HDR_F_RSC_INFO = 4
+
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_UDP = 3
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+
+_HDR = struct.Struct("<BBHHHHH")
+HDR_LEN = _HDR.size          # 12
+
+
+class VirtioNetHdr(NamedTuple):
+    flags: int = 0
+    gso_type: int = VIRTIO_NET_HDR_GSO_NONE
+    hdr_len: int = 0         # bytes of headers to copy into every GSO segment
+    gso_size: int = 0        # payload bytes per GSO segment
+    csum_start: int = 0      # checksum the bytes from here to the end of the frame...
+    csum_offset: int = 0     # ...and store it at csum_start + csum_offset
+    num_buffers: int = 1     # rx with MRG_RXBUF: buffers this packet spans
+
+    def pack(self) -> bytes:
+        return _HDR.pack(*self)
+
+    def pack_into(self, buf: bytearray | memoryview, offset: int = 0) -> None:
+        _HDR.pack_into(buf, offset, *self)
+
+    @classmethod
+    def unpack(cls, buf: bytes | memoryview, offset: int = 0) -> VirtioNetHdr:
+        return cls._make(_HDR.unpack_from(buf, offset))
+
+    @property
+    def needs_csum(self) -> bool:
+        return bool(self.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+
+    @property
+    def data_valid(self) -> bool:
+        return bool(self.flags & VIRTIO_NET_HDR_F_DATA_VALID)
+
+    @property
+    def gso(self) -> int:
+        """The GSO type without the ECN bit."""
+        return self.gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+
+
+PLAIN = VirtioNetHdr()
