@@ -68,4 +68,19 @@ def sys_ioctl_other(task: Task, a: Args) -> Result:
 
 
 def sys_prctl_other(task: Task, a: Args) -> Result:
+    if s32(a[0]) == F.PR_GET_NAME:
+        task.mem.write(a[1], task_comm(task.process, task.host_tid).ljust(16, b"\0")[:16])
+        return 0
     raise err(E.EINVAL)
+
+
+def task_comm(proc, host_tid: int) -> bytes:
+    """The task name Linux would report: an fd-exec makes the kernel name the task after the
+    file ("busybox"), where Linux names it after the path exec'd ("cat", or "exe" for
+    /proc/self/exe, which busybox then renames itself)."""
+    try:
+        with open(f"/proc/{host_tid}/comm", "rb") as f:
+            host = f.read().rstrip(b"\n")
+    except OSError:
+        return proc.comm
+    return proc.comm if proc.comm and host == proc.kernel_comm else host

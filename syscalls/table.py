@@ -124,7 +124,7 @@ _IOCTL_NATIVE = (
 )
 _PRCTL_NATIVE = (
     F.PR_SET_PDEATHSIG, F.PR_GET_PDEATHSIG, F.PR_GET_DUMPABLE, F.PR_SET_DUMPABLE,
-    F.PR_GET_KEEPCAPS, F.PR_SET_KEEPCAPS, F.PR_SET_NAME, F.PR_GET_NAME, F.PR_GET_SECCOMP,
+    F.PR_GET_KEEPCAPS, F.PR_SET_KEEPCAPS, F.PR_SET_NAME, F.PR_GET_SECCOMP,
     F.PR_SET_SECCOMP, F.PR_CAPBSET_READ, F.PR_CAPBSET_DROP, F.PR_GET_TIMERSLACK,
     F.PR_SET_TIMERSLACK, F.PR_SET_NO_NEW_PRIVS, F.PR_GET_NO_NEW_PRIVS,
     F.PR_SET_CHILD_SUBREAPER, F.PR_GET_CHILD_SUBREAPER, F.PR_GET_TID_ADDRESS,
@@ -152,7 +152,8 @@ _ruled("fcntl", T, _allow_eq(1, _FCNTL_NATIVE, "fd flags, locks, dup"), handler=
 _ruled("ioctl", T, _allow_eq(1, _IOCTL_NATIVE, "tty and generic fd ioctls"), handler=process.sys_ioctl_other,
        note="native for termios/winsize/FIO*; everything else ENOTTY (no translated device yet)")
 _ruled("prctl", T, _allow_eq(0, _PRCTL_NATIVE, "options about the caller itself"),
-       handler=process.sys_prctl_other, note="process-local options native; others EINVAL")
+       handler=process.sys_prctl_other,
+       note="process-local options native; PR_GET_NAME translated (the name Linux gives); others EINVAL")
 
 
 def _build() -> dict[int, SyscallDecl]:

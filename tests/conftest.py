@@ -47,7 +47,7 @@ def run_translated(argv: list[str], root: Path | None = None, *, input: bytes | 
 # The oracle is Linux as a container gives it: a chroot of the image in fresh mount and pid
 # namespaces (the command is pid 1, as under linuxabi), with /proc, a tmpfs /tmp and the same
 # /dev entries linuxabi's devfs has.
-_NATIVE = ('mount -t proc proc "$0/proc" && mount -t tmpfs -o mode=1777 tmpfs "$0/tmp" && '
+_NATIVE = ('mkdir -p "$0/proc" "$0/tmp" "$0/dev" && mount -t proc proc "$0/proc" && mount -t tmpfs -o mode=1777 tmpfs "$0/tmp" && '
            'mount -t tmpfs -o mode=755 tmpfs "$0/dev" && '
            'for d in null zero full random urandom tty; do touch "$0/dev/$d" && mount --bind "/dev/$d" "$0/dev/$d"; done && '
            'ln -s /proc/self/fd "$0/dev/fd" && ln -s /proc/self/fd/0 "$0/dev/stdin" && '

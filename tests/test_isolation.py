@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_translated
+from conftest import REPO, run_native, run_translated
 
 
 def test_guest_sees_only_its_image(image_copy: Path) -> None:
@@ -20,9 +21,14 @@ def test_guest_sees_only_its_image(image_copy: Path) -> None:
     assert sorted(proc_root.split()) == sorted(p for p in os.listdir(image_copy))
 
 
-def test_guest_pids_are_namespace_pids(image_copy: Path) -> None:
-    r = run_translated(["sh", "-c", "echo $$; cat /proc/self/status; echo --; cat /proc/1/cmdline | tr '\\0' ' '; "
-                        "echo; ls /proc | grep -E '^[0-9]+$' | sort -n | head -1"], image_copy)
+def test_guest_pids_are_namespace_pids(image_copy: Path, tmp_path: Path) -> None:
+    argv = ["sh", "-c", "echo $$; cat /proc/self/status; echo --; cat /proc/1/cmdline | tr '\\0' ' '; "
+            "echo; ls /proc | grep -E '^[0-9]+$' | sort -n | head -1"]
+    native = tmp_path / "native"
+    shutil.copytree(image_copy, native, symlinks=True)
+    n = run_native(argv, native)
+    native_name = [ln for ln in n.stdout.decode().splitlines() if ln.startswith("Name:")][0]
+    r = run_translated(argv, image_copy)
     assert r.returncode == 0, r.stderr
     first, rest = r.stdout.decode().split("--\n")
     lines = first.splitlines()
@@ -30,7 +36,7 @@ def test_guest_pids_are_namespace_pids(image_copy: Path) -> None:
     status = dict(line.split(":\t", 1) for line in lines[1:] if ":\t" in line)
     assert int(status["Pid"]) > 1 and int(status["PPid"]) == 1  # cat is sh's child
     assert status["TracerPid"].strip() == "0"  # the supervisor is not visible
-    assert status["Name"].strip() == "cat"
+    assert "Name:\t" + status["Name"] == native_name  # as Linux names it (busybox execs /proc/self/exe)
     cmdline, lowest = rest.splitlines()[:2]
     assert cmdline.startswith("sh -c")
     assert lowest == "1"

@@ -1,0 +1,162 @@
+"""The benchmark harness measures what it claims (native runner only, so these tests do not
+depend on the translator): twice the work reads as about twice the time, the microbench parser,
+statistics, table and ratios are right on synthetic samples, history appends and reads back,
+and a failing run is reported as a failure, never as a figure."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the pytest script (unlike `python -m pytest`) omits the repo root
+    sys.path.insert(0, str(REPO))
+
+from bench import history, report  # noqa: E402
+from bench.build import microbench_binary, prepare_image  # noqa: E402
+from bench.ops import micro, parse_microbench, select, workload  # noqa: E402
+from bench.runner import main, measure  # noqa: E402
+from bench.runners import RUNNERS, Sample, run_sample  # noqa: E402
+
+NATIVE = RUNNERS["native"]
+needs_native = pytest.mark.skipif(NATIVE.unavailable() is not None or shutil.which("chroot") is None,
+                                  reason="the native runner needs root and chroot")
+
+
+@pytest.fixture(scope="module")
+def native_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from linuxabi.image import default_image
+
+    return prepare_image(default_image(), tmp_path_factory.mktemp("bench") / "native", microbench_binary(),
+                         dev_nodes=True)
+
+
+def _median_ratio(samples: list[Sample], slow: str, fast: str) -> float:
+    assert all(s.error is None and s.seconds and s.seconds > 0 for s in samples), samples
+    summary = report.summarize(samples)
+    return summary[slow]["native"].median / summary[fast]["native"].median
+
+
+@needs_native
+def test_twice_the_work_measures_about_twice_as_long_workload(native_image: Path) -> None:
+    ops = [workload("seq_100k", "seq 100000 | wc -l", expect="100000"),
+           workload("seq_200k", "seq 200000 | wc -l", expect="200000")]
+    samples = measure(ops, [NATIVE], {"native": native_image}, rounds=5, quick=False)
+    assert 1.5 <= _median_ratio(samples, "seq_200k", "seq_100k") <= 2.8
+
+
+@needs_native
+def test_twice_the_entries_measures_about_twice_as_long_microbench(native_image: Path) -> None:
+    ops = [micro("getdents_1000", 150), micro("getdents_2000", 150)]
+    samples = measure(ops, [NATIVE], {"native": native_image}, rounds=5, quick=False)
+    assert {s.iters for s in samples} == {150}  # the guest did every iteration it was asked for
+    assert 1.5 <= _median_ratio(samples, "getdents_2000", "getdents_1000") <= 2.8
+
+
+@needs_native
+def test_failures_are_reported_not_measured(native_image: Path) -> None:
+    s = run_sample(NATIVE, workload("fails", "exit 3"), native_image, 0, quick=True, max_seconds=0.1)
+    assert s.seconds is None and s.error and "exit status 3" in s.error
+    s = run_sample(NATIVE, workload("wrong", "echo 12", expect="13"), native_image, 0, quick=True, max_seconds=0.1)
+    assert s.seconds is None and "lacks" in (s.error or "")
+    s = run_sample(NATIVE, micro("no_such_op", 10), native_image, 0, quick=True, max_seconds=0.1)
+    assert s.seconds is None and "unknown op" in (s.error or "")
+
+
+def test_parse_microbench() -> None:
+    r = parse_microbench("warming up\nop=stat iters=1000 ns_per_op=1234.5\n")
+    assert r is not None and (r.op, r.iters, r.ns_per_op) == ("stat", 1000, 1234.5)
+    r = parse_microbench("op=getdents_1000 iters=7 ns_per_op=2.5e+05")
+    assert r is not None and r.ns_per_op == 250000.0
+    assert parse_microbench("") is None
+    assert parse_microbench("op=stat iters=x ns_per_op=1") is None
+    assert parse_microbench("microbench: stat: No such file or directory\n") is None
+
+
+def _samples(op: str, runner: str, values: list[float | None]) -> list[Sample]:
+    return [Sample(op, runner, i, v, error=None if v is not None else "boom") for i, v in enumerate(values)]
+
+
+def test_statistics_table_and_ratios() -> None:
+    samples = (_samples("a", "native", [3e-6, 1e-6, 2e-6]) + _samples("a", "linuxabi", [10e-6, 300e-6, 20e-6])
+               + _samples("b", "native", [1.0, 1.0]) + _samples("b", "linuxabi", [None, 4.0])
+               + _samples("c", "native", [1e-3]) + _samples("c", "linuxabi", [None, None]))
+    summary = report.summarize(samples)
+    a = summary["a"]["linuxabi"]
+    assert (a.min, a.median, a.max, a.n, a.failed) == (10e-6, 20e-6, 300e-6, 3, 0)
+    assert report.ratio(summary, "a", "linuxabi") == pytest.approx(10.0)
+    assert report.ratio(summary, "a", "native") == pytest.approx(1.0)
+    assert report.ratio(summary, "b", "linuxabi") == pytest.approx(4.0)  # the failed round is left out
+    assert summary["b"]["linuxabi"].failed == 1
+    assert report.ratio(summary, "c", "linuxabi") is None
+    assert report.geomean([10.0, 4.0, 0.0]) == pytest.approx(40 ** 0.5)
+
+    table = report.format_table(summary, ["a", "b", "c"], ["native", "linuxabi", "runsc"],
+                                {"runsc": "not installed"}, kinds={"a": "micro", "b": "micro", "c": "micro"})
+    row_a = next(ln for ln in table.splitlines() if ln.startswith("a "))
+    assert row_a.split()[1:] == ["native", "1", "us", "2", "us", "3", "us", "3", "1.00x"]
+    assert "20 us" in table and "10.00x" in table and "4.00x" in table
+    assert "1 failed: boom" in table and "failed: boom" in table and "not installed" in table
+    assert "geomean micro" in table and "6.32x" in table  # sqrt(10 * 4)
+
+
+def test_history_appends_and_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "history.json"
+    assert history.load(path) == []
+    for commit, native, translated in (("abc1234", 1e-6, 10e-6), ("abc1234", 1e-6, 12e-6), ("def5678", 1e-6, 5e-6)):
+        summary = report.summarize(_samples("stat", "native", [native]) + _samples("stat", "linuxabi", [translated]))
+        history.append(path, history.make_entry(summary, ["native", "linuxabi"], commit, quick=False))
+    entries = history.load(path)
+    assert [e["commit"] for e in entries] == ["abc1234", "abc1234", "def5678"]
+    assert entries[2]["median_s"]["stat"] == {"native": 1e-6, "linuxabi": 5e-6}
+    assert entries[2]["ratio"]["stat"] == {"linuxabi": pytest.approx(5.0)}
+    trend = history.trend(entries)
+    linuxabi_row = next(ln for ln in trend.splitlines() if "linuxabi" in ln)
+    # The median per commit: abc1234 ran twice (10 and 12 us).
+    assert "abc1234: 11 us (11.00x)" in linuxabi_row and "def5678: 5 us (5.00x)" in linuxabi_row
+    assert linuxabi_row.index("abc1234") < linuxabi_row.index("def5678")
+    path.write_text("{not json")
+    with pytest.raises(history.HistoryError):
+        history.load(path)
+
+
+def test_op_selection() -> None:
+    assert [op.name for op in select("stat,workloads")][:2] == ["stat", "startup_true"]
+    assert select("getdents_500")[0].guest_argv(quick=False, max_seconds=1.0)[1:3] == ["getdents_500", "2000"]
+    with pytest.raises(ValueError):
+        select("nope")
+
+
+@needs_native
+def test_cli_end_to_end_native(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.runners
+
+    real_which = shutil.which
+    monkeypatch.setattr(bench.runners.shutil, "which", lambda name: None if name == "runsc" else real_which(name))
+    out, hist = tmp_path / "samples.json", tmp_path / "history.json"
+    rc = main(["--quick", "--compare", "native,runsc", "--ops", "getpid,seq_20000_wc", "--json", str(out),
+               "--history-file", str(hist)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "runsc" in text and "not installed" in text
+    doc = json.loads(out.read_text())
+    assert {(s["op"], s["runner"]) for s in doc["samples"]} == {("getpid", "native"), ("seq_20000_wc", "native")}
+    assert all(s["error"] is None and s["seconds"] > 0 for s in doc["samples"])
+    assert len(history.load(hist)) == 1
+    assert main(["--history", "--history-file", str(hist)]) == 0
+    assert "no benchmark history" in capsys.readouterr().out  # --quick runs are left out of the trend
+    assert main(["--compare", "bogus"]) == 2
+    assert main(["--ops", "bogus", "--compare", "native"]) == 2
+
+
+def test_plot_writes_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    summary = report.summarize(_samples("a", "native", [1.0]) + _samples("a", "linuxabi", [3.0]))
+    path = tmp_path / "plot.png"
+    report.plot(summary, ["a"], ["native", "linuxabi"], path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
