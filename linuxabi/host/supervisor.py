@@ -153,7 +153,11 @@ class Supervisor:
         Signals (SIGCHLD for ptrace events, and those forwarded to the guest) arrive through
         Python handlers that break the wait; epoll is used only while calls are parked.
         """
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGCHLD, *FORWARDED_SIGNALS)}
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGCHLD, signal.SIGALRM, *FORWARDED_SIGNALS)}
+        # A signal landing between the last check and the RECV syscall itself cannot break
+        # the wait; a periodic tick bounds that window (ptrace events would wait at most 50 ms).
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
         self._ep = select.epoll()
         self._ep.register(self.listener.fd, select.EPOLLIN)
         try:
@@ -168,6 +172,7 @@ class Supervisor:
                     traceback.print_exc(file=sys.stderr)
             return self.exit_status
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
             for signo, handler in old.items():
                 signal.signal(signo, handler)
             self._ep.close()
@@ -187,30 +192,30 @@ class Supervisor:
     def _on_signal(self, signo: int, _frame: object) -> None:
         self._signals.append(signo)
         if self._in_recv:
+            self._in_recv = False  # raise once: a second signal must not interrupt the recovery
             raise _Wakeup
 
     def _recv_interruptible(self) -> Notification | None:
         """A blocking RECV that a signal handler may break (by raising _Wakeup).
 
-        The handler can run at any bytecode boundary, also just after the kernel filled the
+        The handler runs at any bytecode boundary, also just after the kernel filled the
         buffer: a notification received then must not be lost (its task would wait forever),
-        so the buffer is zeroed first and read back whatever interrupted us.
+        so the buffer is zeroed first and read back whatever interrupted us. The handler
+        clears ``_in_recv`` itself, so it raises at most once per call.
         """
         self.listener.prepare()
-        self._in_recv = True
         try:
-            if self._signals:  # arrived between the loop's check and here
-                return None
-            return self.listener.recv_prepared()
+            self._in_recv = True
+            n = None if self._signals else self.listener.recv_prepared()
+            self._in_recv = False
+            return n
         except _Wakeup:
             return self.listener.received()
-        finally:
-            self._in_recv = False
 
     def _drain_signals(self) -> None:
         while self._signals:
             signo = self._signals.pop(0)
-            if signo != signal.SIGCHLD:
+            if signo not in (signal.SIGCHLD, signal.SIGALRM):
                 self.forward_signal(signo)
         self._reap()
 
