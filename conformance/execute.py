@@ -92,7 +92,8 @@ class NativeLauncher:
         if not self.use_namespaces:
             return [chroot, str(image), program]
         # /dev as linuxabi's devfs has it (the host's own device nodes, bind-mounted)
-        script = ('"$2" -t proc proc "$1/proc" && '
+        script = ('mkdir -p "$1/proc" "$1/tmp" "$1/dev" && '
+                  '"$2" -t proc proc "$1/proc" && '
                   '"$2" -t tmpfs -o mode=1777 tmpfs "$1/tmp" && '
                   '"$2" -t tmpfs -o mode=755 tmpfs "$1/dev" && '
                   'for d in null zero full random urandom tty; do '

@@ -149,6 +149,15 @@ def _io_after_open(fd: int, flags: int, fmt: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _fifo_nonblock(mode_of: Callable[[], int]) -> int:
+    """A blocking open of a fifo would wait for a partner forever: make it O_NONBLOCK (on
+    both sides alike)."""
+    try:
+        return os.O_NONBLOCK if stat.S_ISFIFO(mode_of()) else 0
+    except OSError:
+        return 0
+
+
 # ---- the native side ---------------------------------------------------------------------------
 
 
@@ -158,19 +167,19 @@ def _native_op(op: Op) -> Any:
         s = os.stat(a[0], follow_symlinks=a[1])
         return _norm_stat(s.st_mode, s.st_nlink, s.st_size, s.st_uid, s.st_gid)
     if name == "open":
-        fd = os.open(a[0], a[1], a[2])
+        fd = os.open(a[0], a[1] | _fifo_nonblock(lambda: os.stat(a[0]).st_mode), a[2])
         try:
             return _io_after_open(fd, a[1], stat.S_IFMT(os.fstat(fd).st_mode))
         finally:
             os.close(fd)
     if name == "read":
-        fd = os.open(a[0], os.O_RDONLY)
+        fd = os.open(a[0], os.O_RDONLY | _fifo_nonblock(lambda: os.stat(a[0]).st_mode))
         try:
             return os.read(fd, 1 << 16)
         finally:
             os.close(fd)
     if name == "append":
-        fd = os.open(a[0], os.O_WRONLY | os.O_APPEND)
+        fd = os.open(a[0], os.O_WRONLY | os.O_APPEND | _fifo_nonblock(lambda: os.stat(a[0]).st_mode))
         try:
             return os.write(fd, a[1])
         finally:
@@ -293,7 +302,8 @@ def _vfs_op(v: Vfs, ctx: FsContext, op: Op) -> Any:
         s = v.stat(ctx, cwd, _b(a[0]), follow=a[1])
         return _norm_stat(s.mode, s.nlink, s.size, s.uid, s.gid)
     if name == "open":
-        o = v.open(ctx, cwd, _b(a[0]), a[1] & ~os.O_CLOEXEC, a[2])
+        flags = a[1] | _fifo_nonblock(lambda: v.stat(ctx, cwd, _b(a[0])).mode)
+        o = v.open(ctx, cwd, _b(a[0]), flags & ~os.O_CLOEXEC, a[2])
         try:
             assert v.location_of_host_fd(o.host_fd) is not None
             s = v.stat_location(o.location)
@@ -301,13 +311,14 @@ def _vfs_op(v: Vfs, ctx: FsContext, op: Op) -> Any:
         finally:
             os.close(o.host_fd)
     if name == "read":
-        o = v.open(ctx, cwd, _b(a[0]), os.O_RDONLY, 0)
+        o = v.open(ctx, cwd, _b(a[0]), os.O_RDONLY | _fifo_nonblock(lambda: v.stat(ctx, cwd, _b(a[0])).mode), 0)
         try:
             return os.read(o.host_fd, 1 << 16)
         finally:
             os.close(o.host_fd)
     if name == "append":
-        o = v.open(ctx, cwd, _b(a[0]), os.O_WRONLY | os.O_APPEND, 0)
+        o = v.open(ctx, cwd, _b(a[0]), os.O_WRONLY | os.O_APPEND
+                   | _fifo_nonblock(lambda: v.stat(ctx, cwd, _b(a[0])).mode), 0)
         try:
             return os.write(o.host_fd, a[1])
         finally:

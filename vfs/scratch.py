@@ -1,0 +1,75 @@
+"""HostScratch: a translator-owned host directory holding shadow objects.
+
+Every VFS object the guest can hold an fd on must be a host object whose (st_dev, st_ino)
+names it. Objects with no host counterpart of their own (tmpfs directories, fifos, symlinks
+opened with O_PATH) get an empty "shadow" created here on first open. The guest never
+reaches this directory by path (its host mount namespace is empty); it only ever holds fds.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _default_parent() -> str | None:
+    # /dev/shm keeps shadows off the disk; fall back to $TMPDIR.
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
+
+
+class HostScratch:
+    """A temporary host directory; ``close()`` removes it and everything in it."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.path = tempfile.mkdtemp(prefix="linuxabi-vfs-", dir=parent or _default_parent())
+        os.chmod(self.path, 0o700)
+        self.fd = os.open(self.path, _DIR_FLAGS)
+        self._names = itertools.count(1)
+
+    def _name(self) -> str:
+        return f"s{next(self._names)}"
+
+    def make_dir(self) -> str:
+        name = self._name()
+        os.mkdir(name, 0o700, dir_fd=self.fd)
+        return name
+
+    def make_fifo(self) -> str:
+        name = self._name()
+        os.mkfifo(name, 0o600, dir_fd=self.fd)
+        return name
+
+    def make_symlink(self) -> str:
+        name = self._name()
+        os.symlink("shadow", name, dir_fd=self.fd)
+        return name
+
+    def make_file(self) -> str:
+        name = self._name()
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.fd))
+        return name
+
+    def open(self, name: str, flags: int) -> int:
+        return os.open(name, flags | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.fd)
+
+    def remove(self, name: str) -> None:
+        """Drop a shadow (an fd the guest still holds keeps working)."""
+        try:
+            if os.path.isdir(os.path.join(self.path, name)) and not os.path.islink(os.path.join(self.path, name)):
+                os.rmdir(name, dir_fd=self.fd)
+            else:
+                os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,674 @@
+"""Vfs: the guest's filesystem namespace and every path operation the syscall handlers call.
+
+Each operation follows fs/namei.c's order of checks, so the errno a guest sees is the one
+Linux would give. Every open returns a NEW host fd the caller owns (see inode.py); the
+(st_dev, st_ino) of every host object handed out is remembered, so that an fd the guest
+passes back (fstat, fchmod, getdents, fchdir...) maps to its Location again.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections import OrderedDict
+from typing import Iterator
+
+from .errors import E, fail
+from .filesystem import ST_RDONLY, FileSystem
+from .inode import (
+    DT_BY_TYPE, PASS_FLAGS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
+    S_IFSOCK, S_ISGID, S_ISUID, S_ISVTX, S_IXGRP, Dentry, DirInode, Inode,
+)
+from .mount import Mount, MountTable
+from .perm import MAY_EXEC, MAY_READ, MAY_WRITE, in_group, is_owner, permitted
+from .scratch import HostScratch
+from .tmpfs import MemDir, MemFile, TmpFs
+from .types import DirEntry, FsContext, Location, Opened, StatResult
+from .walk import PATH_MAX, Walk
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
+_EPHEMERAL_KEEP = 4096  # fd identities remembered for one-off host objects (synthetic files)
+_NOW_SLACK_NS = 1_000_000_000  # utimens: times this close to "now" count as UTIME_NOW
+
+_ACC_MASK = {0: MAY_READ, 1: MAY_WRITE, 2: MAY_READ | MAY_WRITE, 3: MAY_READ | MAY_WRITE}
+_O_PATH_KEEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _is_dir(inode: Inode) -> bool:
+    return inode.mode & S_IFMT == S_IFDIR
+
+
+def _ancestor_or_self(a: Dentry, d: Dentry | None) -> bool:
+    while d is not None:
+        if d is a:
+            return True
+        d = d.parent
+    return False
+
+
+class Vfs:
+    def __init__(self, root_fs: FileSystem) -> None:
+        self.scratch = HostScratch()
+        self.table = MountTable()
+        self._filesystems: list[FileSystem] = []
+        self._by_host: dict[tuple[int, int], Location] = {}
+        self._ephemeral: OrderedDict[tuple[int, int], Location] = OrderedDict()
+        self._attach(root_fs)
+        self._root_mount = self.table.add(root_fs, None, None, False)
+
+    # ---- namespace set-up -----------------------------------------------------------------------
+
+    def _attach(self, fs: FileSystem) -> None:
+        if fs not in self._filesystems:
+            fs.attach(self.scratch)
+            self._filesystems.append(fs)
+
+    def mount(self, path: bytes, fs: FileSystem, *, readonly: bool = False) -> None:
+        """Mount ``fs`` on ``path`` (an existing directory), covering what is there."""
+        ctx = self.new_context()
+        loc = self.lookup(ctx, ctx.root, path, directory=True)
+        self._attach(fs)
+        self.table.add(fs, loc.mount, loc.dentry, readonly)
+
+    def root(self) -> Location:
+        m, d = self.table.down(self._root_mount, self._root_mount.root)
+        return Location(m, d)
+
+    def new_context(self, cwd: bytes = b"/") -> FsContext:
+        root = self.root()
+        ctx = FsContext(root=root, cwd=root)
+        if cwd != b"/":
+            ctx.cwd = self.lookup(ctx, root, cwd, directory=True)
+        return ctx
+
+    def close(self) -> None:
+        """Close every backing fd and remove the scratch directory (fds the guest holds live on)."""
+        for fs in self._filesystems:
+            fs.close()
+        self._filesystems.clear()
+        self.scratch.close()
+
+    # ---- lookup and stat ------------------------------------------------------------------------
+
+    def _walk(self, ctx: FsContext) -> Walk:
+        return Walk(self.table, ctx)
+
+    def lookup(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True,
+               directory: bool = False) -> Location:
+        m, d = Walk(self.table, ctx).resolve(base, path, follow=follow, directory=directory)
+        return Location(m, d)
+
+    def stat(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True) -> StatResult:
+        w = Walk(self.table, ctx)
+        m, d = w.resolve(base, path, follow=follow)
+        if w.magic is not None and d.inode is w.magic:
+            return self._stat_magic(w.magic, m.id)
+        return d.inode.stat(m.id)
+
+    def stat_location(self, loc: Location) -> StatResult:
+        return loc.dentry.inode.stat(loc.mount.id)
+
+    def _stat_magic(self, link: Inode, mnt_id: int) -> StatResult:
+        """stat through a magic link to an object outside the VFS (a pipe, a socket)."""
+        fd = link.open_host(os.O_PATH)
+        try:
+            loc = self.location_of_host_fd(fd)
+            if loc is not None:
+                return self.stat_location(loc)
+            s = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return StatResult(s.st_dev, s.st_ino, s.st_mode, s.st_nlink, s.st_uid, s.st_gid, s.st_rdev,
+                          s.st_size, s.st_blksize, s.st_blocks, s.st_atime_ns, s.st_mtime_ns,
+                          s.st_ctime_ns, 0, 0)
+
+    def access(self, ctx: FsContext, base: Location, path: bytes, mode: int, *, follow: bool = True) -> None:
+        if mode & ~7:
+            fail(E.EINVAL)
+        loc = self.lookup(ctx, base, path, follow=follow)
+        if not mode:
+            return
+        inode = loc.inode
+        if mode & MAY_WRITE and inode.mode & S_IFMT in (S_IFREG, S_IFDIR, S_IFLNK) and self._readonly(loc.mount):
+            fail(E.EROFS)
+        if not permitted(ctx, inode, mode):
+            fail(E.EACCES)
+
+    def readlink(self, ctx: FsContext, base: Location, path: bytes) -> bytes:
+        loc = self.lookup(ctx, base, path, follow=False)
+        if loc.inode.mode & S_IFMT != S_IFLNK:
+            fail(E.EINVAL)
+        return loc.inode.readlink()
+
+    # ---- open -----------------------------------------------------------------------------------
+
+    def open(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int) -> Opened:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            return self._open_tmpfile(ctx, base, path, flags, mode)
+        if flags & os.O_PATH:
+            flags &= _O_PATH_KEEP
+        elif flags & os.O_CREAT and flags & os.O_DIRECTORY:
+            fail(E.EINVAL)
+        creat = bool(flags & os.O_CREAT)
+        follow = not (flags & os.O_NOFOLLOW or (creat and flags & os.O_EXCL))
+        w = Walk(self.table, ctx)
+        m, d, last, slash = w.parent(base.mount, base.dentry, path)
+        created = False
+        while True:  # the last component; loops while following symlinks (open_last_lookups)
+            if last is None or last == b"." or last == b"..":
+                m, d = w.last(m, d, last, True, False)
+                break
+            if creat and slash:
+                fail(E.EISDIR)
+            w.magic = None
+            child = w.child(m, d, last)
+            if child is None:
+                if not creat:
+                    fail(E.ENOENT)
+                self._want_write(m)
+                self._may_create(ctx, d.inode)
+                dir_ = d.inode
+                assert isinstance(dir_, MemDir)
+                fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
+                d = dir_.insert(last, dir_.fs.new_file(fmode, uid, gid), time.time_ns())  # type: ignore[attr-defined]
+                created = True
+                break
+            if child.mounted:
+                m, d = self.table.down(m, child)
+                break
+            if child.inode.mode & S_IFMT == S_IFLNK and (follow or slash):
+                if getattr(child.inode, "jump", None) is not None:
+                    m, d = w.follow_link(m, d, child, slash)
+                    break
+                w.links += 1
+                if w.links > 40:
+                    fail(E.ELOOP)
+                m, d, last, slash2 = w.parent(m, d, child.inode.readlink())
+                slash = slash or slash2
+                continue
+            d = child
+            break
+
+        inode = d.inode
+        kind = inode.mode & S_IFMT
+        if creat:
+            if flags & os.O_EXCL and not created:
+                fail(E.EEXIST)
+            if kind == S_IFDIR:
+                fail(E.EISDIR)
+        if (slash or flags & os.O_DIRECTORY) and kind != S_IFDIR:
+            fail(E.ENOTDIR)
+        loc = Location(m, d)
+        magic = w.magic
+        if flags & os.O_PATH:
+            fd = magic.open_host(os.O_PATH) if magic is not None else inode.open_path()
+            return Opened(self._register(fd, loc), fd)
+        if not created:
+            self._may_open(ctx, m, inode, flags)
+        if magic is not None:
+            fd = magic.open_host(flags & ~os.O_CREAT)
+            return Opened(self._register(fd, loc), fd)
+        if flags & os.O_TRUNC and kind == S_IFREG and not created:
+            inode.truncate(0)
+        fd = inode.open_host(flags & ~os.O_TRUNC)
+        return Opened(self._register(fd, loc), fd)
+
+    def open_location(self, ctx: FsContext, loc: Location, flags: int) -> Opened:
+        """Reopen what ``loc`` names with ``flags`` (no creation): for procfs's magic links."""
+        inode = loc.inode
+        if flags & os.O_PATH:
+            fd = inode.open_path()
+        else:
+            if flags & os.O_DIRECTORY and not _is_dir(inode):
+                fail(E.ENOTDIR)
+            self._may_open(ctx, loc.mount, inode, flags)
+            if flags & os.O_TRUNC and inode.mode & S_IFMT == S_IFREG:
+                inode.truncate(0)
+            fd = inode.open_host(flags & ~(os.O_TRUNC | os.O_CREAT | os.O_EXCL))
+        return Opened(self._register(fd, loc), fd)
+
+    def _may_open(self, ctx: FsContext, m: Mount, inode: Inode, flags: int) -> None:
+        kind = inode.mode & S_IFMT
+        if kind == S_IFLNK:
+            fail(E.ELOOP)
+        want = _ACC_MASK[flags & os.O_ACCMODE] | (MAY_WRITE if flags & os.O_TRUNC else 0)
+        if kind == S_IFDIR and want & MAY_WRITE:
+            fail(E.EISDIR)
+        if want & MAY_WRITE and kind in (S_IFREG, S_IFDIR) and self._readonly(m):
+            fail(E.EROFS)
+        if not permitted(ctx, inode, want):
+            fail(E.EACCES)
+        if flags & os.O_NOATIME and not is_owner(ctx, inode):
+            fail(E.EPERM)
+
+    def _open_tmpfile(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int) -> Opened:
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            fail(E.EINVAL)
+        loc = self.lookup(ctx, base, path, directory=True)
+        self._want_write(loc.mount)
+        dir_ = loc.inode
+        if not isinstance(dir_, MemDir):
+            fail(E.EOPNOTSUPP)
+        self._may_create(ctx, dir_)
+        fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
+        inode = dir_.fs.new_file(fmode, uid, gid)  # type: ignore[attr-defined]
+        dentry = Dentry(b"#%d" % inode.ino, loc.dentry, inode)
+        dentry.dead = True  # unnamed: path_of says "/dir/#ino (deleted)" as Linux does
+        fd = inode.open_host(flags & PASS_FLAGS)
+        if flags & os.O_EXCL:
+            inode.released()  # can never be linked: the guest's fd alone keeps it
+        else:
+            inode.linkable = True
+        return Opened(self._register(fd, Location(loc.mount, dentry)), fd)
+
+    # ---- fd identity ----------------------------------------------------------------------------
+
+    def _register(self, fd: int, loc: Location) -> Location:
+        try:
+            s = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        key = (s.st_dev, s.st_ino)
+        if loc.inode.ephemeral_host:
+            self._ephemeral[key] = loc
+            self._ephemeral.move_to_end(key)
+            if len(self._ephemeral) > _EPHEMERAL_KEEP:
+                self._ephemeral.popitem(last=False)
+        else:
+            self._by_host[key] = loc
+        return loc
+
+    def location_of_host_fd(self, fd: int) -> Location | None:
+        """The Location behind a host fd the VFS handed out; None for anything else."""
+        s = os.fstat(fd)
+        key = (s.st_dev, s.st_ino)
+        loc = self._by_host.get(key) or self._ephemeral.get(key)
+        if loc is not None:
+            inode = loc.inode
+            if isinstance(inode, MemFile) and inode.memfd is None and inode.detached is not None:
+                inode.detached = s  # an unlinked file: only the guest's fd knows its size now
+        return loc
+
+    def location_of_host_key(self, dev: int, ino: int) -> Location | None:
+        """The same, from a (st_dev, st_ino) pair (e.g. a /proc/PID/maps line)."""
+        return self._by_host.get((dev, ino)) or self._ephemeral.get((dev, ino))
+
+    # ---- creation -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _readonly(m: Mount) -> bool:
+        return m.readonly or m.fs.readonly
+
+    def _want_write(self, m: Mount) -> None:
+        if m.readonly or m.fs.readonly:
+            fail(E.EROFS)
+
+    def _filename_create(self, ctx: FsContext, base: Location, path: bytes, *,
+                         is_dir: bool) -> tuple[Mount, Dentry, bytes]:
+        """filename_create: the parent of a name that must not exist yet."""
+        w = Walk(self.table, ctx)
+        m, d, last, slash = w.parent(base.mount, base.dentry, path)
+        if last is None or last == b"." or last == b"..":
+            fail(E.EEXIST)
+        if w.child(m, d, last) is not None:
+            fail(E.EEXIST)
+        if slash and not is_dir:
+            fail(E.ENOENT)
+        self._want_write(m)
+        return m, d, last
+
+    @staticmethod
+    def _may_create(ctx: FsContext, dir_: Inode) -> None:
+        if isinstance(dir_, DirInode) and dir_.removed:
+            fail(E.ENOENT)
+        if not permitted(ctx, dir_, MAY_WRITE | MAY_EXEC):
+            fail(E.EACCES)
+        if not isinstance(dir_, MemDir):
+            fail(E.EPERM)
+
+    @staticmethod
+    def _owner(ctx: FsContext, dir_: Inode, mode: int) -> tuple[int, int, int]:
+        """inode_init_owner: fsuid, and fsgid unless the directory is setgid."""
+        if dir_.mode & S_ISGID:
+            gid = dir_.gid
+            if mode & S_IFMT == S_IFDIR:
+                mode |= S_ISGID
+            elif mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP and ctx.uid != 0 and not in_group(ctx, gid):
+                mode &= ~S_ISGID
+        else:
+            gid = ctx.gid
+        return mode, ctx.uid, gid
+
+    def mkdir(self, ctx: FsContext, base: Location, path: bytes, mode: int) -> None:
+        m, d, name = self._filename_create(ctx, base, path, is_dir=True)
+        dir_ = d.inode
+        self._may_create(ctx, dir_)
+        assert isinstance(dir_, MemDir)
+        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        dmode, uid, gid = self._owner(ctx, dir_, S_IFDIR | (mode & ~ctx.umask & 0o1777))
+        dir_.insert(name, fs.new_dir(dmode, uid, gid), time.time_ns())
+
+    def mknod(self, ctx: FsContext, base: Location, path: bytes, mode: int, dev: int) -> None:
+        kind = mode & S_IFMT or S_IFREG
+        if kind == S_IFDIR:
+            fail(E.EPERM)
+        if kind not in (S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK):
+            fail(E.EINVAL)
+        m, d, name = self._filename_create(ctx, base, path, is_dir=False)
+        dir_ = d.inode
+        self._may_create(ctx, dir_)
+        if kind in (S_IFCHR, S_IFBLK):
+            fail(E.EPERM)  # no CAP_MKNOD in the guest's user namespace
+        assert isinstance(dir_, MemDir)
+        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        fmode, uid, gid = self._owner(ctx, dir_, kind | (mode & 0o7777 & ~ctx.umask))
+        inode = fs.new_file(fmode, uid, gid) if kind == S_IFREG else fs.new_special(fmode, 0, uid, gid)
+        dir_.insert(name, inode, time.time_ns())
+
+    def symlink(self, ctx: FsContext, target: bytes, base: Location, path: bytes) -> None:
+        if not target:
+            fail(E.ENOENT)
+        if len(target) >= PATH_MAX:
+            fail(E.ENAMETOOLONG)
+        m, d, name = self._filename_create(ctx, base, path, is_dir=False)
+        dir_ = d.inode
+        self._may_create(ctx, dir_)
+        assert isinstance(dir_, MemDir)
+        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        _, uid, gid = self._owner(ctx, dir_, S_IFLNK | 0o777)
+        dir_.insert(name, fs.new_symlink(target, uid, gid), time.time_ns())
+
+    def link(self, ctx: FsContext, base1: Location, path1: bytes, base2: Location, path2: bytes, *,
+             follow: bool = False) -> None:
+        self.link_location(ctx, self.lookup(ctx, base1, path1, follow=follow), base2, path2)
+
+    def link_location(self, ctx: FsContext, old: Location, base2: Location, path2: bytes) -> None:
+        """linkat(fd, "", ..., AT_EMPTY_PATH): a new name for what ``old`` names."""
+        m, d, name = self._filename_create(ctx, base2, path2, is_dir=False)
+        if old.mount is not m:
+            fail(E.EXDEV)
+        inode = old.inode
+        if ctx.uid != 0 and ctx.uid != inode.uid:  # fs.protected_hardlinks
+            mode = inode.mode
+            if (mode & S_IFMT != S_IFREG or mode & S_ISUID or mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP
+                    or not permitted(ctx, inode, MAY_READ | MAY_WRITE)):
+                fail(E.EPERM)
+        dir_ = d.inode
+        self._may_create(ctx, dir_)
+        if _is_dir(inode):
+            fail(E.EPERM)
+        if inode.nlink <= 0 and not getattr(inode, "linkable", False):
+            fail(E.ENOENT)
+        assert isinstance(dir_, MemDir)
+        dir_.insert(name, inode, time.time_ns())
+        if isinstance(inode, MemFile):
+            inode.linkable = False
+
+    # ---- removal and rename ---------------------------------------------------------------------
+
+    @staticmethod
+    def _may_delete(ctx: FsContext, dir_: Inode, victim: Dentry, isdir: bool) -> None:
+        if not permitted(ctx, dir_, MAY_WRITE | MAY_EXEC):
+            fail(E.EACCES)
+        inode = victim.inode
+        if dir_.mode & S_ISVTX and ctx.uid != 0 and ctx.uid != inode.uid and ctx.uid != dir_.uid:
+            fail(E.EPERM)
+        if isdir:
+            if not _is_dir(inode):
+                fail(E.ENOTDIR)
+        elif _is_dir(inode):
+            fail(E.EISDIR)
+        if isinstance(dir_, DirInode) and dir_.removed:
+            fail(E.ENOENT)
+        if not isinstance(dir_, MemDir):
+            fail(E.EPERM)
+
+    def unlink(self, ctx: FsContext, base: Location, path: bytes) -> None:
+        w = Walk(self.table, ctx)
+        m, d, last, slash = w.parent(base.mount, base.dentry, path)
+        if last is None or last == b"." or last == b"..":
+            fail(E.EISDIR)
+        self._want_write(m)
+        victim = w.child(m, d, last)
+        if victim is None:
+            fail(E.ENOENT)
+        if slash:
+            fail(E.EISDIR if _is_dir(victim.inode) else E.ENOTDIR)
+        self._may_delete(ctx, d.inode, victim, False)
+        if self.table.is_mountpoint(m, victim):
+            fail(E.EBUSY)
+        d.inode.remove(victim, time.time_ns())  # type: ignore[attr-defined]
+
+    def rmdir(self, ctx: FsContext, base: Location, path: bytes) -> None:
+        w = Walk(self.table, ctx)
+        m, d, last, _ = w.parent(base.mount, base.dentry, path)
+        if last is None:
+            fail(E.EBUSY)
+        if last == b".":
+            fail(E.EINVAL)
+        if last == b"..":
+            fail(E.ENOTEMPTY)
+        self._want_write(m)
+        victim = w.child(m, d, last)
+        if victim is None:
+            fail(E.ENOENT)
+        self._may_delete(ctx, d.inode, victim, True)
+        if self.table.is_mountpoint(m, victim):
+            fail(E.EBUSY)
+        if not victim.inode.is_empty():  # type: ignore[attr-defined]
+            fail(E.ENOTEMPTY)
+        d.inode.remove(victim, time.time_ns())  # type: ignore[attr-defined]
+
+    def rename(self, ctx: FsContext, base1: Location, path1: bytes, base2: Location, path2: bytes,
+               flags: int = 0) -> None:
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+            fail(E.EINVAL)
+        exchange = bool(flags & RENAME_EXCHANGE)
+        if exchange and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT):
+            fail(E.EINVAL)
+        if flags & RENAME_WHITEOUT:
+            fail(E.EPERM)  # needs CAP_MKNOD in the initial namespace
+        w1, w2 = Walk(self.table, ctx), Walk(self.table, ctx)
+        m1, d1, last1, slash1 = w1.parent(base1.mount, base1.dentry, path1)
+        m2, d2, last2, slash2 = w2.parent(base2.mount, base2.dentry, path2)
+        if m1 is not m2:
+            fail(E.EXDEV)
+        if last1 is None or last1 == b"." or last1 == b"..":
+            fail(E.EBUSY)
+        if last2 is None or last2 == b"." or last2 == b"..":
+            fail(E.EEXIST if flags & RENAME_NOREPLACE else E.EBUSY)
+        self._want_write(m1)
+        old = w1.child(m1, d1, last1)
+        if old is None:
+            fail(E.ENOENT)
+        new = w2.child(m2, d2, last2)
+        if flags & RENAME_NOREPLACE and new is not None:
+            fail(E.EEXIST)
+        if exchange:
+            if new is None:
+                fail(E.ENOENT)
+            if slash2 and not _is_dir(new.inode):
+                fail(E.ENOTDIR)
+        if not _is_dir(old.inode) and (slash1 or (slash2 and not exchange)):
+            fail(E.ENOTDIR)
+        if d1 is not d2:
+            if _ancestor_or_self(old, d2):
+                fail(E.EINVAL)  # a directory into its own subtree
+            if new is not None and _ancestor_or_self(new, d1):
+                fail(E.EINVAL if exchange else E.ENOTEMPTY)
+        # vfs_rename
+        if new is not None and old.inode is new.inode:
+            return  # two names of one inode: nothing to do, as Linux
+        is_dir = _is_dir(old.inode)
+        self._may_delete(ctx, d1.inode, old, is_dir)
+        if new is None:
+            self._may_create(ctx, d2.inode)
+        else:
+            self._may_delete(ctx, d2.inode, new, _is_dir(new.inode) if exchange else is_dir)
+        if d1.inode is not d2.inode:  # '..' changes: the moved directory must be writable
+            if is_dir and not permitted(ctx, old.inode, MAY_WRITE):
+                fail(E.EACCES)
+            if exchange and new is not None and _is_dir(new.inode) and not permitted(ctx, new.inode, MAY_WRITE):
+                fail(E.EACCES)
+        if self.table.is_mountpoint(m1, old) or (new is not None and self.table.is_mountpoint(m2, new)):
+            fail(E.EBUSY)
+        src, dst = d1.inode, d2.inode
+        assert isinstance(src, MemDir) and isinstance(dst, MemDir)
+        now = time.time_ns()
+        if exchange:
+            assert new is not None
+            src.exchange(old, dst, new, now)
+            return
+        if new is not None:
+            if _is_dir(new.inode) and not new.inode.is_empty():  # type: ignore[attr-defined]
+                fail(E.ENOTEMPTY)
+            dst.remove(new, now)
+        src.move(old, dst, last2, now)
+
+    # ---- metadata -------------------------------------------------------------------------------
+
+    def chmod(self, ctx: FsContext, base: Location, path: bytes, mode: int, *, follow: bool = True) -> None:
+        self.chmod_location(ctx, self.lookup(ctx, base, path, follow=follow), mode)
+
+    def chmod_location(self, ctx: FsContext, loc: Location, mode: int) -> None:
+        inode = loc.inode
+        if inode.mode & S_IFMT == S_IFLNK:
+            fail(E.EOPNOTSUPP)
+        self._want_write(loc.mount)
+        if not is_owner(ctx, inode):
+            fail(E.EPERM)
+        mode &= 0o7777
+        if ctx.uid != 0 and not in_group(ctx, inode.gid):
+            mode &= ~S_ISGID
+        inode.mode = (inode.mode & S_IFMT) | mode
+        inode.ctime_ns = time.time_ns()
+
+    def chown(self, ctx: FsContext, base: Location, path: bytes, uid: int, gid: int, *,
+              follow: bool = True) -> None:
+        self.chown_location(ctx, self.lookup(ctx, base, path, follow=follow), uid, gid)
+
+    def chown_location(self, ctx: FsContext, loc: Location, uid: int, gid: int) -> None:
+        self._want_write(loc.mount)
+        inode = loc.inode
+        owner = ctx.uid == inode.uid
+        if ctx.uid != 0:
+            if uid != -1 and not (owner and uid == inode.uid):
+                fail(E.EPERM)
+            if gid != -1 and not (owner and (gid == inode.gid or in_group(ctx, gid))):
+                fail(E.EPERM)
+        mode = inode.mode
+        if not _is_dir(inode):  # chown kills setuid, and setgid where it means "executable"
+            mode &= ~S_ISUID
+            if mode & S_IXGRP:
+                mode &= ~S_ISGID
+        if mode != inode.mode and not is_owner(ctx, inode):
+            fail(E.EPERM)
+        inode.mode = mode
+        if uid != -1:
+            inode.uid = uid
+        if gid != -1:
+            inode.gid = gid
+        inode.ctime_ns = time.time_ns()
+
+    def utimens(self, ctx: FsContext, base: Location, path: bytes, atime_ns: int | None, mtime_ns: int | None,
+                *, follow: bool = True) -> None:
+        if atime_ns is None and mtime_ns is None:
+            return  # Linux answers 0 before even looking the path up
+        self.utimens_location(ctx, self.lookup(ctx, base, path, follow=follow), atime_ns, mtime_ns)
+
+    def utimens_location(self, ctx: FsContext, loc: Location, atime_ns: int | None, mtime_ns: int | None) -> None:
+        if atime_ns is None and mtime_ns is None:
+            return
+        self._want_write(loc.mount)
+        inode = loc.inode
+        now = time.time_ns()
+        if not is_owner(ctx, inode):
+            # The caller turned UTIME_NOW into the current time: (now, now) is a "touch", which
+            # write permission allows; explicit times need ownership.
+            touch = (atime_ns is not None and atime_ns == mtime_ns and abs(now - atime_ns) < _NOW_SLACK_NS)
+            if not touch:
+                fail(E.EPERM)
+            if not permitted(ctx, inode, MAY_WRITE):
+                fail(E.EACCES)
+        inode.set_times(atime_ns, mtime_ns, now)
+
+    def truncate(self, ctx: FsContext, base: Location, path: bytes, length: int) -> None:
+        if length < 0:
+            fail(E.EINVAL)
+        loc = self.lookup(ctx, base, path)
+        inode = loc.inode
+        kind = inode.mode & S_IFMT
+        if kind == S_IFDIR:
+            fail(E.EISDIR)
+        if kind != S_IFREG:
+            fail(E.EINVAL)
+        self._want_write(loc.mount)
+        if not permitted(ctx, inode, MAY_WRITE):
+            fail(E.EACCES)
+        inode.truncate(length)
+
+    # ---- directories and paths ------------------------------------------------------------------
+
+    def getdents(self, loc: Location, cookie: int) -> Iterator[DirEntry]:
+        """Entries from position ``cookie`` on: "." (cookie 0), ".." (1), then each entry at
+        its own cookie (a per-directory sequence number, stable while others come and go)."""
+        inode = loc.inode
+        if not _is_dir(inode):
+            fail(E.ENOTDIR)
+        if isinstance(inode, DirInode) and inode.removed:
+            fail(E.ENOENT)
+        entries = inode.listing()
+        return self._dirents(loc, inode, entries, cookie)
+
+    @staticmethod
+    def _dirents(loc: Location, inode: Inode, entries: list[Dentry], cookie: int) -> Iterator[DirEntry]:
+        if cookie <= 0:
+            yield DirEntry(inode.ino, 1, 4, b".")
+        if cookie <= 1:
+            parent = loc.dentry.parent
+            yield DirEntry(parent.inode.ino if parent is not None else inode.ino, 2, 4, b"..")
+        start = bisect.bisect_left(entries, max(cookie, 2), key=lambda d: d.cookie)
+        for d in entries[start:]:
+            child = d.inode
+            yield DirEntry(child.ino, d.cookie + 1, DT_BY_TYPE.get(child.mode & S_IFMT, 0), d.name)
+
+    def _path(self, loc: Location, root: Location) -> tuple[bytes, bool]:
+        parts: list[bytes] = []
+        m, d = loc.mount, loc.dentry
+        reachable = True
+        while not (d is root.dentry and m is root.mount):
+            if d is m.root:
+                if m.parent is None or m.mountpoint is None:
+                    reachable = False
+                    break
+                m, d = m.parent, m.mountpoint
+                continue
+            parent = d.parent
+            if parent is None:
+                reachable = False
+                break
+            parts.append(d.name)
+            d = parent
+        parts.reverse()
+        return b"/" + b"/".join(parts), reachable
+
+    def getcwd(self, ctx: FsContext) -> bytes:
+        cwd = ctx.cwd
+        if cwd.dentry.dead:
+            fail(E.ENOENT)
+        path, reachable = self._path(cwd, ctx.root)
+        return path if reachable else b"(unreachable)" + path
+
+    def path_of(self, loc: Location, root: Location) -> bytes:
+        """The path /proc shows for ``loc`` (cwd, fd links), " (deleted)" once it is gone."""
+        path, _ = self._path(loc, root)
+        return path + b" (deleted)" if loc.dentry.dead else path
+
+    def statfs(self, loc: Location) -> dict[str, int]:
+        d = loc.mount.fs.statfs()
+        if loc.mount.readonly:
+            d["f_flags"] = d.get("f_flags", 0) | ST_RDONLY
+        return d
