@@ -84,3 +84,10 @@ def task_comm(proc, host_tid: int) -> bytes:
     except OSError:
         return proc.comm
     return proc.comm if proc.comm and host == proc.kernel_comm else host
+
+
+def sys_clock_settime(task: Task, a: Args) -> Result:
+    """Setting a clock is never a guest's right; Linux refuses unsettable clocks first."""
+    if s32(a[0]) != F.CLOCK_REALTIME:
+        raise err(E.EINVAL)
+    raise err(E.EPERM)

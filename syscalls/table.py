@@ -63,6 +63,7 @@ HANDLERS: dict[str, Handler] = {
     "getdents": fs.sys_getdents, "getdents64": fs.sys_getdents64, "getcwd": fs.sys_getcwd,
     "chdir": fs.sys_chdir, "fchdir": fs.sys_fchdir, "chroot": fs.sys_chroot,
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
+    "clock_settime": process.sys_clock_settime,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
     **{name: process.sys_set_creds for name in (
@@ -75,7 +76,7 @@ TRACED: dict[str, Handler] = {"execve": ex.sys_execve, "execveat": ex.sys_execve
 DENIED: dict[str, int] = {
     # host administration: never for a guest
     **{n: E.EPERM for n in (
-        "mount umount2 pivot_root swapon swapoff reboot acct settimeofday clock_settime adjtimex "
+        "mount umount2 pivot_root swapon swapoff reboot acct settimeofday adjtimex "
         "clock_adjtime iopl ioperm init_module finit_module delete_module "
         "kexec_load kexec_file_load quotactl quotactl_fd vhangup syslog lookup_dcookie "
         "open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr setns ptrace "

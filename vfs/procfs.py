@@ -162,6 +162,7 @@ class PidDir(DynamicDir):
             b"cwd": loc_link(lambda: proc.fs.cwd),
             b"root": loc_link(lambda: proc.fs.root),
             b"fd": FdDir(fs, fs.new_ino(), proc),
+            b"fdinfo": FdInfoDir(fs, fs.new_ino(), proc),
         }
         if with_task:
             self._files[b"task"] = TaskDir(fs, fs.new_ino(), proc)
@@ -229,6 +230,43 @@ class FdDir(DynamicDir):
 
     def names(self) -> Iterable[bytes]:
         return [str(fd).encode() for fd in self.fs.provider.proc_fds(self.proc)]  # type: ignore[attr-defined]
+
+
+class FdInfoDir(DynamicDir):
+    """/proc/PID/fdinfo: position and flags come from the host object itself (it is the
+    guest's open file description), so they are exact."""
+
+    __slots__ = ("proc", "_files")
+
+    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry) -> None:
+        super().__init__(fs, ino)
+        self.proc = proc
+        self._files: dict[int, SyntheticFile] = {}
+
+    def generate(self, name: bytes) -> Inode | None:
+        if not name.isdigit():
+            return None
+        fd = int(name)
+        if fd not in self.fs.provider.proc_fds(self.proc):  # type: ignore[attr-defined]
+            self._files.pop(fd, None)
+            return None
+        f = self._files.get(fd)
+        if f is None:
+            f = SyntheticFile(self.fs, self.fs.new_ino(), lambda: _fdinfo(self.proc, fd))
+            self._files[fd] = f
+        return f
+
+    def names(self) -> Iterable[bytes]:
+        return [str(fd).encode() for fd in self.fs.provider.proc_fds(self.proc)]  # type: ignore[attr-defined]
+
+
+def _fdinfo(proc: ProcEntry, fd: int) -> bytes:
+    try:
+        raw = _host_file(f"/proc/{proc.host_pid}/fdinfo/{fd}")
+    except OSError:
+        raise _enoent() from None
+    keep = [line for line in raw.splitlines() if line.startswith((b"pos:", b"flags:"))]
+    return b"\n".join(keep) + b"\n"
 
 
 def _fd_jump(p: ProcessProvider, proc: ProcEntry, fd: int) -> Location | None:

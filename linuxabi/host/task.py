@@ -77,9 +77,12 @@ class HostTask:
             raise OSError(E.EBADF, os.strerror(E.EBADF))
         try:
             return raw_syscall(_PIDFD_GETFD, self.hp.pidfd, guest_fd, 0)
-        except OSError as e:
-            if e.errno == E.EBADF:
-                raise
+        except OSError:
+            pass
+        # pidfd_getfd refuses O_PATH fds; the fd's magic link reopens them (as O_PATH).
+        try:
+            return os.open(f"/proc/{self.host_tid}/fd/{guest_fd}", os.O_PATH | os.O_CLOEXEC)
+        except OSError:
             raise OSError(E.EBADF, os.strerror(E.EBADF)) from None
 
     def refresh_creds(self) -> None:
