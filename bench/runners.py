@@ -1,0 +1,170 @@
+"""The ways to run a guest command on an image: natively (chroot), under linuxabi, under peers.
+
+Every runner gets its own scratch copy of the image, so writes of one (the native /tmp, say)
+never change what another measures.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .ops import Op, parse_microbench
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+             "HOSTNAME": "linuxabi"}
+MICRO_TIMEOUT_S = 15.0  # generous: the guest bounds its own loop to about a second
+WORKLOAD_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement: `seconds` per operation (micro) or per whole process (workload)."""
+    op: str
+    runner: str
+    round: int
+    seconds: float | None
+    iters: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Runner:
+    name: str
+    command: Callable[[Path, list[str]], list[str]]  # (image copy, guest argv) -> host argv
+    binary: str | None = None  # a peer's executable: the runner is "not installed" without it
+    dev_nodes: bool = True  # the image copy needs /dev/null (everything but linuxabi's own devfs)
+    env: dict[str, str] | None = None  # None: the host's environment
+    cwd: Path | None = None
+
+    def unavailable(self) -> str | None:
+        """Why this runner cannot run here, or None."""
+        if self.binary is not None and shutil.which(self.binary) is None:
+            return "not installed"
+        if self.name == "native" and os.geteuid() != 0:
+            return "chroot needs root"
+        if self.name == "runsc" and not re.search(r"(?m)^\s*--?root\b", _help(["runsc", "do", "--help"])):
+            return "runsc do has no -root flag"
+        return None
+
+
+def _help(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return r.stdout + r.stderr
+
+
+def _linuxabi_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+RUNNERS: dict[str, Runner] = {
+    r.name: r
+    for r in (
+        Runner("native", lambda root, argv: ["chroot", str(root), *argv], env=GUEST_ENV),
+        Runner("linuxabi", lambda root, argv: [sys.executable, "-m", "linuxabi", "run", "--root", str(root),
+                                              "--", *argv],
+               dev_nodes=False, env=_linuxabi_env(), cwd=REPO),
+        # runsc's global --root is its state directory; `do --root` (after `do`) is the rootfs.
+        Runner("runsc", lambda root, argv: ["runsc", "--rootless=false", "--network=none", "--platform=ptrace",
+                                           "do", "--root", str(root), *argv],
+               binary="runsc", env=GUEST_ENV),
+        Runner("proot", lambda root, argv: ["proot", "-r", str(root), "-w", "/", *argv],
+               binary="proot", env=GUEST_ENV),
+    )
+}
+
+# Peers the harness may install itself when asked for (Debian package name).
+INSTALLABLE = {"proot": "proot"}
+
+
+def ensure_installed(runner: Runner, log: Callable[[str], None]) -> None:
+    """apt-get install a missing installable peer (root only); leaves it missing on failure."""
+    pkg = INSTALLABLE.get(runner.name)
+    if pkg is None or runner.unavailable() != "not installed" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log(f"installing {pkg} (apt-get)")
+    install = ["apt-get", "install", "-y", "-qq", pkg]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(install, env=env, capture_output=True)
+
+
+def run_sample(runner: Runner, op: Op, root: Path, round_no: int, *, quick: bool, max_seconds: float,
+               pin: str | None = None) -> Sample:
+    """Run `op` once under `runner` on the image copy `root`."""
+    cmd = runner.command(root, op.guest_argv(quick=quick, max_seconds=max_seconds))
+    if pin is not None:
+        cmd = ["taskset", "-c", pin, *cmd]
+    timeout = MICRO_TIMEOUT_S if op.kind == "micro" else WORKLOAD_TIMEOUT_S
+    t0 = time.perf_counter()
+    # Its own session, so that a run past its time is killed with everything it started.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=runner.env, cwd=runner.cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stuck = _session_states(proc.pid)
+        _kill(proc)
+        return Sample(op.name, runner.name, round_no, None, error=f"timed out after {timeout:g} s [{stuck}]")
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing running behind us
+        _kill(proc)
+        raise
+    wall = time.perf_counter() - t0
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    if proc.returncode != 0:
+        return Sample(op.name, runner.name, round_no, None, error=_failure(proc.returncode, stderr))
+    if op.kind == "workload":
+        if op.expect is not None and op.expect not in stdout.split():
+            return Sample(op.name, runner.name, round_no, None, error=f"output lacks {op.expect!r}: {stdout[-200:]!r}")
+        return Sample(op.name, runner.name, round_no, wall)
+    res = parse_microbench(stdout)
+    if res is None or res.op != op.name:
+        return Sample(op.name, runner.name, round_no, None, error=f"no result line: {(stdout + stderr)[-200:]!r}")
+    return Sample(op.name, runner.name, round_no, res.ns_per_op * 1e-9, iters=res.iters)
+
+
+def _session_states(sid: int) -> str:
+    """`comm:state` of every process in the session: where a hung run is stuck (a guest in
+    t = tracing stop, say), for the report."""
+    states = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp session ...
+        if int(fields[3]) == sid:
+            states.append(f"{comm}:{fields[0]}")
+    return " ".join(states)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def _failure(rc: int, stderr: str) -> str:
+    last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or [""]
+    what = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+    return f"{what}: {last[0][-200:]}".rstrip(": ")
