@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-_COMMANDS = "run, trace, compat, conformance"
+_COMMANDS = "run, trace, compat, conformance, bench"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,10 +88,18 @@ def _cmd_conformance(rest: list[str]) -> int:
     return conformance_main(rest)
 
 
+def _cmd_bench(rest: list[str]) -> int:
+    from bench.runner import main as bench_main
+
+    return bench_main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "conformance":
         return _run_guarded(lambda: _cmd_conformance(argv[1:]))
+    if argv and argv[0] == "bench":
+        return _run_guarded(lambda: _cmd_bench(argv[1:]))
     parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("run", help="run a guest program")
@@ -102,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("compat", help="print the syscall compatibility report")
     p.add_argument("--summary", action="store_true", help="only the counts per disposition")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
+    sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"missing command ({_COMMANDS})")
