@@ -44,12 +44,18 @@ def _paired_ratio(samples: list[Sample], slow: str, fast: str) -> float:
     return statistics.median(t[slow, r] / t[fast, r] for r in rounds)
 
 
+def _count_to(n: int) -> str:
+    # One CPU-bound process: its wall time stays proportional to its work when other jobs load
+    # the machine, which a pipeline's (`seq N | wc -l`, scheduling-bound) does not.
+    return f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done; echo $i"
+
+
 @needs_native
 def test_twice_the_work_measures_about_twice_as_long_workload(native_image: Path) -> None:
-    ops = [workload("seq_100k", "seq 100000 | wc -l", expect="100000"),
-           workload("seq_200k", "seq 200000 | wc -l", expect="200000")]
+    ops = [workload("count_40k", _count_to(40000), expect="40000"),
+           workload("count_80k", _count_to(80000), expect="80000")]
     samples = measure(ops, [NATIVE], {"native": native_image}, rounds=9, quick=False)
-    assert 1.5 <= _paired_ratio(samples, "seq_200k", "seq_100k") <= 2.8
+    assert 1.5 <= _paired_ratio(samples, "count_80k", "count_40k") <= 2.8
 
 
 @needs_native

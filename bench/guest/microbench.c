@@ -133,8 +133,9 @@ static void wait_ok(pid_t pid, const char *what)
     if (waitpid(pid, &st, 0) != pid)
         die("waitpid");
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        errno = ECHILD;
-        die(what);
+        fprintf(stderr, "microbench: %s (%s %d)\n", what, WIFEXITED(st) ? "exit status" : "signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        exit(1);
     }
 }
 
@@ -151,7 +152,9 @@ static void op_fork_exec_wait(void)
     static char *const argv[] = {"true", NULL};
     pid_t pid = fork();
     if (pid == 0) {
-        execve(IMAGE_FILE, argv, environ);
+        errno = 0;
+        int r = execve(IMAGE_FILE, argv, environ);
+        dprintf(2, "microbench: execve %s returned %d: %s\n", IMAGE_FILE, r, strerror(errno));
         _exit(127);
     }
     wait_ok(pid, "exec'd child did not exit 0");
@@ -283,9 +286,9 @@ static const struct op OPS[] = {
 static const struct op *find_op(const char *name)
 {
     for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++) {
-        if (strcmp(name, OPS[i].name) == 0)
+        if (OPS[i].run != op_getdents && strcmp(name, OPS[i].name) == 0)
             return &OPS[i];
-        if (strcmp(OPS[i].name, "getdents") == 0 && strncmp(name, "getdents_", 9) == 0) {
+        if (OPS[i].run == op_getdents && strncmp(name, "getdents_", 9) == 0) {
             char *end;
             dir_entries = strtol(name + 9, &end, 10);
             if (*end || dir_entries < 1 || dir_entries > 100000)
