@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from .errors import E, fail
-from .inode import PASS_FLAGS, S_IFCHR, S_IFDIR, S_IFLNK, Inode
+from .filesystem import FileSystem
+from .inode import PASS_FLAGS, S_IFCHR, S_IFDIR, S_IFLNK, Dentry, Inode
 from .tmpfs import MemDir, MemSymlink, TmpFs
 
 # name -> (major, minor, host device)
@@ -30,6 +31,10 @@ class DeviceInode(Inode):
 
     __slots__ = ("host_path",)
 
+    def __init__(self, fs: FileSystem, ino: int, host_path: str, major: int, minor: int) -> None:
+        super().__init__(fs, ino, S_IFCHR | 0o666, 0, 0, nlink=0, rdev=os.makedev(major, minor))
+        self.host_path = host_path
+
     def open_host(self, flags: int) -> int:
         try:
             # O_NOCTTY: opening a tty must never make it the translator's controlling tty.
@@ -52,7 +57,7 @@ class DevFs(TmpFs):
         return root
 
     @property
-    def root(self):  # type: ignore[no-untyped-def]
+    def root(self) -> Dentry:
         fresh = self._root is None
         d = super().root
         if fresh:
@@ -62,10 +67,7 @@ class DevFs(TmpFs):
     def _populate(self, root: MemDir) -> None:
         t = root.mtime_ns
         for name, (major, minor, host) in DEVICES.items():
-            dev = DeviceInode(self, self.new_ino(), S_IFCHR | 0o666, 0, 0, nlink=0,
-                              rdev=os.makedev(major, minor))
-            dev.host_path = host
-            root.insert(name, dev, t)
+            root.insert(name, DeviceInode(self, self.new_ino(), host, major, minor), t)
         for name, target in LINKS.items():
             root.insert(name, MemSymlink(self, self.new_ino(), S_IFLNK | 0o777, 0, 0, nlink=0, target=target), t)
         root.insert(b"pts", self.new_dir(S_IFDIR | 0o755, 0, 0), t)

@@ -14,6 +14,7 @@ import ctypes.util
 import os
 import stat as st_
 import struct
+from typing import Any
 
 from .errors import E, fail
 from .filesystem import EXT4_SUPER_MAGIC, FileSystem
@@ -39,8 +40,20 @@ def _host_magic(fd: int) -> int:
     return EXT4_SUPER_MAGIC
 
 
+def _meta(fs: "ImageFs", s: os.stat_result) -> tuple[tuple[FileSystem, int, int, int, int], dict[str, Any]]:
+    """Inode constructor arguments from a host lstat."""
+    return (fs, s.st_ino, s.st_mode, s.st_uid, s.st_gid), {"nlink": s.st_nlink, "times": _times(s)}
+
+
 class ImageFile(Inode):
     __slots__ = ("rel", "hsize", "hblocks")
+
+    def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
+        a, kw = _meta(fs, s)
+        super().__init__(*a, **kw)
+        self.rel = rel
+        self.hsize = s.st_size
+        self.hblocks = s.st_blocks
 
     def data_stat(self) -> tuple[int, int, int, int, int]:
         return self.hsize, self.hblocks, self.atime_ns, self.mtime_ns, self.ctime_ns
@@ -61,6 +74,13 @@ class ImageFile(Inode):
 
 class ImageSymlink(SymlinkInode):
     __slots__ = ("rel", "hsize", "_target")
+
+    def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
+        a, kw = _meta(fs, s)
+        super().__init__(*a, **kw)
+        self.rel = rel
+        self.hsize = s.st_size
+        self._target: bytes | None = None  # read on first use
 
     def readlink(self) -> bytes:
         if self._target is None:
@@ -84,6 +104,14 @@ class ImageSpecial(SpecialInode):
 
 class ImageDir(DirInode):
     __slots__ = ("rel", "hsize", "_children", "_order")
+
+    def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
+        a, kw = _meta(fs, s)
+        super().__init__(*a, **kw)
+        self.rel = rel
+        self.hsize = s.st_size
+        self._children: dict[bytes, Dentry] | None = None  # loaded on first lookup
+        self._order: list[Dentry] | None = None
 
     def lookup(self, name: bytes) -> Dentry | None:
         ch = self._children
@@ -159,23 +187,17 @@ class ImageFs(FileSystem):
             known = self._linked.get(s.st_ino)
             if known is not None:
                 return known
-        args = (self, s.st_ino, s.st_mode, s.st_uid, s.st_gid)
         inode: Inode
         if kind == S_IFDIR:
-            d = ImageDir(*args, nlink=s.st_nlink, times=_times(s))
-            d.rel, d.hsize, d._children, d._order = rel, s.st_size, None, None
-            inode = d
+            inode = ImageDir(self, rel, s)
         elif kind == S_IFREG:
-            f = ImageFile(*args, nlink=s.st_nlink, times=_times(s))
-            f.rel, f.hsize, f.hblocks = rel, s.st_size, s.st_blocks
-            inode = f
+            inode = ImageFile(self, rel, s)
         elif kind == S_IFLNK:
-            ln = ImageSymlink(*args, nlink=s.st_nlink, times=_times(s))
-            ln.rel, ln.hsize, ln._target = rel, s.st_size, None
-            inode = ln
+            inode = ImageSymlink(self, rel, s)
         else:
+            a, kw = _meta(self, s)
             rdev = s.st_rdev if st_.S_ISCHR(s.st_mode) or st_.S_ISBLK(s.st_mode) else 0
-            inode = ImageSpecial(*args, nlink=s.st_nlink, rdev=rdev, times=_times(s))
+            inode = ImageSpecial(*a, rdev=rdev, **kw)
         if kind != S_IFDIR and s.st_nlink > 1:
             self._linked[s.st_ino] = inode
         return inode

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import E, fail
-from .types import StatResult
+from .types import StatResult, make_stat
 
 if TYPE_CHECKING:
     from .filesystem import FileSystem
@@ -103,7 +103,7 @@ class Inode:
 
     def stat(self, mnt_id: int) -> StatResult:
         size, blocks, atime, mtime, ctime = self.data_stat()
-        return StatResult(self.fs.dev, self.ino, self.mode, self.nlink, self.uid, self.gid, self.rdev,
+        return make_stat(self.fs.dev, self.ino, self.mode, self.nlink, self.uid, self.gid, self.rdev,
                           size, BLKSIZE, blocks, atime, mtime, ctime, self.btime_ns, mnt_id)
 
     def set_times(self, atime_ns: int | None, mtime_ns: int | None, now: int) -> None:

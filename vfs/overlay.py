@@ -22,7 +22,7 @@ import itertools
 
 from .filesystem import OVERLAYFS_SUPER_MAGIC
 from .imagefs import ImageDir, ImageFile, ImageFs, ImageSymlink
-from .inode import S_IFLNK, S_IFMT, Inode
+from .inode import Inode
 from .scratch import HostScratch
 from .tmpfs import MemDir, MemFile, MemSpecial, MemSymlink, TmpFs
 
@@ -58,18 +58,16 @@ class OverlayFs(TmpFs):
             return known
         ino = li.ino if li.ino not in self._allocated else self.new_ino()
         args = (self, ino, li.mode, li.uid, li.gid)
-        kw = {"nlink": li.nlink, "rdev": li.rdev,
-              "times": (li.atime_ns, li.mtime_ns, li.ctime_ns, li.btime_ns)}
+        times = (li.atime_ns, li.mtime_ns, li.ctime_ns, li.btime_ns)
         inode: Inode
         if isinstance(li, ImageDir):
-            inode = MemDir(*args, lower=li, **kw)
+            inode = MemDir(*args, lower=li, nlink=li.nlink, times=times)
         elif isinstance(li, ImageFile):
-            inode = MemFile(*args, lower=li, **kw)
-        elif li.mode & S_IFMT == S_IFLNK:
-            assert isinstance(li, ImageSymlink)
-            inode = MemSymlink(*args, lower=li, **kw)
+            inode = MemFile(*args, lower=li, nlink=li.nlink, times=times)
+        elif isinstance(li, ImageSymlink):
+            inode = MemSymlink(*args, lower=li, nlink=li.nlink, times=times)
         else:
-            inode = MemSpecial(*args, **kw)
+            inode = MemSpecial(*args, nlink=li.nlink, rdev=li.rdev, times=times)
         self._adopted[li.ino] = inode
         return inode
 

@@ -69,8 +69,6 @@ class SpecialInode(Inode):
                 self._peer_hold = (scratch.open(self.shadow, os.O_WRONLY | os.O_NONBLOCK), os.O_WRONLY)
                 self.fs.holders.add(self)
             return fd
-        if self._peer_hold is not None and self._peer_hold[1] == os.O_WRONLY:
-            self._drop_hold()  # a reader was waiting for a writer: we are it
         try:
             fd = scratch.open(self.shadow, passed | os.O_NONBLOCK)
         except OSError as e:
@@ -80,6 +78,10 @@ class SpecialInode(Inode):
             self._peer_hold = (scratch.open(self.shadow, os.O_RDONLY | os.O_NONBLOCK), os.O_RDONLY)
             self.fs.holders.add(self)
             fd = scratch.open(self.shadow, passed | os.O_NONBLOCK)
+        if self._peer_hold is not None and self._peer_hold[1] == os.O_WRONLY:
+            # A reader was waiting for a writer: we are it. Only now (the real writer is
+            # open) may the placeholder go, or a reader blocked in read() would see EOF.
+            self._drop_hold()
         _clear_nonblock(fd)
         return fd
 

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 
 from .errors import E, fail
 from .filesystem import ST_NODEV, ST_NOSUID, TMPFS_MAGIC, FileSystem
-from .inode import PASS_FLAGS, S_IFDIR, S_IFLNK, Dentry, DirInode, Inode, SymlinkInode
+from .inode import PASS_FLAGS, S_IFDIR, S_IFLNK, S_ISGID, S_ISUID, Dentry, DirInode, Inode, SymlinkInode
 from .special import SpecialInode
 
 if TYPE_CHECKING:
     from .imagefs import ImageDir, ImageFile, ImageSymlink
+
+
+_KILLABLE = S_ISUID | S_ISGID
 
 
 def _memfd() -> int:
@@ -72,6 +75,10 @@ class MemFile(Inode):
     def data_stat(self) -> tuple[int, int, int, int, int]:
         s = os.fstat(self.memfd) if self.memfd is not None else self.detached
         if s is not None:
+            if self.mode & _KILLABLE and (s.st_mode ^ self.mode) & _KILLABLE:
+                # A native write by an unprivileged guest made the host kernel drop the memfd's
+                # setuid/setgid bits (see sync_mode): the file's mode follows, as on Linux.
+                self.mode &= ~_KILLABLE | (s.st_mode & _KILLABLE)
             return s.st_size, s.st_blocks, s.st_atime_ns, s.st_mtime_ns, max(self.ctime_ns, s.st_ctime_ns)
         if self.lower is not None:
             return self.lower.hsize, self.lower.hblocks, self.atime_ns, self.mtime_ns, self.ctime_ns
@@ -79,6 +86,13 @@ class MemFile(Inode):
 
     def size(self) -> int:
         return self.data_stat()[0]
+
+    def sync_mode(self) -> None:
+        """Mirror the permission bits onto the memfd, so that the host kernel applies Linux's
+        "a write by an unprivileged process clears setuid/setgid" to the native writes too.
+        (Owner rw stays set: the translator must always be able to reopen the memfd.)"""
+        if self.memfd is not None:
+            os.fchmod(self.memfd, (self.mode & 0o7777) | 0o600)
 
     def materialize(self, *, copy: bool = True) -> int:
         """The memfd, created (and filled from the lower file: copy-up) if needed."""
@@ -100,6 +114,7 @@ class MemFile(Inode):
             self.memfd = fd
             self.lower = None
             self.fs.holders.add(self)
+            self.sync_mode()
         return self.memfd
 
     def open_host(self, flags: int) -> int:

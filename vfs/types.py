@@ -59,6 +59,34 @@ class StatResult:
     mnt_id: int
 
 
+_new = object.__new__
+
+
+def make_stat(dev: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int,
+              blksize: int, blocks: int, atime_ns: int, mtime_ns: int, ctime_ns: int, btime_ns: int,
+              mnt_id: int) -> StatResult:
+    """StatResult(...) at a third of the cost (a frozen dataclass __init__ sets each field through
+    object.__setattr__): stat is the hot path of the translator."""
+    o = _new(StatResult)
+    d = o.__dict__
+    d["dev"] = dev
+    d["ino"] = ino
+    d["mode"] = mode
+    d["nlink"] = nlink
+    d["uid"] = uid
+    d["gid"] = gid
+    d["rdev"] = rdev
+    d["size"] = size
+    d["blksize"] = blksize
+    d["blocks"] = blocks
+    d["atime_ns"] = atime_ns
+    d["mtime_ns"] = mtime_ns
+    d["ctime_ns"] = ctime_ns
+    d["btime_ns"] = btime_ns
+    d["mnt_id"] = mnt_id
+    return o
+
+
 @dataclass(frozen=True)
 class DirEntry:
     ino: int

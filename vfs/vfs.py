@@ -11,7 +11,7 @@ import bisect
 import os
 import time
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import E, fail
 from .filesystem import ST_RDONLY, FileSystem
@@ -205,7 +205,7 @@ class Vfs:
         if flags & os.O_PATH:
             fd = magic.open_host(os.O_PATH) if magic is not None else inode.open_path()
             return Opened(self._register(fd, loc), fd)
-        if not created:
+        if not created and inode is not magic:  # an object outside the VFS: open_magic decides
             self._may_open(ctx, m, inode, flags)
         if magic is not None:
             fd = magic.open_host(flags & ~os.O_CREAT)
@@ -545,6 +545,8 @@ class Vfs:
             mode &= ~S_ISGID
         inode.mode = (inode.mode & S_IFMT) | mode
         inode.ctime_ns = time.time_ns()
+        if isinstance(inode, MemFile):
+            inode.sync_mode()
 
     def chown(self, ctx: FsContext, base: Location, path: bytes, uid: int, gid: int, *,
               follow: bool = True) -> None:
@@ -572,6 +574,8 @@ class Vfs:
         if gid != -1:
             inode.gid = gid
         inode.ctime_ns = time.time_ns()
+        if isinstance(inode, MemFile):
+            inode.sync_mode()
 
     def utimens(self, ctx: FsContext, base: Location, path: bytes, atime_ns: int | None, mtime_ns: int | None,
                 *, follow: bool = True) -> None:
@@ -624,7 +628,7 @@ class Vfs:
         return self._dirents(loc, inode, entries, cookie)
 
     @staticmethod
-    def _dirents(loc: Location, inode: Inode, entries: list[Dentry], cookie: int) -> Iterator[DirEntry]:
+    def _dirents(loc: Location, inode: Inode, entries: Sequence[Dentry], cookie: int) -> Iterator[DirEntry]:
         if cookie <= 0:
             yield DirEntry(inode.ino, 1, 4, b".")
         if cookie <= 1:
@@ -641,17 +645,18 @@ class Vfs:
         reachable = True
         while not (d is root.dentry and m is root.mount):
             if d is m.root:
-                if m.parent is None or m.mountpoint is None:
+                parent_m, mp = m.parent, m.mountpoint
+                if parent_m is None or mp is None:
                     reachable = False
                     break
-                m, d = m.parent, m.mountpoint
+                m, d = parent_m, mp
                 continue
-            parent = d.parent
-            if parent is None:
+            up = d.parent
+            if up is None:
                 reachable = False
                 break
             parts.append(d.name)
-            d = parent
+            d = up
         parts.reverse()
         return b"/" + b"/".join(parts), reachable
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import E, fail
-from .inode import S_IFDIR, S_IFLNK, S_IFMT, Dentry
+from .inode import S_IFDIR, S_IFLNK, S_IFMT, Dentry, Inode
 from .mount import Mount
 from .perm import MAY_EXEC, permitted
 from .types import FsContext, Location
@@ -32,17 +32,18 @@ NAME_MAX = 255
 class Walk:
     """State of one resolution: the context, the symlink budget, how the last step went."""
 
-    __slots__ = ("ctx", "table", "root_m", "root_d", "links", "magic")
+    __slots__ = ("ctx", "uid", "table", "root_m", "root_d", "links", "magic")
 
     def __init__(self, table: "MountTable", ctx: FsContext) -> None:
         self.ctx = ctx
+        self.uid = ctx.uid
         self.table = table
         self.root_m: Mount = ctx.root.mount
         self.root_d: Dentry = ctx.root.dentry
         self.links = 0
         # The magic link (procfs) the final step went through, if any: the caller opens or
         # stats through it rather than through the dentry it resolved to.
-        self.magic = None
+        self.magic: "Inode | None" = None
 
     # ---- whole paths --------------------------------------------------------------------------
 
@@ -62,12 +63,14 @@ class Walk:
         names = [c for c in path.split(b"/") if c]
         if not names:
             return m, d, None, False
-        for name in names[:-1]:
+        last = names.pop()
+        for name in names:
             m, d = self.component(m, d, name)
             if d.inode.mode & S_IFMT != S_IFDIR:
                 fail(E.ENOTDIR)
-        self.may_lookup(d)
-        return m, d, names[-1], path[-1] == 47
+        if self.uid:
+            self.may_lookup(d)
+        return m, d, last, path[-1] == 47
 
     def last(self, m: Mount, d: Dentry, name: bytes | None, follow: bool, want_dir: bool) -> tuple[Mount, Dentry]:
         """Resolve the last component ``name`` in directory (m, d) (search permission checked)."""
@@ -98,7 +101,7 @@ class Walk:
     # ---- single steps -------------------------------------------------------------------------
 
     def may_lookup(self, d: Dentry) -> None:
-        if self.ctx.uid != 0 and not permitted(self.ctx, d.inode, MAY_EXEC):
+        if self.uid and not permitted(self.ctx, d.inode, MAY_EXEC):
             fail(E.EACCES)
 
     @staticmethod
@@ -110,12 +113,15 @@ class Walk:
 
     def component(self, m: Mount, d: Dentry, name: bytes) -> tuple[Mount, Dentry]:
         """One intermediate step: search permission, lookup, mounts, symlinks followed."""
-        self.may_lookup(d)
+        if self.uid:
+            self.may_lookup(d)
         if name == b".":
             return m, d
         if name == b"..":
             return self.dotdot(m, d)
-        child = self.child(m, d, name)
+        if len(name) > NAME_MAX:
+            fail(E.ENAMETOOLONG)
+        child = d.inode.lookup(name)
         if child is None:
             fail(E.ENOENT)
         if child.mounted:
@@ -131,12 +137,14 @@ class Walk:
                 return m, d
             if d is not m.root:
                 break
-            if m.parent is None or m.mountpoint is None:
+            parent_m, mp = m.parent, m.mountpoint
+            if parent_m is None or mp is None:
                 return m, d  # the namespace root
-            m, d = m.parent, m.mountpoint
-        parent = d.parent
-        if parent is None:
+            m, d = parent_m, mp
+        up = d.parent
+        if up is None:
             return m, d
+        parent: Dentry = up
         if parent.mounted:
             return self.table.down(m, parent)
         return m, parent

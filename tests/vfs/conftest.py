@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from vfsharness import Twin
+from vfsharness import Twin, World
 
 
 @pytest.fixture
@@ -19,3 +19,10 @@ def ro_twin(tmp_path: Path) -> Iterator[Twin]:
     t = Twin(tmp_path, "image")
     yield t
     t.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()

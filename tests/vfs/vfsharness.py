@@ -462,3 +462,63 @@ class Twin:
     def close(self) -> None:
         self.vfs.close()
         assert tree_hash(self.image) == self.image_hash, "the image directory was written"
+
+
+class World:
+    """The translator's usual namespace over the test image: overlay root, tmpfs on /tmp,
+    devfs on /dev. Checks on close that the image directory was never written."""
+
+    def __init__(self, tmp: Path) -> None:
+        from vfs import DevFs
+
+        self.image = tmp / "image"
+        build_image(self.image)
+        self.image_hash = tree_hash(self.image)
+        self.vfs = make_vfs("overlay", self.image)
+        ctx = self.vfs.new_context()
+        self.vfs.mkdir(ctx, ctx.root, b"/dev", 0o755)
+        self.vfs.mount(b"/tmp", TmpFs())
+        self.vfs.mount(b"/dev", DevFs())
+        self.ctx = self.vfs.new_context()
+
+    def at(self, path: bytes):  # noqa: ANN201 - a Location
+        return self.vfs.lookup(self.ctx, self.ctx.root, path)
+
+    def open(self, path: bytes, flags: int = os.O_RDONLY, mode: int = 0o644, ctx: FsContext | None = None) -> int:
+        ctx = ctx or self.ctx
+        return self.vfs.open(ctx, ctx.cwd, path, flags, mode).host_fd
+
+    def read(self, path: bytes) -> bytes:
+        fd = self.open(path)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def write(self, path: bytes, data: bytes, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> None:
+        fd = self.open(path, flags)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def stat(self, path: bytes, follow: bool = True):  # noqa: ANN201 - a StatResult
+        return self.vfs.stat(self.ctx, self.ctx.cwd, path, follow=follow)
+
+    def names(self, path: bytes) -> list[bytes]:
+        return sorted(e.name for e in self.vfs.getdents(self.at(path), 0) if e.name not in (b".", b".."))
+
+    def close(self) -> None:
+        self.vfs.close()
+        assert tree_hash(self.image) == self.image_hash, "the image directory was written"
+
+
+def errno_of(fn: Callable[[], Any]) -> str | None:
+    try:
+        fn()
+    except OSError as e:
+        return errname(e)
+    return None
