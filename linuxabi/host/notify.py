@@ -113,7 +113,14 @@ class Listener:
             fl |= flags.SECCOMP_ADDFD_FLAG_SETFD
         # A mutable buffer makes fcntl.ioctl return the ioctl's integer result (the new fd).
         req = bytearray(_ADDFD.pack(nid, fl, srcfd, newfd or 0, os.O_CLOEXEC if cloexec else 0))
-        return fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, req, True)
+        while True:
+            try:
+                return fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, req, True)
+            except InterruptedError:
+                # ADDFD waits for the target to install the fd; a signal to the supervisor
+                # (SIGCHLD, the tick) withdraws the request, so it is simply made again. Taking
+                # EINTR as a failure answered the call twice: the guest got an fd as its result.
+                continue
 
     def id_valid(self, nid: int) -> bool:
         try:
