@@ -570,10 +570,11 @@ class Supervisor:
         regs = ptrace.get_regs(tid)
         os.close(dance.plan.host_fd)
         ret = regs.rax if regs.rax < 1 << 63 else regs.rax - (1 << 64)
-        if ret < 0 or ret != dance.guest_fd:
+        if ret < 0:
             self.execs.pop(tid, None)
             ptrace.cont(tid)  # the guest sees the injection's error (EMFILE...)
             return
+        dance.guest_fd = ret  # the fd the kernel installed is the one to exec
         regs.set("orig_rax", NR["execveat"])
         regs.set("rax", NR["execveat"])
         regs.set("rdi", dance.guest_fd)
