@@ -266,6 +266,12 @@ def sys_renameat2(task: Task, a: Args) -> Result:
 def _link(task: Task, d1: int, p1: int, d2: int, p2: int, flags: int) -> Result:
     if flags & ~(F.AT_SYMLINK_FOLLOW | F.AT_EMPTY_PATH):
         raise err(E.EINVAL)
+    if flags & F.AT_EMPTY_PATH and not path_arg(task, p1):
+        # linkat(fd, "", AT_EMPTY_PATH): name the file fd refers to (an O_TMPFILE file, say)
+        old = task.process.fs.cwd if s32(d1) == AT_FDCWD else _fd_loc_or_ebadf(task, d1)
+        b2, path2 = _at(task, d2, p2)
+        task.kernel.vfs.link_location(task.process.fs, old, b2, path2)
+        return 0
     b1, path1 = _at(task, d1, p1)
     b2, path2 = _at(task, d2, p2)
     task.kernel.vfs.link(task.process.fs, b1, path1, b2, path2, follow=bool(flags & F.AT_SYMLINK_FOLLOW))
