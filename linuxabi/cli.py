@@ -53,9 +53,18 @@ def _guest_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from syscalls.dispatch import Dispatcher
+
     from .api import Sandbox
 
-    return Sandbox(_config(args)).run(_guest_argv(args))
+    if not args.profile:
+        return Sandbox(_config(args)).run(_guest_argv(args))
+    dispatcher = Dispatcher(profile=True)
+    try:
+        return Sandbox(_config(args), dispatcher=dispatcher).run(_guest_argv(args))
+    finally:
+        with open(args.profile, "w") as f:
+            dispatcher.write_profile(f)
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
@@ -103,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("run", help="run a guest program")
+    p.add_argument("--profile", metavar="FILE", help="write calls and translator time per syscall to FILE")
     _add_run_options(p)
     p = sub.add_parser("trace", help="run a guest and print each trapped syscall")
     p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")

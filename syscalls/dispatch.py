@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,13 +38,39 @@ Tracer = Callable[[Task, int, tuple[int, ...], "int | str"], None]
 
 
 class Dispatcher:
-    def __init__(self, *, swap: ErrnoSwap | None = None, tracer: Tracer | None = None) -> None:
+    def __init__(self, *, swap: ErrnoSwap | None = None, tracer: Tracer | None = None,
+                 profile: bool = False) -> None:
         self.swap = swap if swap is not None else ErrnoSwap.from_env(os.environ.get("LINUXABI_SWAP_ERRNO"))
         self.tracer = tracer
         self.counts: dict[int, int] = {}
         self.denied: dict[int, int] = {}
+        self.profile = profile
+        self.time_ns: dict[int, int] = {}  # with profile: translator time per syscall
 
     def dispatch(self, task: Task, nr: int, args: tuple[int, int, int, int, int, int]) -> Result:
+        if not self.profile:
+            return self._dispatch(task, nr, args)
+        t0 = time.perf_counter_ns()
+        try:
+            return self._dispatch(task, nr, args)
+        finally:
+            self.time_ns[nr] = self.time_ns.get(nr, 0) + time.perf_counter_ns() - t0
+
+    def write_profile(self, out) -> None:  # noqa: ANN001 - a text file
+        """A flat profile: calls and translator time per syscall, most expensive first."""
+        from .table import SYSCALLS as table
+
+        rows = sorted(self.counts, key=lambda nr: -self.time_ns.get(nr, 0))
+        total = sum(self.time_ns.values()) or 1
+        out.write(f"{'calls':>9} {'total ms':>10} {'us/call':>9} {'share':>6}  syscall\n")
+        for nr in rows:
+            n, t = self.counts[nr], self.time_ns.get(nr, 0)
+            name = table[nr].name if nr in table else f"syscall_{nr}"
+            out.write(f"{n:9d} {t / 1e6:10.2f} {t / n / 1e3:9.2f} {100 * t / total:5.1f}%  {name}\n")
+        out.write(f"{sum(self.counts.values()):9d} {total / 1e6:10.2f} {'':>9} {'':>6}  total "
+                  "(handler time; excludes the trap round trip itself)\n")
+
+    def _dispatch(self, task: Task, nr: int, args: tuple[int, int, int, int, int, int]) -> Result:
         """Return the handler's result; errors come back as a negative errno (int)."""
         self.counts[nr] = self.counts.get(nr, 0) + 1
         decl = SYSCALLS.get(nr)
