@@ -97,11 +97,11 @@ class Sandbox:
         if not argv:
             raise SandboxError("no program given")
         env = self.config.guest_env()
-        path = self.resolve_program(argv[0], env)
         try:
             self.vfs.lookup(self.vfs.new_context(b"/"), self.vfs.root(), self.config.cwd.encode(), directory=True)
         except OSError as e:
             raise SandboxError(f"--cwd {self.config.cwd}: {os.strerror(e.errno or 0)}") from None
+        path = self.resolve_program(argv[0], env)
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
                           trace_denied=self.trace_denied)
         sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher)

@@ -78,6 +78,10 @@ def test_exit_codes_and_user_errors(image_copy: Path) -> None:
     assert run_translated(["sh", "-c", "exit 5"], image_copy).returncode == 5
     r = run_translated(["no-such-program"], image_copy)
     assert r.returncode == 127 and r.stderr.count(b"\n") == 1 and b"not found" in r.stderr
+    r = run_translated(["true"], image_copy, extra=["--cwd", "/nonexistent"])
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1 and b"--cwd" in r.stderr
+    r = run_translated(["/etc/passwd"], image_copy)  # not executable: 126, as a shell says
+    assert r.returncode == 126 and r.stderr.count(b"\n") == 1
 
 
 def test_signal_to_cli_reaches_guest(image_copy: Path) -> None:
