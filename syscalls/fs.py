@@ -483,6 +483,11 @@ def sys_utime(task: Task, a: Args) -> Result:
 # ---- directories ----------------------------------------------------------------------------
 
 
+_DIRENT64 = struct.Struct("=QqHB")  # d_ino, d_off, d_reclen, d_type; then the name
+_DIRENT = struct.Struct("=QqH")  # legacy: d_ino, d_off, d_reclen; name; pad; d_type last
+_PAD = bytes(8)
+
+
 def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
     count = a[2] & 0xFFFFFFFF
     hfd = task.host_fd(s32(a[0]))
@@ -493,33 +498,31 @@ def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
         # The guest's own open file description keeps the position (f_pos): shared with our
         # dup, so telldir/seekdir/rewinddir (native lseek) just work.
         cookie = os.lseek(hfd, 0, os.SEEK_CUR)
-        out = bytearray()
+        parts: list[bytes] = []
+        size = 0
+        fixed = 18 if legacy else 19
         for ent in task.kernel.vfs.getdents(loc, cookie):
-            rec = _dirent(ent, legacy)
-            if len(out) + len(rec) > count:
-                if not out:
+            name = ent.name
+            # the name, its NUL (legacy records end with a d_type byte), padded to 8
+            reclen = (fixed + len(name) + (2 if legacy else 1) + 7) & ~7
+            if size + reclen > count:
+                if not parts:
                     raise err(E.EINVAL)
                 break
-            out += rec
+            if legacy:
+                parts += (_DIRENT.pack(ent.ino, ent.next_cookie, reclen), name,
+                          _PAD[: reclen - fixed - len(name) - 1], bytes((ent.dtype,)))
+            else:
+                parts += (_DIRENT64.pack(ent.ino, ent.next_cookie, reclen, ent.dtype), name,
+                          _PAD[: reclen - fixed - len(name)])
+            size += reclen
             cookie = ent.next_cookie
-        if out:
-            task.mem.write(a[1], bytes(out))
+        if parts:
+            task.mem.write(a[1], b"".join(parts))
         os.lseek(hfd, cookie, os.SEEK_SET)
-        return len(out)
+        return size
     finally:
         os.close(hfd)
-
-
-def _dirent(ent, legacy: bool) -> bytes:
-    name = ent.name
-    if legacy:  # struct linux_dirent: ino, off, reclen, name, pad, type (last byte)
-        reclen = (8 + 8 + 2 + len(name) + 2 + 7) & ~7
-        rec = struct.pack("=QqH", ent.ino, ent.next_cookie, reclen) + name + b"\0"
-        rec = rec.ljust(reclen - 1, b"\0") + bytes([ent.dtype])
-        return rec
-    reclen = (8 + 8 + 2 + 1 + len(name) + 1 + 7) & ~7
-    rec = struct.pack("=QqHB", ent.ino, ent.next_cookie, reclen, ent.dtype) + name + b"\0"
-    return rec.ljust(reclen, b"\0")
 
 
 def sys_getdents64(task: Task, a: Args) -> Result:
