@@ -130,7 +130,23 @@ class Kernel:
         return self.vfs.open(proc.fs, proc.fs.root, path, flags, 0).host_fd
 
     def proc_mounts(self) -> list[tuple[bytes, bytes, bytes, bytes]]:
-        return self.vfs.mounts_table() if hasattr(self.vfs, "mounts_table") else []
+        """(source, mount point, type, options) per mount, as /proc/mounts lists them."""
+        from vfs import DevFs, ImageFs, OverlayFs, TmpFs
+        from vfs.procfs import ProcFs
+
+        names = ((ProcFs, b"proc"), (DevFs, b"devtmpfs"), (OverlayFs, b"overlay"), (ImageFs, b"ext4"),
+                 (TmpFs, b"tmpfs"))
+        out = []
+        root = self.vfs.root()
+        for m in self.vfs.table.mounts:
+            fstype = next((n for cls, n in names if isinstance(m.fs, cls)), b"none")
+            point = b"/" if m.mountpoint is None else self.vfs.path_of(Location(m.parent, m.mountpoint), root)
+            if fstype == b"proc":  # read-only by nature, listed as Linux lists it
+                opts = b"rw,nosuid,nodev,noexec"
+            else:
+                opts = b"ro" if m.readonly or m.fs.readonly else b"rw"
+            out.append((fstype if fstype != b"ext4" else b"/dev/root", point, fstype, opts + b",relatime"))
+        return out
 
     def proc_host_path(self, proc: Process, host_path: bytes) -> bytes | None:
         """The guest path of a host file mapped by the guest (its maps), if the VFS knows it."""

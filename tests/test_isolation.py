@@ -71,3 +71,12 @@ int main(void) {
               re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)$", trace, re.M)}
     assert counts["mount"] == (1, 1) and counts["io_uring_setup"] == (1, 1)
     assert counts["syscall_999"] == (1, 1)
+
+
+def test_proc_mounts_lists_the_sandbox_mounts(image_copy: Path) -> None:
+    r = run_translated(["sh", "-c", "cat /proc/mounts; echo --; cat /proc/self/mounts"], image_copy)
+    assert r.returncode == 0, r.stderr
+    mounts, self_mounts = r.stdout.decode().split("--\n")
+    points = {line.split()[1]: line.split()[2] for line in mounts.splitlines()}
+    assert points == {"/": "overlay", "/tmp": "tmpfs", "/dev": "devtmpfs", "/proc": "proc"}
+    assert self_mounts == mounts
