@@ -114,6 +114,9 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
             raise err(E.EACCES)
         _check_exec(task, loc)
         fd = task.host_fd(dirfd)  # fexecve: the kernel loads the guest's own open file
+        if task.kernel.vfs.is_stand_in(fd):  # an O_PATH fd: load the file it names
+            os.close(fd)
+            fd = task.kernel.vfs.open_location(task.process.fs, loc, os.O_RDONLY).host_fd
         guest_path = task.kernel.vfs.path_of(loc, task.process.fs.root)
     else:
         fd, guest_path = _open_checked(task, base_for(task, dirfd, path), path,

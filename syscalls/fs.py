@@ -36,7 +36,12 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int) -> R
     if flags & F.O_TMPFILE == F.O_TMPFILE and flags & F.O_ACCMODE == F.O_RDONLY:
         raise err(E.EINVAL)
     base = base_for(task, dirfd, path)
-    opened = task.kernel.vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777)
+    vfs = task.kernel.vfs
+    opened = vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777)
+    if flags & F.O_PATH:
+        # O_PATH files cannot be injected: hand over a stand-in that names the same object
+        os.close(opened.host_fd)
+        return InstallFd(vfs.stand_in_fd(opened.location), bool(flags & F.O_CLOEXEC))
     return InstallFd(opened.host_fd, bool(flags & F.O_CLOEXEC))
 
 
@@ -268,7 +273,7 @@ def _link(task: Task, d1: int, p1: int, d2: int, p2: int, flags: int) -> Result:
         raise err(E.EINVAL)
     if flags & F.AT_EMPTY_PATH and not path_arg(task, p1):
         # linkat(fd, "", AT_EMPTY_PATH): name the file fd refers to (an O_TMPFILE file, say)
-        old = task.process.fs.cwd if s32(d1) == AT_FDCWD else _fd_loc_or_ebadf(task, d1)
+        old = task.process.fs.cwd if s32(d1) == AT_FDCWD else _fd_loc_or_ebadf(task, d1, allow_o_path=True)
         b2, path2 = _at(task, d2, p2)
         task.kernel.vfs.link_location(task.process.fs, old, b2, path2)
         return 0
@@ -307,6 +312,14 @@ def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
     size = s32(size)
     if size <= 0:
         raise err(E.EINVAL)
+    if not path_arg(task, addr) and s32(dirfd) != AT_FDCWD:
+        # readlinkat(fd, "", ...): the symlink an O_PATH|O_NOFOLLOW fd names
+        loc = _fd_loc_or_ebadf(task, dirfd, allow_o_path=True)
+        if not st.S_ISLNK(loc.inode.mode):
+            raise err(E.ENOENT)
+        target = loc.inode.readlink()[:size]
+        task.mem.write(buf, target)
+        return len(target)
     base, path = _at(task, dirfd, addr)
     target = task.kernel.vfs.readlink(task.process.fs, base, path)[:size]
     task.mem.write(buf, target)
@@ -324,11 +337,17 @@ def sys_readlinkat(task: Task, a: Args) -> Result:
 # ---- metadata -------------------------------------------------------------------------------
 
 
-def _fd_loc_or_ebadf(task: Task, fd: int):
-    loc = fd_location(task, fd)
-    if loc is None:
-        raise err(E.EPERM)  # a host-only object (pipe, socket): its metadata is not ours to change
-    return loc
+def _fd_loc_or_ebadf(task: Task, fd: int, *, allow_o_path: bool = False):
+    hfd = task.host_fd(s32(fd))
+    try:
+        loc = task.kernel.vfs.location_of_host_fd(hfd)
+        if loc is None:
+            raise err(E.EPERM)  # a host-only object (pipe, socket): its metadata is not ours to change
+        if not allow_o_path and task.kernel.vfs.is_stand_in(hfd):
+            raise err(E.EBADF)  # fchmod/fchown/futimens need a real open, as on Linux
+        return loc
+    finally:
+        os.close(hfd)
 
 
 def sys_chmod(task: Task, a: Args) -> Result:
@@ -376,7 +395,7 @@ def sys_fchownat(task: Task, a: Args) -> Result:
         raise err(E.EINVAL)
     path = path_arg(task, a[1])
     if not path and flags & F.AT_EMPTY_PATH:
-        loc = task.process.fs.cwd if s32(a[0]) == AT_FDCWD else _fd_loc_or_ebadf(task, a[0])
+        loc = task.process.fs.cwd if s32(a[0]) == AT_FDCWD else _fd_loc_or_ebadf(task, a[0], allow_o_path=True)
         task.kernel.vfs.chown_location(task.process.fs, loc, _id(a[2]), _id(a[3]))
         return 0
     if not path:
@@ -430,7 +449,7 @@ def _utimens(task: Task, dirfd: int, path_addr: int, times: tuple[int | None, in
     path = path_arg(task, path_addr)
     if not path:
         if flags & F.AT_EMPTY_PATH:
-            loc = task.process.fs.cwd if s32(dirfd) == AT_FDCWD else _fd_loc_or_ebadf(task, dirfd)
+            loc = task.process.fs.cwd if s32(dirfd) == AT_FDCWD else _fd_loc_or_ebadf(task, dirfd, allow_o_path=True)
             vfs.utimens_location(task.process.fs, loc, times[0], times[1])
             return 0
         raise err(E.ENOENT)
@@ -493,6 +512,8 @@ def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
     hfd = task.host_fd(s32(a[0]))
     try:
         loc = task.kernel.vfs.location_of_host_fd(hfd)
+        if loc is not None and task.kernel.vfs.is_stand_in(hfd):
+            raise err(E.EBADF)  # an O_PATH fd
         if loc is None or not st.S_ISDIR(loc.inode.mode):
             raise err(E.ENOTDIR)
         # The guest's own open file description keeps the position (f_pos): shared with our

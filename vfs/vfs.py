@@ -8,6 +8,7 @@ passes back (fstat, fchmod, getdents, fchdir...) maps to its Location again.
 from __future__ import annotations
 
 import bisect
+import fcntl
 import os
 import time
 from collections import OrderedDict
@@ -55,6 +56,7 @@ class Vfs:
         self._filesystems: list[FileSystem] = []
         self._by_host: dict[tuple[int, int], Location] = {}
         self._ephemeral: OrderedDict[tuple[int, int], Location] = OrderedDict()
+        self._stand_ins: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._attach(root_fs)
         self._root_mount = self.table.add(root_fs, None, None, False)
 
@@ -291,6 +293,35 @@ class Vfs:
             if isinstance(inode, MemFile) and inode.memfd is None and inode.detached is not None:
                 inode.detached = s  # an unlinked file: only the guest's fd knows its size now
         return loc
+
+    def stand_in_fd(self, loc: Location) -> int:
+        """A host fd that names ``loc`` but carries none of its data: for O_PATH opens.
+
+        The kernel will not hand an O_PATH file to another process (SECCOMP_IOCTL_NOTIF_ADDFD
+        refuses it, as pidfd_getfd does), so the guest gets an empty sealed memfd whose identity
+        maps to ``loc``: fstat, fchdir, *at() and execveat through it work; it reads as empty.
+        """
+        fd = os.memfd_create("linuxabi-opath", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+            s = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        key = (s.st_dev, s.st_ino)
+        self._ephemeral[key] = loc
+        self._ephemeral.move_to_end(key)
+        if len(self._ephemeral) > _EPHEMERAL_KEEP:
+            self._ephemeral.popitem(last=False)
+        self._stand_ins[key] = None
+        if len(self._stand_ins) > _EPHEMERAL_KEEP:
+            self._stand_ins.popitem(last=False)
+        return fd
+
+    def is_stand_in(self, fd: int) -> bool:
+        """Whether host fd ``fd`` is an O_PATH stand-in (calls that need a real open: EBADF)."""
+        s = os.fstat(fd)
+        return (s.st_dev, s.st_ino) in self._stand_ins
 
     def location_of_host_key(self, dev: int, ino: int) -> Location | None:
         """The same, from a (st_dev, st_ino) pair (e.g. a /proc/PID/maps line)."""
