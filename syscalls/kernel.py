@@ -6,10 +6,11 @@ as of the fork (the platform calls ``fork_process`` while the parent is stopped 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from vfs import FsContext, Location, Vfs
 
@@ -71,12 +72,20 @@ class Kernel:
         except OSError:
             return []
 
-    def proc_fd_open(self, proc: Process, fd: int, flags: int) -> int:
-        """Reopen what guest fd ``fd`` refers to, as Linux's /proc/PID/fd/N magic links do."""
+    @contextlib.contextmanager
+    def _guest_fd(self, proc: Process, fd: int) -> Iterator[int]:
+        """A host dup of a guest fd, closed afterwards (ENOENT when there is no platform)."""
         if self.dup_guest_fd is None:
             raise OSError(2, os.strerror(2))
         dup = self.dup_guest_fd(proc, fd)
         try:
+            yield dup
+        finally:
+            os.close(dup)
+
+    def proc_fd_open(self, proc: Process, fd: int, flags: int) -> int:
+        """Reopen what guest fd ``fd`` refers to, as Linux's /proc/PID/fd/N magic links do."""
+        with self._guest_fd(proc, fd) as dup:
             loc = self.vfs.location_of_host_fd(dup)
             if loc is not None:
                 # A VFS file is reopened through the VFS (permissions, copy-up): never by
@@ -85,14 +94,9 @@ class Kernel:
                 return self.vfs.open(proc.fs, proc.fs.root, path, flags, 0).host_fd
             # the guest's own pipes, sockets, anonymous inodes: reopened as Linux does
             return os.open(f"/proc/self/fd/{dup}", flags | os.O_CLOEXEC)
-        finally:
-            os.close(dup)
 
     def proc_fd_target(self, proc: Process, fd: int) -> bytes:
-        if self.dup_guest_fd is None:
-            raise OSError(2, os.strerror(2))
-        dup = self.dup_guest_fd(proc, fd)
-        try:
+        with self._guest_fd(proc, fd) as dup:
             loc = self.vfs.location_of_host_fd(dup)
             if loc is not None:
                 return self.vfs.path_of(loc, proc.fs.root)
@@ -102,23 +106,16 @@ class Kernel:
             if not target.startswith(b"/") or target.startswith((b"/dev/pts/", b"/dev/tty", b"/dev/null")):
                 return target
             return b"anon_inode:[unknown]"
-        finally:
-            os.close(dup)
 
     def proc_location_path(self, proc: Process, loc: Location) -> bytes:
         return self.vfs.path_of(loc, proc.fs.root)
 
     def proc_fd_location(self, proc: Process, fd: int) -> Location | None:
-        if self.dup_guest_fd is None:
-            return None
         try:
-            dup = self.dup_guest_fd(proc, fd)
+            with self._guest_fd(proc, fd) as dup:
+                return self.vfs.location_of_host_fd(dup)
         except OSError:
             return None
-        try:
-            return self.vfs.location_of_host_fd(dup)
-        finally:
-            os.close(dup)
 
     def proc_lookup(self, proc: Process, path: bytes) -> Location | None:
         try:
