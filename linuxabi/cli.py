@@ -107,6 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "conformance":
         return _run_guarded(lambda: _cmd_conformance(argv[1:]))
+    if argv[:2] == ["policy", "check"]:
+        from caps.cli import policy_check_main
+
+        return _run_guarded(lambda: policy_check_main(argv[2:]))
+    if argv[:1] == ["audit"]:
+        from caps.cli import audit_main
+
+        return _run_guarded(lambda: audit_main(argv[1:]))
     if argv and argv[0] == "bench":
         return _run_guarded(lambda: _cmd_bench(argv[1:]))
     parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
