@@ -102,6 +102,8 @@ class ExecPlan:
     argv_addr: int
     envp_addr: int
     comm: bytes = b""  # the task name Linux gives: the basename of the path the guest exec'd
+    interp: bytes = b""  # PT_INTERP of a dynamic ELF: the platform stages interp_fd there
+    interp_fd: int = -1
 
 
 @dataclass(slots=True)

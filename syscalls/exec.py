@@ -61,11 +61,11 @@ def _check_exec(task: Task, loc) -> None:
             raise err(E.EACCES)
 
 
-_ELF_VERDICTS: dict[tuple[int, int, int, int], int] = {}  # host file identity -> errno (0: ok)
+_ELF_VERDICTS: dict[tuple[int, int, int, int], tuple[int, bytes]] = {}  # identity -> (errno, PT_INTERP)
 
 
-def _check_elf(fd: int, head: bytes) -> None:
-    """ENOEXEC unless an x86-64 executable the kernel can load without a host path.
+def _check_elf(fd: int) -> bytes:
+    """ENOEXEC unless an x86-64 executable; returns its PT_INTERP (b"" for a static one).
 
     Parsing with pyelftools costs ~0.5 ms, so verdicts are cached per file identity
     (device, inode, size, mtime): a rewritten file gets a fresh look.
@@ -75,18 +75,18 @@ def _check_elf(fd: int, head: bytes) -> None:
     verdict = _ELF_VERDICTS.get(key)
     if verdict is None:
         try:
-            _parse_elf(fd)
-            verdict = 0
+            verdict = (0, _parse_elf(fd))
         except OSError as e:
-            verdict = e.errno or E.ENOEXEC
+            verdict = (e.errno or E.ENOEXEC, b"")
         if len(_ELF_VERDICTS) > 4096:
             _ELF_VERDICTS.clear()
         _ELF_VERDICTS[key] = verdict
-    if verdict:
-        raise err(verdict)
+    if verdict[0]:
+        raise err(verdict[0])
+    return verdict[1]
 
 
-def _parse_elf(fd: int) -> None:
+def _parse_elf(fd: int) -> bytes:
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
             elf = ELFFile(f)
@@ -96,10 +96,28 @@ def _parse_elf(fd: int) -> None:
                 raise err(E.ENOEXEC)
             for seg in elf.iter_segments():
                 if seg["p_type"] == "PT_INTERP":
-                    # The kernel would look PT_INTERP up in the guest's (empty) host root.
-                    raise err(E.ENOEXEC)
+                    raw = seg.data()
+                    interp = raw.split(b"\0", 1)[0]
+                    if not interp or len(raw) > 4096:
+                        raise err(E.ENOEXEC)
+                    return interp
+            return b""
     except ELFError:
         raise err(E.ENOEXEC) from None
+
+
+def _open_interp(task: Task, interp: bytes) -> int:
+    """The ELF interpreter, resolved in the guest's VFS as the kernel would (open_exec)."""
+    fd, _ = _open_checked(task, base_for(task, AT_FDCWD, interp), interp, follow=True)
+    try:
+        if not os.pread(fd, 4, 0) == b"\x7fELF":
+            raise err(E.ELIBBAD)
+        if _check_elf(fd):
+            raise err(E.ELIBBAD)  # an interpreter that itself needs one
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr: int, flags: int) -> Result:
@@ -127,9 +145,10 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
         for depth in range(MAX_INTERP_DEPTH + 1):
             head = os.pread(fd, BINPRM_BUF_SIZE, 0)
             if head.startswith(b"\x7fELF"):
-                _check_elf(fd, head)
+                interp = _check_elf(fd)
                 comm = (path or guest_path).rsplit(b"/", 1)[-1][:15]
-                return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr, comm)
+                interp_fd = _open_interp(task, interp) if interp else -1
+                return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr, comm, interp, interp_fd)
             if not head.startswith(b"#!") or depth == MAX_INTERP_DEPTH:
                 raise err(E.ELOOP if head.startswith(b"#!") else E.ENOEXEC)
             interp, arg = _parse_shebang(head)

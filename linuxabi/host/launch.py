@@ -1,8 +1,9 @@
 """Start the guest's first process in fresh namespaces, under the filter and the tracer.
 
 The child is created with a raw clone(2) so that it is pid 1 of a new pid namespace and owns
-new user, mount, net, ipc and uts namespaces. Its host root becomes an empty read-only tmpfs:
-anything that slipped past the filter finds nothing. It sets no_new_privs, installs the filter
+new user, mount, net, ipc and uts namespaces. Its host root becomes an empty tmpfs that only
+the translator writes (it stages the ELF interpreters the kernel loads by path, see interp.py):
+every guest path syscall is trapped, so anything that slipped past the filter finds nothing. It sets no_new_privs, installs the filter
 (with a notification listener the supervisor takes with pidfd_getfd) and then calls execve
 on the guest path — which traps like every later exec and is carried out from the VFS.
 """
@@ -45,12 +46,11 @@ def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: in
         os.read(go_r, 1)  # wait: maps written, tracer attached
         ms_rec_private = F.MS_REC | F.MS_PRIVATE
         _mount(b"", b"/", b"", ms_rec_private)
-        _mount(b"linuxabi", scratch.encode(), b"tmpfs", F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC, b"size=4k,mode=0555")
+        _mount(b"linuxabi", scratch.encode(), b"tmpfs", F.MS_NOSUID | F.MS_NODEV, b"size=64m,mode=0755")
         os.chdir(scratch)
         raw_syscall(NR["pivot_root"], *_cstrs(b".", b"."))
         raw_syscall(NR["umount2"], *_cstrs(b"."), F.MNT_DETACH)
         os.chdir("/")
-        _mount(b"", b"/", b"", F.MS_REMOUNT | F.MS_BIND | F.MS_RDONLY | F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC)
         raw_syscall(NR["prctl"], F.PR_SET_PDEATHSIG, signal.SIGKILL)
         raw_syscall(NR["prctl"], F.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         for sig in _FORWARDED_DEFAULTS:

@@ -29,6 +29,7 @@ from syscalls.table import SYSCALLS
 
 from . import ptrace
 from .filter import TRACE_MARKER
+from .interp import stage_interpreter
 from .launch import Launched
 from .libc import current_cpu, raw_syscall
 from .notify import Listener, Notification
@@ -319,6 +320,8 @@ class Supervisor:
         else:  # an ExecPlan from a notification: only the TRACE path may exec
             if isinstance(result, ExecPlan):
                 os.close(result.host_fd)
+                if result.interp_fd >= 0:
+                    os.close(result.interp_fd)
             self.listener.reply_errno(n.id, E.ENOSYS)
 
     @contextlib.contextmanager
@@ -520,11 +523,17 @@ class Supervisor:
             self._fail_syscall(tid, regs, -result if isinstance(result, int) and result < 0 else E.ENOEXEC)
             return
         try:
+            if result.interp:
+                stage_interpreter(tid, result.interp, result.interp_fd)
             scratch = self._write_exec_block(task, regs.rsp, result)
         except OSError as e:
             os.close(result.host_fd)
             self._fail_syscall(tid, regs, e.errno or E.EFAULT)
             return
+        finally:
+            if result.interp_fd >= 0:
+                os.close(result.interp_fd)
+                result.interp_fd = -1
         # Turn the call into a trapped "give me an fd" (openat with an impossible dirfd); the
         # notification is answered with the checked file, and the call's exit stops here again.
         regs.set("orig_rax", NR["openat"])
