@@ -66,6 +66,20 @@ class Kernel:
     def proc_self(self) -> int | None:
         return self.current.pid if self.current is not None else None
 
+    def proc_threads(self, proc: Process) -> list[int]:
+        """Guest tids of the thread group (the innermost pid of each host thread)."""
+        tids = []
+        for host_tid in sorted(proc.threads):
+            try:
+                with open(f"/proc/{proc.host_pid}/task/{host_tid}/status", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"NSpid:"):
+                            tids.append(int(line.split()[-1]))
+                            break
+            except OSError:
+                continue
+        return sorted(tids)
+
     def proc_fds(self, proc: Process) -> list[int]:
         try:
             return sorted(int(n) for n in os.listdir(f"/proc/{proc.host_pid}/fd"))

@@ -42,6 +42,7 @@ class ProcessProvider(Protocol):
     def proc_host_path(self, proc: ProcEntry, host_path: bytes) -> bytes | None: ...
     def proc_hostname(self) -> bytes: ...
     def proc_fd_location(self, proc: ProcEntry, fd: int) -> Location | None: ...
+    def proc_threads(self, proc: ProcEntry) -> list[int]: ...
     def proc_open_path(self, proc: ProcEntry, path: bytes, flags: int) -> int: ...
     def proc_lookup(self, proc: ProcEntry, path: bytes) -> Location | None: ...
 
@@ -157,6 +158,9 @@ class PidDir(DynamicDir):
             b"comm": f(lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"),
             b"maps": f(lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))),
             b"mounts": f(lambda: text.mounts_text(p.proc_mounts())),
+            b"mountinfo": f(lambda: text.mountinfo_text(p.proc_mounts())),
+            b"limits": f(lambda: text.limits_text(proc)),
+            b"auxv": f(lambda: text.auxv_text(proc)),
             b"exe": MagicLink(fs, fs.new_ino(), lambda: proc.exe, lambda: p.proc_lookup(proc, proc.exe),
                               lambda fl: self._open_exe(fl)),
             b"cwd": loc_link(lambda: proc.fs.cwd),
@@ -182,24 +186,32 @@ class PidDir(DynamicDir):
 
 
 class TaskDir(DynamicDir):
-    """/proc/PID/task: the thread group's threads (the leader, as the translator tracks it)."""
+    """/proc/PID/task: one directory per thread of the group, named by its guest tid."""
 
-    __slots__ = ("proc", "_leader")
+    __slots__ = ("proc", "_threads")
 
     def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry) -> None:
         super().__init__(fs, ino)
         self.proc = proc
-        self._leader: PidDir | None = None
+        self._threads: dict[int, PidDir] = {}
+
+    def _tids(self) -> list[int]:
+        tids = self.fs.provider.proc_threads(self.proc)  # type: ignore[attr-defined]
+        return tids or [self.proc.pid]
 
     def generate(self, name: bytes) -> Inode | None:
-        if name != str(self.proc.pid).encode():
+        if not name.isdigit() or int(name) not in self._tids():
             return None
-        if self._leader is None:
-            self._leader = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False)  # type: ignore[arg-type]
-        return self._leader
+        tid = int(name)
+        d = self._threads.get(tid)
+        if d is None:
+            # A thread's files are its group's: what differs per thread (stat's state, comm set
+            # by prctl) is rarely read through task/.
+            d = self._threads[tid] = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False)  # type: ignore[arg-type]
+        return d
 
     def names(self) -> Iterable[bytes]:
-        return [str(self.proc.pid).encode()]
+        return [str(t).encode() for t in self._tids()]
 
 
 class FdDir(DynamicDir):

@@ -124,3 +124,30 @@ def uptime_text(started_monotonic: float) -> bytes:
 def mounts_text(mounts: list[tuple[bytes, bytes, bytes, bytes]]) -> bytes:
     """mounts: (source, mount point, fstype, options)."""
     return b"".join(b"%s %s %s %s 0 0\n" % m for m in mounts)
+
+
+_MOUNT_ID_BASE = 21  # ids as a fresh Linux mount namespace would number them: arbitrary but stable
+
+
+def mountinfo_text(mounts: list[tuple[bytes, bytes, bytes, bytes]]) -> bytes:
+    """/proc/PID/mountinfo: each mount with its id, its parent's id and a device number."""
+    out = []
+    for i, (source, point, fstype, opts) in enumerate(mounts):
+        parent = i
+        for j, (_, other, _, _) in enumerate(mounts[:i]):
+            if other == b"/" or point == other or point.startswith(other + b"/"):
+                parent = j  # the last (deepest) earlier mount that contains this one
+        mid, pid = _MOUNT_ID_BASE + i, _MOUNT_ID_BASE + parent
+        mnt_opts, _, _ = opts.partition(b",relatime")
+        out.append(b"%d %d 0:%d / %s %s,relatime - %s %s %s\n"
+                   % (mid, pid, 30 + i, point, mnt_opts, fstype, source, mnt_opts.split(b",")[0]))
+    return b"".join(out)
+
+
+def limits_text(p: ProcInfo) -> bytes:
+    """The guest's resource limits are its own (set natively): the host's view is exact."""
+    return _read_host(p.host_pid, "limits")
+
+
+def auxv_text(p: ProcInfo) -> bytes:
+    return _read_host(p.host_pid, "auxv")

@@ -42,6 +42,7 @@ _WAIT_ANY = os.WNOHANG | getattr(F, "__WALL")
 _STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+_FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 _TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                            signal.SIGUSR1, signal.SIGUSR2}
 
@@ -437,7 +438,22 @@ class Supervisor:
         elif tid not in self.tasks and event == 0 and sig == signal.SIGSTOP:
             self._child_stopped(tid)
         else:
-            ptrace.cont(tid, sig)  # signal-delivery-stop: deliver it
+            self._on_signal_delivery(tid, sig)
+
+    def _on_signal_delivery(self, tid: int, sig: int) -> None:
+        """Deliver the signal, except a fault that would wedge the guest's init.
+
+        A fault signal (SIGSEGV from a bad access...) with no handler kills even a pid-namespace
+        init, but only when it is not traced: ours is, so the kernel would ignore it and the
+        faulting instruction would fault again forever. The sandbox dies as init would.
+        """
+        task = self.tasks.get(tid)
+        if (sig in _FAULT_SIGNALS and task is not None and task.hp.proc.host_pid == self.init_host_pid
+                and not _handles(self.init_host_pid, sig) and ptrace.signal_code(tid) > 0):
+            self.exit_status = sig  # as if killed by it
+            self.kill_all()
+            return
+        ptrace.cont(tid, sig)  # signal-delivery-stop: deliver it
 
     def _on_new_task(self, parent_tid: int, event: int) -> None:
         child_tid = ptrace.event_msg(parent_tid)
