@@ -3,22 +3,27 @@
 Sans-IO: frames come in through `input(frame, now, hdr)`, timers run in `poll(now)`, frames to
 send pile up for `take_output()`, and `next_deadline()` says when `poll` is next due. Nothing
 here reads a clock or touches a device; every malformed frame is dropped and counted in
-`counters` (rx_packets == rx_accepted + total_drops), never raised.
+`counters` (rx_packets == rx_accepted + total_drops), never raised. An interface set up with
+`start_dhcp` takes its address, netmask and default gateway from the lease (dhcp_agent.py).
 """
 from __future__ import annotations
 
 import errno
 import random
 from collections import deque
+from typing import Any
 
 from . import arp, icmp, ipv4
 from .counters import Counters
+from .dhcp import DhcpClient
+from .dhcp_agent import DhcpAgent
 from .ethernet import (BROADCAST, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ZERO_MAC,
                        header, parse_mac)
 from .ipv4 import (IP_DF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, LIMITED_BROADCAST, Ipv4Header, aton,
                    is_loopback, is_multicast, prefix_mask)
 from .ping import PingSocket
 from .route import RoutingTable
+from .stats import stack_stats
 from .tcp import TcpSocket
 from .tcp_layer import TcpLayer
 from .udp import UdpLayer, UdpSocket
@@ -52,6 +57,8 @@ class Stack:
         self._icmp_rate, self._icmp_burst = icmp_rate, icmp_burst
         self._icmp_tokens, self._icmp_stamp = float(icmp_burst), 0.0
         self.now = 0.0
+        self.dns: list[int] = []
+        self.dhcp: DhcpAgent | None = None
 
     # -- configuration
     def set_address(self, addr: str | int, prefix_len: int, now: float) -> None:
@@ -70,6 +77,32 @@ class Stack:
 
     def set_gateway(self, gateway: str | int) -> None:
         self.routes.set_default(aton(gateway))
+
+    def clear_address(self) -> None:
+        """Forget the address, its connected route and the default route (a lost lease)."""
+        if self.addr:
+            self.routes.remove(self.addr & self.netmask, self._prefix_len)
+        self.routes.remove(0, 0)
+        self.addr = self.netmask = self.bcast = 0
+        self._prefix_len = 0
+        self.counters.events["address_cleared"] += 1
+
+    @property
+    def prefix_len(self) -> int:
+        return self._prefix_len
+
+    def start_dhcp(self, now: float, **client_options: object) -> DhcpAgent:
+        """Configure the interface by DHCP: address, netmask and gateway follow the lease."""
+        if self.dhcp is None:
+            client = DhcpClient(self.mac, seed=self.rng.getrandbits(32), **client_options)  # type: ignore[arg-type]
+            self.dhcp = DhcpAgent(self, client)
+        self.now = now
+        self.dhcp.start(now)
+        return self.dhcp
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, drops by reason and by class, TCP connections, the lease: one plain dict."""
+        return stack_stats(self)
 
     # -- sockets
     def udp_socket(self) -> UdpSocket:
@@ -137,12 +170,16 @@ class Stack:
                                        ttl=h.ttl, tos=h.tos, frag=h.frag) + first8
             self.send_icmp_error(icmp.TIME_EXCEEDED, icmp.REASSEMBLY_EXCEEDED, h, memoryview(quoted), now)
         self.tcp.poll(now)
+        if self.dhcp is not None:
+            self.dhcp.poll(now)
 
     def next_deadline(self) -> float | None:
         if self._loop:
             return self.now
         ds = [d for d in (self.arp.next_deadline(), self.reassembler.next_deadline(),
-                          self.tcp.next_deadline()) if d is not None]
+                          self.tcp.next_deadline(),
+                          self.dhcp.next_deadline() if self.dhcp is not None else None)
+              if d is not None]
         return min(ds) if ds else None
 
     def take_output(self) -> list[tuple[VirtioNetHdr, bytes]]:

@@ -3,71 +3,46 @@ and device sharing one memory region; a Network is two hosts on an impaired Pair
 on a simulated clock that jumps straight to the next timer or delivery."""
 from __future__ import annotations
 
-from collections import deque
 from typing import Callable
 
 from . import arp, icmp, ipv4, tcp_segment, udp
 from .ethernet import header, parse_mac
+from .nic import Nic
 from .stack import Stack
 from .virtio.backends import PairLink
-from .virtio.device import DEFAULT_FEATURES, Backend, VirtioNetDevice
-from .virtio.driver import WANTED, VirtioNetDriver
+from .virtio.device import DEFAULT_FEATURES, Backend
+from .virtio.driver import WANTED
 from .virtio.net_hdr import VirtioNetHdr
 
 
-class Host:
-    def __init__(self, backend: Backend, mac: str, addr: str, *, prefix: int = 24,
+class Host(Nic):
+    """A Nic with a static address, as most tests want."""
+
+    def __init__(self, backend: Backend, mac: str, addr: str | None, *, prefix: int = 24,
                  gateway: str | None = None, seed: int = 0, wanted: int = WANTED,
                  device_features: int = DEFAULT_FEATURES, mtu: int = 1500, now: float = 0.0,
                  block_size: int = 2048, blocks: int = 512) -> None:
-        mem = memoryview(bytearray(VirtioNetDriver.memory_size(block_size=block_size, rx_blocks=blocks,
-                                                               tx_blocks=blocks)))
-        self.device = VirtioNetDevice(mem, backend, mac=parse_mac(mac), mtu=mtu, features=device_features)
-        self.driver = VirtioNetDriver(self.device, mem, wanted=wanted, block_size=block_size,
-                                      rx_blocks=blocks, tx_blocks=blocks)
-        self.stack = Stack(self.driver.mac, mtu=self.driver.mtu, seed=seed, tx_csum=self.driver.tx_csum,
-                           tso=self.driver.tso4, name=addr)
-        self.stack.set_address(addr, prefix, now)
+        super().__init__(backend, mac, seed=seed, wanted=wanted, device_features=device_features,
+                         mtu=mtu, block_size=block_size, blocks=blocks, name=addr or mac)
+        if addr:
+            self.stack.set_address(addr, prefix, now)
         if gateway:
             self.stack.set_gateway(gateway)
-        self._pending: deque[tuple[VirtioNetHdr, bytes]] = deque()   # waiting for tx ring room
-
-    def step(self, now: float) -> bool:
-        """Move frames device -> stack -> device once; True if anything happened."""
-        moved = self.device.poll()
-        for hdr, frame in self.driver.receive():
-            self.stack.input(frame, now, hdr)
-            moved = True
-        self.stack.poll(now)
-        out = self.stack.take_output()
-        if out:
-            self._pending.extend(out)
-            moved = True
-        if self._pending:
-            self.driver.reclaim_tx()
-            while self._pending and self.driver.transmit(*self._pending[0]):
-                self._pending.popleft()
-            self.driver.flush()
-            moved = self.device.poll() or moved
-        return moved
-
-    def next_deadline(self) -> float | None:
-        return self.stack.next_deadline()
 
 
 class Network:
-    """Hosts a (10.0.0.1) and b (10.0.0.2) on one link."""
+    """Hosts a (10.0.0.1) and b (10.0.0.2) on one link (an address of None leaves it unset)."""
 
     def __init__(self, *, seed: int = 0, loss: float = 0.0, duplicate: float = 0.0,
                  reorder: float = 0.0, delay: float = 0.0005, reorder_delay: float = 0.002,
                  segment: bool = True, wanted_a: int = WANTED, wanted_b: int = WANTED,
-                 mtu: int = 1500) -> None:
+                 mtu: int = 1500, addr_a: str | None = "10.0.0.1", addr_b: str | None = "10.0.0.2") -> None:
         self.now = 0.0
         self.link = PairLink(lambda: self.now, seed=seed, loss=loss, duplicate=duplicate,
                              reorder=reorder, delay=delay, reorder_delay=reorder_delay, segment=segment)
-        self.a = Host(self.link.a, "02:00:00:00:00:0a", "10.0.0.1", seed=2 * seed + 1,
+        self.a = Host(self.link.a, "02:00:00:00:00:0a", addr_a, seed=2 * seed + 1,
                       wanted=wanted_a, mtu=mtu)
-        self.b = Host(self.link.b, "02:00:00:00:00:0b", "10.0.0.2", seed=2 * seed + 2,
+        self.b = Host(self.link.b, "02:00:00:00:00:0b", addr_b, seed=2 * seed + 2,
                       wanted=wanted_b, mtu=mtu)
         self.steps = 0
 

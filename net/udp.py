@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import icmp
 from .checksum import add16, pseudo_sum, sum16
-from .ipv4 import IPPROTO_UDP, Ipv4Header, aton, ntoa
+from .ipv4 import IPPROTO_UDP, LIMITED_BROADCAST, Ipv4Header, aton, ntoa
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -104,6 +104,8 @@ class UdpSocket:
             self._layer.bind(self, 0, 0)
         assert self.local is not None
         src = self.local[0] or stack.source_address(dst)
+        if src is None and dst == LIMITED_BROADCAST and not stack.addr:
+            src = 0             # an unconfigured interface broadcasts from 0.0.0.0 (DHCP, RFC 2131 4.1)
         if src is None:
             raise OSError(errno.ENETUNREACH, "network is unreachable")
         seg = build(src, dst, self.local[1], dport, data)

@@ -7,4 +7,5 @@ offload.py   checksum completion and TSO segmentation a device performs for its 
 device.py    the virtio-net device (rx/tx queues served from a backend)
 driver.py    the virtio-net driver the stack uses (buffers in the shared memory)
 backends.py  backends: an in-process impaired pair, a pcap writer
+impair.py    a netem-like wrapper for any backend (loss, delay, reordering)
 """
