@@ -9,6 +9,7 @@ on the guest path — which traps like every later exec and is carried out from 
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import struct
@@ -37,10 +38,32 @@ class Launched:
     pidfd: int
     listener_fd: int
     status_fd: int  # readable: EOF once the first exec succeeded, or 4 bytes of errno if it failed
+    pty_master: int = -1  # with tty=True: the master of the guest's terminal (its stdio)
+    pts_dir: str = ""  # with tty=True: the sandbox's own devpts instance, as the host reaches it
+
+PTS_DIR = "pts"  # where the child mounts its private devpts instance, in its host root
+
+
+def _setup_tty() -> int:
+    """A private devpts instance; the guest's stdio becomes a new pty's slave, and its
+    controlling terminal (it leads a new session). Returns the master (close-on-exec)."""
+    os.mkdir(PTS_DIR, 0o755)
+    _mount(b"devpts", b"/" + PTS_DIR.encode(), b"devpts", F.MS_NOSUID | F.MS_NOEXEC,
+           b"newinstance,ptmxmode=0666,mode=0620")
+    master = os.open(f"/{PTS_DIR}/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, F.TIOCSPTLCK, struct.pack("=i", 0))
+    (num,) = struct.unpack("=I", fcntl.ioctl(master, F.TIOCGPTN, b"\0" * 4))
+    slave = os.open(f"/{PTS_DIR}/{num}", os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(slave, F.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    return master
 
 
 def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: int, scratch: str,
-           prog: bytes) -> None:
+           prog: bytes, tty: bool) -> None:
     """Runs in the new namespaces; never returns."""
     try:
         os.read(go_r, 1)  # wait: maps written, tracer attached
@@ -51,21 +74,27 @@ def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: in
         raw_syscall(NR["pivot_root"], *_cstrs(b".", b"."))
         raw_syscall(NR["umount2"], *_cstrs(b"."), F.MNT_DETACH)
         os.chdir("/")
+        # Its own session and process group, as a container's first process has: a guest's
+        # kill(0, sig) or kill(-pgrp, sig) must not reach the CLI's process group.
+        os.setsid()
+        master = _setup_tty() if tty else -1
         raw_syscall(NR["prctl"], F.PR_SET_PDEATHSIG, signal.SIGKILL)
         raw_syscall(NR["prctl"], F.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         for sig in _FORWARDED_DEFAULTS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         env_map = dict(e.split(b"=", 1) for e in env if b"=" in e)
-        os.closerange(3, go_r)
-        os.closerange(go_r + 1, fd_w)
-        os.closerange(fd_w + 1, 65536)
+        lo = 3
+        for keep in sorted(k for k in (go_r, fd_w, master) if k >= 3):
+            os.closerange(lo, keep)
+            lo = keep + 1
+        os.closerange(lo, 65536)
         fprog = bytearray(struct.pack("=HxxxxxxQ", len(prog) // 8, 0))
         keep_prog, prog_addr = address_of(bytearray(prog))
         struct.pack_into("=Q", fprog, 8, prog_addr)
         keep_fprog, fprog_addr = address_of(fprog)
         listener = raw_syscall(NR["seccomp"], F.SECCOMP_SET_MODE_FILTER, _FILTER_FLAGS, fprog_addr)
-        os.write(fd_w, struct.pack("=i", listener))
+        os.write(fd_w, struct.pack("=ii", listener, master))
         try:
             os.execve(path, argv, env_map)  # traps; the supervisor execs from the VFS
         except OSError as e:
@@ -112,7 +141,8 @@ def _write_id_maps(pid: int) -> None:
         f.write(maps[1])
 
 
-def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bool = False) -> Launched:
+def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bool = False,
+           tty: bool = False) -> Launched:
     # Compiled before cloning: after pivot_root the child can load nothing.
     prog = build_filter(trace_denied)
     scratch = tempfile.mkdtemp(prefix="linuxabi-root-")
@@ -122,7 +152,7 @@ def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bo
     if pid == 0:
         os.close(go_w)
         os.close(fd_r)
-        _child(path, argv, env, go_r, fd_w, scratch, prog)
+        _child(path, argv, env, go_r, fd_w, scratch, prog, tty)
     os.close(go_r)
     os.close(fd_w)
     try:
@@ -131,15 +161,20 @@ def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bo
         pidfd = raw_syscall(NR["pidfd_open"], pid, 0)
         os.write(go_w, b"g")
         os.close(go_w)
-        raw = os.read(fd_r, 4)
-        if len(raw) != 4:
+        raw = os.read(fd_r, 8)
+        if len(raw) < 4:
             raise RuntimeError("guest launcher died before installing its filter")
-        (num,) = struct.unpack("=i", raw)
+        (num,) = struct.unpack_from("=i", raw)
         if num < 0:
             raise OSError(-num, f"guest set-up failed: {os.strerror(-num)}")
+        (master_num,) = struct.unpack_from("=i", raw, 4)
         listener = raw_syscall(NR["pidfd_getfd"], pidfd, num, 0)
         os.set_inheritable(listener, False)
-        return Launched(pid, pidfd, listener, fd_r)
+        if master_num < 0:
+            return Launched(pid, pidfd, listener, fd_r)
+        # The child is parked in its trapped execve until we serve it: its master is still open.
+        master = raw_syscall(NR["pidfd_getfd"], pidfd, master_num, 0)
+        return Launched(pid, pidfd, listener, fd_r, master, f"/proc/{pid}/root/{PTS_DIR}")
     except BaseException:
         try:
             os.kill(pid, signal.SIGKILL)

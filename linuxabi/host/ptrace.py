@@ -97,3 +97,15 @@ def signal_code(tid: int) -> int:
     _ptrace(flags.PTRACE_GETSIGINFO, tid, 0, addr)
     del keep
     return struct.unpack_from("=iii", buf)[2]
+
+
+SYSCALL_INFO_ENTRY, SYSCALL_INFO_EXIT = 1, 2
+
+
+def syscall_stop_kind(tid: int) -> int:
+    """At a syscall stop: SYSCALL_INFO_ENTRY or SYSCALL_INFO_EXIT (PTRACE_GET_SYSCALL_INFO's op)."""
+    buf = bytearray(88)
+    keep, addr = address_of(buf)
+    _ptrace(flags.PTRACE_GET_SYSCALL_INFO, tid, len(buf), addr)
+    del keep
+    return buf[0]

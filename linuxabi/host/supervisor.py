@@ -17,12 +17,13 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
 
-from syscalls.base import CONTINUE, ExecPlan, InstallFd, Park
+from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
 from syscalls.table import SYSCALLS
@@ -42,6 +43,8 @@ _WAIT_ANY = os.WNOHANG | getattr(F, "__WALL")
 _STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+_ERESTARTSYS_RET = -512 & 0xFFFFFFFFFFFFFFFF  # the kernel-internal restart codes, as rax holds them
+_ERESTARTNOINTR = 513
 _FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 _TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                            signal.SIGUSR1, signal.SIGUSR2}
@@ -60,6 +63,11 @@ class _ExecDance:
     scratch: int = 0  # guest address of our "" + argv block
     guest_fd: int = -1
     kernel_comm: bytes = b""  # the name the kernel will give the task (the file's name)
+    # Signals that arrived mid-dance: held back and raised again just before the real exec,
+    # so they stay pending across it as they would across a native execve.
+    deferred: list[int] = field(default_factory=list)
+    saved_regs: "ptrace.Regs | None" = None  # a failed exec's registers, while its fd is closed
+    tgid: int = 0  # the thread group's host id (an exec from a thread finishes under it)
 
 
 @dataclass
@@ -95,6 +103,8 @@ class Supervisor:
         self.errors = 0  # internal errors survived (a handler bug), for tests and the CLI
         self._signals: list[int] = []
         self._in_recv = False
+        # Signals the embedder handles itself instead of forwarding (SIGWINCH with a pty).
+        self.signal_hooks: dict[int, Callable[[], None]] = {}
         cpus = os.sched_getaffinity(0)
         self._all_cpus: set[int] | None = cpus if len(cpus) > 1 else None
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
@@ -217,7 +227,10 @@ class Supervisor:
     def _drain_signals(self) -> None:
         while self._signals:
             signo = self._signals.pop(0)
-            if signo not in (signal.SIGCHLD, signal.SIGALRM):
+            hook = self.signal_hooks.get(signo)
+            if hook is not None:
+                hook()
+            elif signo not in (signal.SIGCHLD, signal.SIGALRM):
                 self.forward_signal(signo)
         self._reap()
 
@@ -447,6 +460,17 @@ class Supervisor:
         init, but only when it is not traced: ours is, so the kernel would ignore it and the
         faulting instruction would fault again forever. The sandbox dies as init would.
         """
+        dance = self.execs.get(tid)
+        if dance is not None:
+            # Delivering it now could run a handler in the middle of our rewritten calls and
+            # make "execve" return; and a PTRACE_CONT would lose the syscall-exit stop.
+            dance.deferred.append(sig)
+            if dance.stage == "fd":
+                ptrace.cont_to_syscall_exit(tid)
+            else:
+                ptrace.cont(tid)
+            return
+        self._restart_unserved_call(tid)
         task = self.tasks.get(tid)
         if (sig in _FAULT_SIGNALS and task is not None and task.hp.proc.host_pid == self.init_host_pid
                 and not _handles(self.init_host_pid, sig) and ptrace.signal_code(tid) > 0):
@@ -501,16 +525,12 @@ class Supervisor:
         dance = self.execs.get(tid)
         if dance is not None and dance.stage == "exec":
             if regs.orig_rax == NR["execveat"] and regs.rdi == dance.guest_fd and regs.rsi == dance.scratch:
-                # Our own rewritten call: let the kernel exec the checked file. (No exec event
-                # stop: the memory handle is simply reopened on next use.)
-                self.execs.pop(tid, None)
-                if task is not None:
-                    proc = task.hp.proc
-                    proc.exe = dance.plan.guest_path
-                    proc.comm = dance.plan.comm
-                    proc.kernel_comm = dance.kernel_comm
-                    task.hp.exec_happened()
-                ptrace.cont(tid)
+                # Our own rewritten call: let the kernel exec the checked file, and stop at its
+                # exit to learn whether it did (a failed exec must not leave our fd behind).
+                dance.stage = "exec-exit"
+                dance.tgid = task.hp.proc.host_pid if task is not None else host_tgid_of(tid)
+                self._raise_deferred(tid, dance)
+                ptrace.cont_to_syscall_exit(tid)
                 return
             self.execs.pop(tid, None)
         if task is None:
@@ -589,14 +609,42 @@ class Supervisor:
 
     def _on_syscall_exit(self, tid: int) -> None:
         dance = self.execs.get(tid)
-        if dance is None or dance.stage != "exec":
+        if dance is None:
+            # An exec from a non-leader thread succeeds as the leader: the kernel gives the
+            # thread the group's id, so its exit stop arrives under that id.
+            for other, d in list(self.execs.items()):
+                if d.stage == "exec-exit" and d.tgid == tid:
+                    self.execs.pop(other)
+                    self.execs[tid] = dance = d
+                    break
+        if dance is None:
             ptrace.cont(tid)
             return
+        if ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY:
+            ptrace.cont_to_syscall_exit(tid)  # the fd request, restarted: its exit comes next
+            return
         regs = ptrace.get_regs(tid)
+        if dance.stage == "exec-exit":
+            self._on_exec_exit(tid, dance, regs)
+            return
+        if dance.stage == "close-exit":
+            self.execs.pop(tid, None)
+            assert dance.saved_regs is not None
+            ptrace.set_regs(tid, dance.saved_regs)  # execve's own failure, as if nothing else ran
+            ptrace.cont(tid)
+            return
+        if dance.stage == "fd":
+            # A signal interrupted the fd request before we answered it: ask again.
+            regs.set("rax", regs.orig_rax)
+            regs.set("rip", regs.rip - 2)
+            ptrace.set_regs(tid, regs)
+            ptrace.cont_to_syscall_exit(tid)
+            return
         os.close(dance.plan.host_fd)
         ret = regs.rax if regs.rax < 1 << 63 else regs.rax - (1 << 64)
         if ret < 0:
             self.execs.pop(tid, None)
+            self._raise_deferred(tid, dance)
             ptrace.cont(tid)  # the guest sees the injection's error (EMFILE...)
             return
         dance.guest_fd = ret  # the fd the kernel installed is the one to exec
@@ -610,6 +658,48 @@ class Supervisor:
         regs.set("rip", regs.rip - 2)  # back onto the `syscall` instruction
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+    def _on_exec_exit(self, tid: int, dance: _ExecDance, regs: ptrace.Regs) -> None:
+        if regs.rax == 0:  # the new program runs (no exec event stop: memory reopens on use)
+            self.execs.pop(tid, None)
+            task = self.tasks.get(tid) or self.tasks.get(host_tgid_of(tid))
+            if task is not None:
+                proc = task.hp.proc
+                proc.exe = dance.plan.guest_path
+                proc.comm = dance.plan.comm
+                proc.kernel_comm = dance.kernel_comm
+                task.hp.exec_happened()
+            ptrace.cont(tid)
+            return
+        # The exec failed (E2BIG, a bad argv pointer, ENOMEM...): close the fd we installed,
+        # by running close() in its place, then give the guest execve's error.
+        dance.saved_regs = ptrace.Regs(list(regs.values))
+        regs.set("orig_rax", NR["close"])
+        regs.set("rax", NR["close"])
+        regs.set("rdi", dance.guest_fd)
+        regs.set("rip", regs.rip - 2)
+        ptrace.set_regs(tid, regs)
+        dance.stage = "close-exit"
+        ptrace.cont_to_syscall_exit(tid)
+
+    @staticmethod
+    def _restart_unserved_call(tid: int) -> None:
+        """A translated call interrupted before we received it must be restarted, whatever the
+        handler's SA_RESTART says: Linux would not have failed a stat() with EINTR. (A call we
+        received is not interrupted: the filter waits killable-only once it is received.)"""
+        regs = ptrace.get_regs(tid)
+        if regs.rax != _ERESTARTSYS_RET or regs.orig_rax >= 1 << 63:
+            return
+        decl = SYSCALLS.get(regs.orig_rax)
+        if decl is not None and decl.disposition is Disposition.TRANSLATED:
+            regs.set("rax", -_ERESTARTNOINTR)
+            ptrace.set_regs(tid, regs)
+
+    @staticmethod
+    def _raise_deferred(tid: int, dance: _ExecDance) -> None:
+        for sig in dance.deferred:
+            with contextlib.suppress(OSError):
+                raw_syscall(NR["tgkill"], host_tgid_of(tid), tid, sig)
 
     def _fail_syscall(self, tid: int, regs: ptrace.Regs, err: int) -> None:
         regs.set("orig_rax", 0xFFFFFFFFFFFFFFFF)  # skip the call...

@@ -13,6 +13,7 @@ from .memory import GuestMemory
 
 _PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
 _PIDFD_OPEN = x86_64.NR["pidfd_open"]
+_PIDFD_THREAD = os.O_EXCL  # a pidfd for one thread (Linux 6.9)
 
 
 class HostProcess:
@@ -38,8 +39,13 @@ class HostProcess:
 
     @property
     def mem(self) -> GuestMemory:
+        return self.mem_via(self.proc.host_pid)
+
+    def mem_via(self, host_tid: int) -> GuestMemory:
+        """Opened through the calling thread: the leader may have exited (a zombie has no
+        memory to read) while the other threads go on. The fd then stays valid on its own."""
         if self._mem is None:
-            self._mem = GuestMemory(self.proc.host_pid)
+            self._mem = GuestMemory(host_tid)
         return self._mem
 
     def exec_happened(self) -> None:
@@ -70,7 +76,7 @@ class HostTask:
 
     @property
     def mem(self) -> GuestMemory:
-        return self.hp.mem
+        return self.hp.mem_via(self.host_tid)
 
     def host_fd(self, guest_fd: int) -> int:
         if guest_fd < 0:
@@ -79,6 +85,19 @@ class HostTask:
             return raw_syscall(_PIDFD_GETFD, self.hp.pidfd, guest_fd, 0)
         except OSError:
             pass
+        if self.host_tid != self.hp.proc.host_pid:
+            # The leader exited (its fd table is gone with it): ask through this thread.
+            try:
+                tfd = raw_syscall(_PIDFD_OPEN, self.host_tid, _PIDFD_THREAD)
+            except OSError:
+                tfd = -1
+            if tfd >= 0:
+                try:
+                    return raw_syscall(_PIDFD_GETFD, tfd, guest_fd, 0)
+                except OSError:
+                    pass
+                finally:
+                    os.close(tfd)
         # pidfd_getfd refuses O_PATH fds; the fd's magic link reopens them (as O_PATH).
         try:
             return os.open(f"/proc/{self.host_tid}/fd/{guest_fd}", os.O_PATH | os.O_CLOEXEC)
