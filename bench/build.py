@@ -82,6 +82,33 @@ def _make_dev_nodes(root: Path) -> None:
         raise BuildError("mknod /dev/null in the image copy needs root") from None
 
 
+DYNAMIC_PACKAGES = ("coreutils", "python3")
+DYNAMIC_TRUE = "/usr/bin/true"  # coreutils' true, dynamically linked (busybox's is /bin/true)
+PYTHON3 = "/usr/bin/python3"
+
+
+def add_dynamic_programs(dst: Path) -> None:
+    """Debian's coreutils `true` and python3 with their libraries, from an image built from the
+    packages (linuxabi.images, cached): the rows for dynamically linked programs."""
+    from linuxabi.images import build_image
+    from linuxabi.images.progress import Quiet
+
+    src = build_image("bench-dynamic", DYNAMIC_PACKAGES, progress=Quiet()).root
+    for rel in ("usr/lib/x86_64-linux-gnu", "usr/lib/python3.11", "usr/lib64", "etc/ld.so.cache"):
+        s, d = src / rel, dst / rel
+        d.parent.mkdir(parents=True, exist_ok=True)
+        if s.is_dir() and not s.is_symlink():
+            shutil.copytree(s, d, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(s, d, follow_symlinks=False)
+    for link in ("lib", "lib64"):  # merged /usr, as the packages' own paths assume
+        if not (dst / link).exists() and not (dst / link).is_symlink():
+            (dst / link).symlink_to(f"usr/{link}")
+    for rel in ("usr/bin/true", "usr/bin/python3.11"):
+        shutil.copy2(src / rel, dst / rel)
+    (dst / PYTHON3.lstrip("/")).symlink_to("python3.11")
+
+
 def prepare_image(base: Path, dst: Path, microbench: Path, *, dev_nodes: bool) -> Path:
     """A scratch copy of `base` plus the benchmark tree and the guest at /bench/microbench."""
     if not (base / "bin" / "busybox").exists():
@@ -90,6 +117,7 @@ def prepare_image(base: Path, dst: Path, microbench: Path, *, dev_nodes: bool) -
     _write_tree(dst)
     (dst / "bench").mkdir(exist_ok=True)
     shutil.copy2(microbench, dst / GUEST_BINARY.lstrip("/"))
+    add_dynamic_programs(dst)
     if dev_nodes:
         _make_dev_nodes(dst)
     return dst

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .build import GUEST_BINARY, TAR_TREE
+from .build import DYNAMIC_TRUE, GUEST_BINARY, PYTHON3, TAR_TREE
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ WORKLOADS: tuple[Op, ...] = (
     workload("seq_20000_wc", "seq 20000 | wc -l", expect="20000"),
     workload("ls_lR_usr", "ls -lR /usr >/dev/null"),
     workload("tar_1000_files", f"tar cf /tmp/x.tar {TAR_TREE}"),
+    # Dynamically linked programs from Debian packages (ld.so and libc from the image).
+    workload("dyn_true_loop_100", f"for i in $(seq 100); do {DYNAMIC_TRUE}; done"),
+    workload("python3_startup_x10", f"for i in $(seq 10); do {PYTHON3} -c pass; done"),
 )
 
 ALL_OPS: tuple[Op, ...] = MICRO_OPS + WORKLOADS

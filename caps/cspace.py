@@ -20,12 +20,12 @@ from __future__ import annotations
 import errno as E
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import model
 from .model import Capability, CapabilityDenied, NoSuchSlot
 from .objects import (GUEST_NS, DeviceClass, FsSubtree, IPAddress, KernelObject, NetEndpoint,
-                      SpawnRight, TtyRight, check_path, normalise_ip)
+                      SpawnRight, TtyRight, check_path, normalise_ip, path_under)
 from .rights import Rights, format_rights
 
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class CSpace:
         self._dev_glob: list[tuple[re.Pattern[bytes], int, Capability]] = []
         self._spawn: list[Capability] = []
         self._tty: list[Capability] = []
+        self._bounds: dict[str, tuple[bytes, ...]] = {}
+        # Who is asking (a guest pid, say), named in refusal records; set by the translator.
+        self.actor: Callable[[], object] | None = None
+        # Bumped on every change of the held capabilities (for caches outside the CSpace).
+        self.generation = 0
 
     # -- slots -------------------------------------------------------------------------------
 
@@ -152,6 +157,7 @@ class CSpace:
         model._set(cap, "_holder", self)
         model._set(cap, "_slot", slot)
         self._dirty = True
+        self.generation += 1
         return slot
 
     def _remove(self, slot: int) -> Capability:
@@ -160,6 +166,7 @@ class CSpace:
         model._set(cap, "_holder", None)
         model._set(cap, "_slot", -1)
         self._dirty = True
+        self.generation += 1
         return cap
 
     def _child(self, parent: Capability, rights: Rights | None, obj: KernelObject | None) -> Capability:
@@ -181,7 +188,7 @@ class CSpace:
 
     # -- authorisation queries (the hot path) ------------------------------------------------
 
-    def authorize_path(self, path: bytes, rights: Rights, ns: str = GUEST_NS) -> Capability:
+    def authorize_path(self, path: bytes, rights: Rights, ns: str = GUEST_NS, op: str = "") -> Capability:
         """The capability that lets the caller use *path* with *rights*, else CapabilityDenied
         (EACCES). *path* is a resolved absolute guest path (ValueError if not normalised).
 
@@ -203,11 +210,57 @@ class CSpace:
         for bits, cap in entry:
             if bits & want == want:
                 return cap
+        if op:
+            raise self._deny(E.EACCES, "path", entry, rights, path=path, op=op)
         raise self._deny(E.EACCES, "path", entry, rights, path=path)
+
+    def allows_path(self, path: bytes, rights: Rights, ns: str = GUEST_NS) -> Capability | None:
+        """authorize_path without the refusal: None instead of CapabilityDenied, no audit record
+        (for re-checks the translator makes on its own, such as after a revoke)."""
+        if self._dirty:
+            self._rebuild()
+        want = rights._value_
+        for bits, cap in (self._fs_guest if ns is GUEST_NS else self._fs.get(ns, _EMPTY_FS)).entry(path):
+            if bits & want == want:
+                return cap
+        return None
+
+    def rights_at(self, path: bytes, ns: str = GUEST_NS) -> Rights:
+        """The union of the rights every capability covering *path* grants."""
+        if self._dirty:
+            self._rebuild()
+        bits = 0
+        for b, _ in (self._fs_guest if ns is GUEST_NS else self._fs.get(ns, _EMPTY_FS)).entry(path):
+            bits |= b
+        return Rights(bits)
+
+    def boundary_inside(self, path: bytes, ns: str = GUEST_NS) -> bool:
+        """Whether a capability's subtree or hole starts strictly inside *path*: moving the
+        directory at *path* would carry that boundary's contents to where other rules apply."""
+        if self._dirty:
+            self._rebuild()
+        return any(b != path and path_under(b, path) for b in self._bounds.get(ns, ()))
+
+    def refuse_path(self, path: bytes, op: str, reason: str) -> CapabilityDenied:
+        """A refusal the caller decided on a rule beyond one path's rights (a move that would
+        carry a capability boundary along, say): recorded like any other; raise the result."""
+        details: dict[str, object] = {"path": path, "op": op}
+        if self.actor is not None:
+            details["pid"] = self.actor()
+        text = f"{op} {path.decode('utf-8', 'backslashreplace')}: {reason}"
+        if self.audit is not None:
+            self.audit.record("deny", cspace=self.name, kind="path", rights="-", errno="EACCES",
+                              reason=text, **details)
+        return CapabilityDenied(E.EACCES, text)
+
+    def fs_slots(self, path: bytes, ns: str = GUEST_NS) -> list[int]:
+        """Slots of the filesystem capabilities whose subtree is exactly *path*."""
+        return [slot for slot, c in sorted(self._slots.items())
+                if isinstance(c.obj, FsSubtree) and c.obj.mount_id == ns and c.obj.path == path]
 
     def authorize_exec(self, path: bytes) -> Capability:
         """authorize_path(path, EXEC) plus an ``exec`` audit record (exec is rare and worth one)."""
-        cap = self.authorize_path(path, Rights.EXEC)
+        cap = self.authorize_path(path, Rights.EXEC, op="exec")
         if self.audit is not None:
             self.audit.record("exec", cspace=self.name, path=path, cap=cap.id)
         return cap
@@ -281,6 +334,8 @@ class CSpace:
             reason = "spawn: no capability to create processes"
         else:
             reason = f"{kind} {what}: no capability covers it (needs {need})"
+        if self.actor is not None:
+            details.setdefault("pid", self.actor())
         if self.audit is not None:
             self.audit.record("deny", cspace=self.name, kind=kind, rights=need,
                               errno=E.errorcode.get(err, str(err)), reason=reason, **details)
@@ -313,6 +368,7 @@ class CSpace:
             elif isinstance(o, TtyRight):
                 self._tty.append(c)
         self._fs = {ns: _FsIndex(group) for ns, group in fs.items()}
+        self._bounds = {ns: tuple({b for o, _ in group for b in (o.path, *o.excludes)}) for ns, group in fs.items()}
         self._fs_guest = self._fs.get(GUEST_NS, _EMPTY_FS)
         self._cache = {}
         self._dirty = False

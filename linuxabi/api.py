@@ -1,11 +1,16 @@
 """The embedding API: ``Sandbox(SandboxConfig(...)).run(argv)``."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat as st
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from caps import AuditLog, Policy, PolicyInvalid, default_policy, load_policy
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel
 from vfs import DevFs, ImageFs, OverlayFs, TmpFs, Vfs
@@ -13,6 +18,10 @@ from vfs.procfs import ProcFs
 
 from .host.launch import launch
 from .host.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from .control import ControlServer
+from .terminal import TerminalRelay, raw_mode
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -35,6 +44,17 @@ class SandboxConfig:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = "/"
     hostname: str = "linuxabi"
+    # Capabilities: a policy file (or a parsed Policy); None is the default policy (see
+    # caps.policy.DEFAULT_POLICY_TOML). The audit log: a file, else a per-sandbox file under
+    # linuxabi.control.audit_dir(). sandbox_id names the control socket and the default log.
+    policy: "str | os.PathLike[str] | Policy | None" = None
+    audit: "str | os.PathLike[str] | None" = None
+    audit_level: str = "normal"
+    sandbox_id: str | None = None
+    control: bool = True  # listen on a control socket (linuxabi ctl) while running
+    id_file: str | None = None  # written with the sandbox id once the control socket listens
+    verbose: bool = False  # say the sandbox id, control socket and audit log on stderr
+    tty: bool = False  # give the guest a pty of its own as stdio and controlling terminal
 
     def guest_env(self) -> dict[str, str]:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": self.hostname}
@@ -58,6 +78,10 @@ def build_vfs(root: Path) -> Vfs:
     return vfs
 
 
+def _devfs(vfs: Vfs) -> DevFs:
+    return next(m.fs for m in vfs.table.mounts if isinstance(m.fs, DevFs))
+
+
 class Sandbox:
     def __init__(self, config: SandboxConfig | None = None, *, dispatcher: Dispatcher | None = None,
                  trace_denied: bool = False) -> None:
@@ -76,6 +100,43 @@ class Sandbox:
         self.kernel = Kernel(self.vfs, hostname=self.config.hostname.encode())
         self.vfs.mount(b"/proc", ProcFs(self.kernel))
         self.supervisor: Supervisor | None = None
+        self._setup_capabilities()
+
+    def _setup_capabilities(self) -> None:
+        """The initial CSpace from the policy, its audit log, and the hooks that enforce it."""
+        from .control import audit_dir, new_sandbox_id
+
+        cfg = self.config
+        self.sandbox_id = cfg.sandbox_id or new_sandbox_id()
+        policy = cfg.policy
+        if policy is None:
+            policy = default_policy()
+        elif not isinstance(policy, Policy):
+            try:
+                policy = load_policy(policy)
+            except PolicyInvalid as e:
+                raise SandboxError(f"invalid policy:\n{e}") from None
+            except OSError as e:
+                raise SandboxError(f"--policy {cfg.policy}: {e.strerror}") from None
+        self.policy = policy
+        self.audit_path = Path(cfg.audit) if cfg.audit is not None else audit_dir() / f"{self.sandbox_id}.log"
+        try:
+            self.audit = AuditLog(self.audit_path, cfg.audit_level)
+        except OSError as e:
+            raise SandboxError(f"--audit {self.audit_path}: {e.strerror}") from None
+        except ValueError as e:
+            raise SandboxError(str(e)) from None
+        self.cspace = policy.build_cspace(self.sandbox_id, audit=self.audit)
+        self.kernel.install_cspace(self.cspace)
+        # The host's NVIDIA devices appear in /dev only where the policy grants them.
+        from syscalls.nvidia import devices as nvidia_devices
+
+        nvidia_devices.install(_devfs(self.vfs), nvidia_devices.discover(), nvidia_devices.capability_allows(self.cspace))
+        self.dispatcher.on_denied = self.kernel.audit_denied_syscall
+        # Refused calls trap (instead of failing in the filter) so that each one is audited;
+        # they are rare, and the guest gets the same errno.
+        self.trace_denied = True
+        self.control: "ControlServer | None" = None
 
     def resolve_program(self, name: str, env: dict[str, str]) -> bytes:
         """argv[0] as the guest's shell would find it: a path, or a search of $PATH in the VFS."""
@@ -103,17 +164,59 @@ class Sandbox:
             raise SandboxError(f"--cwd {self.config.cwd}: {os.strerror(e.errno or 0)}") from None
         path = self.resolve_program(argv[0], env)
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
-                          trace_denied=self.trace_denied)
+                          trace_denied=self.trace_denied, tty=self.config.tty)
         sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher)
+        self._start_control(sup)
         init = self.kernel.processes[1]
         init.fs.cwd = self.vfs.lookup(init.fs, init.fs.root, self.config.cwd.encode(), directory=True)
         self.supervisor = sup
+        relay = None
+        if launched.pty_master >= 0:
+            _devfs(self.vfs).attach_pts(launched.pts_dir)
+            # Known to the VFS from now on, the guest's stdio names itself /dev/pts/0.
+            ctx = self.vfs.new_context(b"/")
+            os.close(self.vfs.open(ctx, ctx.root, b"/dev/pts/0", os.O_RDWR, 0).host_fd)
+            relay = TerminalRelay(launched.pty_master)
+            sup.signal_hooks[signal.SIGWINCH] = relay.on_winch
         try:
-            status = sup.run()
+            with raw_mode(0) if relay is not None else contextlib.nullcontext():
+                if relay is not None:
+                    relay.start()
+                try:
+                    status = sup.run()
+                finally:
+                    if relay is not None:
+                        relay.stop()
         finally:
             self.vfs.close()
+            self._stop_control()
         if sup.exec_error and sup.exec_error > 0:
             raise ProgramNotRunnable(f"{argv[0]}: {os.strerror(sup.exec_error)}", sup.exec_error)
         if os.WIFSIGNALED(status):
             return 128 + os.WTERMSIG(status)
         return os.WEXITSTATUS(status)
+
+    def _start_control(self, sup: Supervisor) -> None:
+        """The control socket, served by the platform's event loop where it offers that."""
+        cfg = self.config
+        if cfg.control:
+            from .control import ControlServer
+
+            self.control = ControlServer(self.kernel, self.sandbox_id)
+            add_reader = getattr(sup, "add_reader", None)
+            if add_reader is not None:
+                add_reader(self.control)
+        if cfg.verbose:
+            where = f"control socket {self.control.path}, " if self.control is not None else ""
+            sys.stderr.write(f"linuxabi: sandbox {self.sandbox_id} ({where}audit log {self.audit_path})\n")
+        if cfg.id_file is not None:
+            tmp = f"{cfg.id_file}.tmp"
+            with open(tmp, "w") as f:
+                f.write(self.sandbox_id + "\n")
+            os.replace(tmp, cfg.id_file)  # readers never see half an id
+
+    def _stop_control(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        self.audit.close()

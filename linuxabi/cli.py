@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-_COMMANDS = "run, trace, compat, conformance, bench"
+_COMMANDS = "run, trace, compat, conformance, bench, image, policy check, audit, ctl"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,10 +19,39 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", metavar="DIR", help="image directory (default: the built-in busybox image)")
+    p.add_argument("--image", metavar="NAME", help="an image built with `linuxabi image build NAME`")
     p.add_argument("--env", metavar="K=V", action="append", default=[], help="set a guest environment variable")
     p.add_argument("--cwd", metavar="DIR", default="/", help="the guest's working directory")
     p.add_argument("--hostname", default="linuxabi")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="give the guest a terminal of its own (a pty; the user's terminal is relayed)")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="keep stdin attached (always the case; accepted for -it)")
+    _add_capability_options(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
+
+
+def _add_capability_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", metavar="FILE.toml", help="sandbox policy (default: the image read+exec, "
+                   "/tmp and the overlay writable, no network, the usual /dev entries)")
+    p.add_argument("--audit", metavar="FILE", help="append the audit log to FILE (default: a file per "
+                   "sandbox under ~/.cache/linuxabi/audit/)")
+    p.add_argument("--audit-level", choices=("normal", "verbose"), default="normal",
+                   help="verbose also records every file open")
+    p.add_argument("--id-file", metavar="FILE", help="write the sandbox id (for linuxabi ctl) to FILE once "
+                   "its control socket listens")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the sandbox id, control socket and audit log")
+
+
+def _with_capabilities(args: argparse.Namespace, cfg):  # noqa: ANN001, ANN202 - a SandboxConfig
+    if args.policy is not None and not os.path.isfile(args.policy):
+        raise _UserError(f"--policy {args.policy}: no such file")
+    cfg.policy = args.policy
+    cfg.audit = args.audit
+    cfg.audit_level = args.audit_level
+    cfg.id_file = args.id_file
+    cfg.verbose = args.verbose
+    return cfg
 
 
 def _config(args: argparse.Namespace):
@@ -36,7 +65,15 @@ def _config(args: argparse.Namespace):
         env[k] = v
     if args.root is not None and not os.path.isdir(args.root):
         raise _UserError(f"--root {args.root}: no such directory")
-    return SandboxConfig(root=args.root, env=env, cwd=args.cwd, hostname=args.hostname)
+    root = args.root
+    if args.image is not None:
+        if root is not None:
+            raise _UserError("--image and --root name two images: give one")
+        from .images import image_root
+
+        root = str(image_root(args.image))
+    cfg = SandboxConfig(root=root, env=env, cwd=args.cwd, hostname=args.hostname, tty=args.tty)
+    return _with_capabilities(args, cfg)
 
 
 class _UserError(Exception):
@@ -115,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from caps.cli import audit_main
 
         return _run_guarded(lambda: audit_main(argv[1:]))
+    if argv[:1] == ["ctl"]:
+        from .control import ctl_main
+
+        return _run_guarded(lambda: ctl_main(argv[1:]))
     if argv and argv[0] == "bench":
         return _run_guarded(lambda: _cmd_bench(argv[1:]))
     parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
@@ -129,10 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--summary", action="store_true", help="only the counts per disposition")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
     sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
+    from .images.cli import add_image_parser, cmd_image
+
+    add_image_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"missing command ({_COMMANDS})")
-    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat}[args.command]
+    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat, "image": cmd_image}[args.command]
     return _run_guarded(lambda: handler(args))
 
 

@@ -1,5 +1,8 @@
 """The built-in default image: a small rootfs from Debian's busybox-static.
 
+(Images built from any Debian packages are in :mod:`linuxabi.images`; this one needs no
+dependency resolution, busybox-static being a single static binary.)
+
 Built on first use into a cache directory (``$XDG_CACHE_HOME/linuxabi/images/default``):
 the .deb is fetched with ``apt-get download`` and unpacked with ``dpkg -x``; busybox's applet
 links and the few files a system needs (/etc/passwd, /etc/group, /tmp, /root) are added.
@@ -12,19 +15,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+# One error type and one cache for every image (named images live in linuxabi.images).
+from .images.errors import ImageError
+from .images.store import cache_dir
+
+__all__ = ["ImageError", "build_default_image", "cache_dir", "default_image"]
+
 PACKAGE = "busybox-static"
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 _HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-
-
-class ImageError(Exception):
-    """The image could not be built (a one-line reason for the CLI)."""
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "linuxabi"
 
 
 def default_image() -> Path:

@@ -46,6 +46,8 @@ class Dispatcher:
         self.denied: dict[int, int] = {}
         self.profile = profile
         self.time_ns: dict[int, int] = {}  # with profile: translator time per syscall
+        # Told of every call the table refuses outright (when the filter lets those trap).
+        self.on_denied: Callable[[Task, int, int], None] | None = None
 
     def dispatch(self, task: Task, nr: int, args: tuple[int, int, int, int, int, int]) -> Result:
         if not self.profile:
@@ -91,6 +93,8 @@ class Dispatcher:
                 code = self.swap.to
             if decl is None or decl.disposition is Disposition.DENIED:
                 self.denied[nr] = self.denied.get(nr, 0) + 1
+                if self.on_denied is not None and decl is not None:
+                    self.on_denied(task, nr, code)  # the audit log's record of the refusal
             result = -code
         if self.tracer is not None:
             self.tracer(task, nr, args, result if isinstance(result, int) else repr(result))

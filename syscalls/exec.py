@@ -49,6 +49,7 @@ def _check_exec(task: Task, loc) -> None:
         raise err(E.EACCES)
     if not s.mode & 0o111:
         raise err(E.EACCES)
+    task.kernel.authorize_exec(loc)  # the sandbox's capability to exec it: EACCES + audit record
     fs = task.process.fs
     if fs.uid != 0:
         if s.uid == fs.uid:

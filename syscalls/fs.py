@@ -6,6 +6,7 @@ import stat as st
 import struct
 import time
 
+from caps import Rights
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
@@ -16,6 +17,7 @@ from .fsutil import (
 )
 
 Args = tuple[int, int, int, int, int, int]
+_SEE = Rights(0)  # capability checks: "some capability covers it" (see syscalls.capguard)
 
 _OPEN_VALID = (
     F.O_ACCMODE | F.O_CREAT | F.O_EXCL | F.O_NOCTTY | F.O_TRUNC | F.O_APPEND | F.O_NONBLOCK
@@ -89,6 +91,7 @@ def _stat_fd(task: Task, fd: int):
         loc = task.kernel.vfs.location_of_host_fd(hfd)
         if loc is None:
             return stat_from_host(os.fstat(hfd))
+        task.kernel.check_location(loc, _SEE, "fstat")
         return task.kernel.vfs.stat_location(loc)
     finally:
         os.close(hfd)
@@ -317,6 +320,7 @@ def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
         loc = _fd_loc_or_ebadf(task, dirfd, allow_o_path=True)
         if not st.S_ISLNK(loc.inode.mode):
             raise err(E.ENOENT)
+        task.kernel.check_location(loc, _SEE, "readlink")
         target = loc.inode.readlink()[:size]
         task.mem.write(buf, target)
         return len(target)
@@ -516,6 +520,7 @@ def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
             raise err(E.EBADF)  # an O_PATH fd
         if loc is None or not st.S_ISDIR(loc.inode.mode):
             raise err(E.ENOTDIR)
+        task.kernel.check_location(loc, Rights.READ, "getdents")
         # The guest's own open file description keeps the position (f_pos): shared with our
         # dup, so telldir/seekdir/rewinddir (native lseek) just work.
         cookie = os.lseek(hfd, 0, os.SEEK_CUR)
@@ -567,6 +572,7 @@ def sys_chdir(task: Task, a: Args) -> Result:
     fs = task.process.fs
     loc = task.kernel.vfs.lookup(fs, base, path, directory=True)
     task.kernel.vfs.access(fs, loc, b".", 1)
+    task.kernel.check_search(loc, "chdir")
     fs.cwd = loc
     return 0
 
@@ -576,6 +582,7 @@ def sys_fchdir(task: Task, a: Args) -> Result:
     if loc is None or not st.S_ISDIR(loc.inode.mode):
         raise err(E.ENOTDIR)
     task.kernel.vfs.access(task.process.fs, loc, b".", 1)
+    task.kernel.check_search(loc, "chdir")
     task.process.fs.cwd = loc
     return 0
 
@@ -586,6 +593,7 @@ def sys_chroot(task: Task, a: Args) -> Result:
         raise err(E.EPERM)
     base, path = _at(task, AT_FDCWD, a[0])
     loc = task.kernel.vfs.lookup(fs, base, path, directory=True)
+    task.kernel.check_search(loc, "chroot")
     fs.root = loc
     return 0
 
@@ -606,6 +614,7 @@ def _pack_statfs(d: dict) -> bytes:
 def sys_statfs(task: Task, a: Args) -> Result:
     base, path = _at(task, AT_FDCWD, a[0])
     loc = task.kernel.vfs.lookup(task.process.fs, base, path)
+    task.kernel.check_location(loc, _SEE, "statfs")
     task.mem.write(a[1], _pack_statfs(task.kernel.vfs.statfs(loc)))
     return 0
 
@@ -620,6 +629,7 @@ def sys_fstatfs(task: Task, a: Args) -> Result:
             os.close(hfd)
         d = {"f_type": 0x50495045, "f_bsize": r.f_bsize, "f_namelen": r.f_namemax}  # PIPEFS_MAGIC
     else:
+        task.kernel.check_location(loc, _SEE, "statfs")
         d = task.kernel.vfs.statfs(loc)
     task.mem.write(a[1], _pack_statfs(d))
     return 0

@@ -40,6 +40,8 @@ def dir_location(task: "Task", dirfd: int) -> Location:
     loc = fd_location(task, dirfd)
     if loc is None or not st.S_ISDIR(loc.inode.mode):
         raise err(E.ENOTDIR)
+    if task.kernel.guard is not None:  # a dirfd into a revoked subtree is no base any more
+        task.kernel.guard.see(loc.mount, loc.dentry)
     return loc
 
 

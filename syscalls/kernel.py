@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from vfs import FsContext, Location, Vfs
+
+if TYPE_CHECKING:
+    from caps import CSpace, Rights
+
+    from .base import Task
+    from .capguard import CapGuard
 
 
 @dataclass
@@ -44,6 +51,14 @@ class Process:
 
 
 class Kernel:
+    # Capabilities (install_cspace): the sandbox's authority, and the guard the VFS asks.
+    cspace: "CSpace | None" = None
+    guard: "CapGuard | None" = None
+    # Set by the platform: replace each listed (process, guest fd) by an fd whose reads and
+    # writes fail (their capability is gone but the host fd bypasses the translator).
+    on_revoke_fds: "Callable[[list[tuple[Process, int]]], None] | None" = None
+    _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
+
     def __init__(self, vfs: Vfs, *, hostname: bytes = b"linuxabi") -> None:
         self.vfs = vfs
         self.uts = Uts(nodename=hostname)
@@ -197,3 +212,124 @@ class Kernel:
         proc.exited = True
         self.processes.pop(proc.pid, None)
         self.by_host_pid.pop(proc.host_pid, None)
+
+    # ---- capabilities ----------------------------------------------------------------------------
+
+    def nvidia_ioctl(self, task, guest_fd: int, request: int, argp: int) -> int:  # noqa: ANN001
+        """An ioctl on an NVIDIA device fd: decoded, checked and re-issued by the shim (one per
+        sandbox, made on first use). Commands that must run in the guest's own context (UVM)
+        are refused here: this platform has no in-guest execution path yet."""
+        from .nvidia.platform import TaskContext
+        from .nvidia.shim import NvidiaShim
+
+        if self._nvidia is None:
+            cs = self.cspace
+            self._nvidia = NvidiaShim.for_host(
+                audit=getattr(cs, "audit", None), cspace_name=getattr(cs, "name", "sandbox"),
+                authorize=(lambda p: cs.authorize_device(p, _ioctl_right())) if cs is not None else None)
+
+        def device_lookup(fd: int):  # noqa: ANN202
+            from .nvidia.devices import nv_device
+
+            hfd = task.host_fd(fd)
+            try:
+                loc = self.vfs.location_of_host_fd(hfd)
+            finally:
+                os.close(hfd)
+            return nv_device(loc.inode) if loc is not None else None
+
+        def no_install(host_fd: int, cloexec: bool) -> int:
+            raise OSError(95, "installing driver fds is not supported on this platform")
+
+        ctx = TaskContext(task, task.process.host_pid, device_lookup, no_install)
+        return self._nvidia.handle_ioctl(ctx, guest_fd, request, argp)
+
+    def install_cspace(self, cspace: "CSpace") -> None:
+        """Make ``cspace`` the authority every VFS operation, exec and fd use is checked against."""
+        from .capguard import CapGuard
+
+        self.cspace = cspace
+        self.guard = CapGuard(cspace, self.vfs)
+        self.vfs.guard = self.guard
+        cspace.actor = lambda: self.current.pid if self.current is not None else None
+
+    def authorize_exec(self, loc: Location) -> None:
+        """EACCES (and an audit record) unless a capability lets the sandbox exec ``loc``."""
+        if self.guard is not None:
+            self.guard.exec(loc.mount, loc.dentry)
+
+    def check_location(self, loc: Location, rights: "Rights", op: str) -> None:
+        """An fd-based call (fstat, getdents, fchdir, *at on a dirfd) still needs a capability
+        for the object the fd names: a revoke takes effect at the next trapped use."""
+        if self.guard is not None:
+            self.guard.require(loc.mount, loc.dentry, rights, op)
+
+    def check_search(self, loc: Location, op: str) -> None:
+        """chdir/fchdir/chroot into ``loc``: EXEC or READ on it."""
+        if self.guard is not None:
+            self.guard.search(loc.mount, loc.dentry, op)
+
+    def authorize_net(self, op: str, proto: str, ip: str, port: int) -> None:
+        """For the socket layer: ``op`` is "bind", "listen" or "connect" (sendto counts as
+        connect); EACCES (bind, listen) or EPERM (connect) plus an audit record when refused,
+        and an audit record of every one allowed."""
+        cs = self.cspace
+        if cs is None:
+            return
+        check = {"bind": cs.authorize_bind, "listen": cs.authorize_listen, "connect": cs.authorize_connect}[op]
+        check(proto, ip, port)
+
+    def stale_fds(self) -> list[tuple[Process, int]]:
+        """Every (process, guest fd) that names a VFS file its holder may no longer use with the
+        fd's access mode. Computed from the fd tables themselves (fds travel natively through
+        dup, fork and SCM_RIGHTS), so no open is missed however it got there. Directories are
+        left out: every use of a directory fd traps and is checked there."""
+        guard = self.guard
+        if guard is None:
+            return []
+        from caps import Rights
+
+        by_mode = (Rights.READ, Rights.WRITE, Rights.READ | Rights.WRITE, Rights.READ | Rights.WRITE)
+        out: list[tuple[Process, int]] = []
+        for proc in list(self.processes.values()):
+            for fd in self.proc_fds(proc):
+                try:
+                    s = os.stat(f"/proc/{proc.host_pid}/fd/{fd}")
+                    with open(f"/proc/{proc.host_pid}/fdinfo/{fd}", "rb") as f:
+                        flags = int(f.read().split(b"flags:", 1)[1].split()[0], 8)
+                except (OSError, IndexError, ValueError):
+                    continue
+                if self.vfs.is_stand_in_key(s.st_dev, s.st_ino):
+                    continue  # an O_PATH stand-in carries no data
+                loc = self.vfs.location_of_host_key(s.st_dev, s.st_ino)
+                if loc is None or stat.S_ISDIR(loc.inode.mode):
+                    continue
+                if not guard.allows(loc.mount, loc.dentry, by_mode[flags & 3]):
+                    out.append((proc, fd))
+        return out
+
+    def revoked(self) -> list[tuple[Process, int]]:
+        """After a revoke: hand the fds that must stop working to the platform's hook."""
+        stale = self.stale_fds()
+        if stale and self.on_revoke_fds is not None:
+            self.on_revoke_fds(stale)
+        return stale
+
+    def audit_denied_syscall(self, task: "Task", nr: int, errno: int) -> None:
+        """A syscall the table refuses outright (mount, ptrace, bpf, unshare...): a refusal of
+        authority, so it is audited like a capability refusal."""
+        if self.cspace is None or self.cspace.audit is None or errno not in (1, 13):  # EPERM, EACCES
+            return
+        from .table import SYSCALLS
+
+        decl = SYSCALLS.get(nr)
+        self.cspace.audit.record("deny", cspace=self.cspace.name, kind="syscall",
+                                 syscall=decl.name if decl is not None else str(nr),
+                                 errno="EPERM" if errno == 1 else "EACCES", pid=task.process.pid,
+                                 reason="the sandbox never allows this call")
+
+
+def _ioctl_right():  # noqa: ANN202
+    from caps.rights import Rights
+
+    return Rights.IOCTL

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO, run_native, run_translated, tree_hash
+from oracle import REPO, run_native, run_translated, tree_hash
 
 HELLO = "echo hello; ls /; cat /etc/passwd | wc -l; echo $((6*7))"
 

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import run_native, run_translated
+from oracle import run_native, run_translated
 
 SETUP = r"""
 printf 'garbage\n' > /tmp/garbage; chmod +x /tmp/garbage

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_native, run_translated
+from oracle import REPO, run_native, run_translated
 
 
 def test_guest_sees_only_its_image(image_copy: Path) -> None:

@@ -12,7 +12,7 @@ from linuxabi.host.filter import build_filter, pfc
 from syscalls.base import Disposition
 from syscalls.table import BY_NAME, SYSCALLS
 
-from conftest import REPO
+from oracle import REPO
 
 
 def test_every_x86_64_syscall_is_declared() -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO, run_native, run_translated
+from oracle import REPO, run_native, run_translated
 
 
 class Screen:

@@ -12,7 +12,7 @@ import fcntl
 import os
 import time
 from collections import OrderedDict
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from .errors import E, fail
 from .filesystem import ST_RDONLY, FileSystem
@@ -26,6 +26,9 @@ from .scratch import HostScratch
 from .tmpfs import MemDir, MemFile, TmpFs
 from .types import DirEntry, FsContext, Location, Opened, StatResult
 from .walk import PATH_MAX, Walk
+
+if TYPE_CHECKING:
+    from .guard import Guard
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -57,6 +60,11 @@ class Vfs:
         self._by_host: dict[tuple[int, int], Location] = {}
         self._ephemeral: OrderedDict[tuple[int, int], Location] = OrderedDict()
         self._stand_ins: OrderedDict[tuple[int, int], None] = OrderedDict()
+        # Who authorises operations (the sandbox's capabilities); None: Linux's checks only.
+        self.guard: "Guard | None" = None
+        # Bumped whenever an existing dentry may change its canonical path (rename, mount),
+        # so that caches keyed by dentry know to forget.
+        self.generation = 0
         self._attach(root_fs)
         self._root_mount = self.table.add(root_fs, None, None, False)
 
@@ -73,6 +81,7 @@ class Vfs:
         loc = self.lookup(ctx, ctx.root, path, directory=True)
         self._attach(fs)
         self.table.add(fs, loc.mount, loc.dentry, readonly)
+        self.generation += 1
 
     def root(self) -> Location:
         m, d = self.table.down(self._root_mount, self._root_mount.root)
@@ -105,6 +114,8 @@ class Vfs:
     def stat(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True) -> StatResult:
         w = Walk(self.table, ctx)
         m, d = w.resolve(base, path, follow=follow)
+        if self.guard is not None:
+            self.guard.see(m, d)
         if w.magic is not None and d.inode is w.magic:
             return self._stat_magic(w.magic, m.id)
         return d.inode.stat(m.id)
@@ -131,17 +142,23 @@ class Vfs:
             fail(E.EINVAL)
         loc = self.lookup(ctx, base, path, follow=follow)
         if not mode:
+            if self.guard is not None:
+                self.guard.access(loc.mount, loc.dentry, 0)
             return
         inode = loc.inode
         if mode & MAY_WRITE and inode.mode & S_IFMT in (S_IFREG, S_IFDIR, S_IFLNK) and self._readonly(loc.mount):
             fail(E.EROFS)
         if not permitted(ctx, inode, mode):
             fail(E.EACCES)
+        if self.guard is not None:
+            self.guard.access(loc.mount, loc.dentry, mode)
 
     def readlink(self, ctx: FsContext, base: Location, path: bytes) -> bytes:
         loc = self.lookup(ctx, base, path, follow=False)
         if loc.inode.mode & S_IFMT != S_IFLNK:
             fail(E.EINVAL)
+        if self.guard is not None:
+            self.guard.see(loc.mount, loc.dentry)
         return loc.inode.readlink()
 
     # ---- open -----------------------------------------------------------------------------------
@@ -171,6 +188,8 @@ class Vfs:
                     fail(E.ENOENT)
                 self._want_write(m)
                 self._may_create(ctx, d.inode)
+                if self.guard is not None:
+                    self.guard.create(m, d, last, flags)
                 dir_ = d.inode
                 assert isinstance(dir_, MemDir)
                 fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
@@ -205,10 +224,14 @@ class Vfs:
         loc = Location(m, d)
         magic = w.magic
         if flags & os.O_PATH:
+            if self.guard is not None:
+                self.guard.see(m, d)
             fd = magic.open_host(os.O_PATH) if magic is not None else inode.open_path()
             return Opened(self._register(fd, loc), fd)
         if not created and inode is not magic:  # an object outside the VFS: open_magic decides
             self._may_open(ctx, m, inode, flags)
+        if not created and inode is not magic and self.guard is not None:
+            self.guard.open(m, d, flags)  # (a reopened pipe or socket is the guest's already)
         if magic is not None:
             fd = magic.open_host(flags & ~os.O_CREAT)
             return Opened(self._register(fd, loc), fd)
@@ -221,11 +244,15 @@ class Vfs:
         """Reopen what ``loc`` names with ``flags`` (no creation): for procfs's magic links."""
         inode = loc.inode
         if flags & os.O_PATH:
+            if self.guard is not None:
+                self.guard.see(loc.mount, loc.dentry)
             fd = inode.open_path()
         else:
             if flags & os.O_DIRECTORY and not _is_dir(inode):
                 fail(E.ENOTDIR)
             self._may_open(ctx, loc.mount, inode, flags)
+            if self.guard is not None:
+                self.guard.open(loc.mount, loc.dentry, flags)
             if flags & os.O_TRUNC and inode.mode & S_IFMT == S_IFREG:
                 inode.truncate(0)
             fd = inode.open_host(flags & ~(os.O_TRUNC | os.O_CREAT | os.O_EXCL))
@@ -254,6 +281,8 @@ class Vfs:
         if not isinstance(dir_, MemDir):
             fail(E.EOPNOTSUPP)
         self._may_create(ctx, dir_)
+        if self.guard is not None:
+            self.guard.create(loc.mount, loc.dentry, None, flags)
         fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
         inode = dir_.fs.new_file(fmode, uid, gid)  # type: ignore[attr-defined]
         dentry = Dentry(b"#%d" % inode.ino, loc.dentry, inode)
@@ -377,6 +406,8 @@ class Vfs:
         m, d, name = self._filename_create(ctx, base, path, is_dir=True)
         dir_ = d.inode
         self._may_create(ctx, dir_)
+        if self.guard is not None:
+            self.guard.create(m, d, name, None)
         assert isinstance(dir_, MemDir)
         fs: TmpFs = dir_.fs  # type: ignore[assignment]
         dmode, uid, gid = self._owner(ctx, dir_, S_IFDIR | (mode & ~ctx.umask & 0o1777))
@@ -393,6 +424,8 @@ class Vfs:
         self._may_create(ctx, dir_)
         if kind in (S_IFCHR, S_IFBLK):
             fail(E.EPERM)  # no CAP_MKNOD in the guest's user namespace
+        if self.guard is not None:
+            self.guard.create(m, d, name, None)
         assert isinstance(dir_, MemDir)
         fs: TmpFs = dir_.fs  # type: ignore[assignment]
         fmode, uid, gid = self._owner(ctx, dir_, kind | (mode & 0o7777 & ~ctx.umask))
@@ -407,6 +440,8 @@ class Vfs:
         m, d, name = self._filename_create(ctx, base, path, is_dir=False)
         dir_ = d.inode
         self._may_create(ctx, dir_)
+        if self.guard is not None:
+            self.guard.create(m, d, name, None)
         assert isinstance(dir_, MemDir)
         fs: TmpFs = dir_.fs  # type: ignore[assignment]
         _, uid, gid = self._owner(ctx, dir_, S_IFLNK | 0o777)
@@ -433,6 +468,8 @@ class Vfs:
             fail(E.EPERM)
         if inode.nlink <= 0 and not getattr(inode, "linkable", False):
             fail(E.ENOENT)
+        if self.guard is not None:
+            self.guard.link(old.mount, old.dentry, m, d, name)
         assert isinstance(dir_, MemDir)
         dir_.insert(name, inode, time.time_ns())
         if isinstance(inode, MemFile):
@@ -471,6 +508,8 @@ class Vfs:
         self._may_delete(ctx, d.inode, victim, False)
         if self.table.is_mountpoint(m, victim):
             fail(E.EBUSY)
+        if self.guard is not None:
+            self.guard.delete(m, d, victim)
         d.inode.remove(victim, time.time_ns())  # type: ignore[attr-defined]
 
     def rmdir(self, ctx: FsContext, base: Location, path: bytes) -> None:
@@ -491,6 +530,8 @@ class Vfs:
             fail(E.EBUSY)
         if not victim.inode.is_empty():  # type: ignore[attr-defined]
             fail(E.ENOTEMPTY)
+        if self.guard is not None:
+            self.guard.delete(m, d, victim)
         d.inode.remove(victim, time.time_ns())  # type: ignore[attr-defined]
 
     def rename(self, ctx: FsContext, base1: Location, path1: bytes, base2: Location, path2: bytes,
@@ -546,9 +587,12 @@ class Vfs:
                 fail(E.EACCES)
         if self.table.is_mountpoint(m1, old) or (new is not None and self.table.is_mountpoint(m2, new)):
             fail(E.EBUSY)
+        if self.guard is not None:
+            self.guard.rename(m1, old, d2, last2, new, exchange)
         src, dst = d1.inode, d2.inode
         assert isinstance(src, MemDir) and isinstance(dst, MemDir)
         now = time.time_ns()
+        self.generation += 1  # the moved dentries (and all below them) get new paths
         if exchange:
             assert new is not None
             src.exchange(old, dst, new, now)
@@ -571,6 +615,8 @@ class Vfs:
         self._want_write(loc.mount)
         if not is_owner(ctx, inode):
             fail(E.EPERM)
+        if self.guard is not None:
+            self.guard.setattr(loc.mount, loc.dentry)
         mode &= 0o7777
         if ctx.uid != 0 and not in_group(ctx, inode.gid):
             mode &= ~S_ISGID
@@ -599,6 +645,8 @@ class Vfs:
                 mode &= ~S_ISGID
         if mode != inode.mode and not is_owner(ctx, inode):
             fail(E.EPERM)
+        if self.guard is not None:
+            self.guard.setattr(loc.mount, loc.dentry)
         inode.mode = mode
         if uid != -1:
             inode.uid = uid
@@ -628,6 +676,8 @@ class Vfs:
                 fail(E.EPERM)
             if not permitted(ctx, inode, MAY_WRITE):
                 fail(E.EACCES)
+        if self.guard is not None:
+            self.guard.setattr(loc.mount, loc.dentry)
         inode.set_times(atime_ns, mtime_ns, now)
 
     def truncate(self, ctx: FsContext, base: Location, path: bytes, length: int) -> None:
@@ -643,6 +693,8 @@ class Vfs:
         self._want_write(loc.mount)
         if not permitted(ctx, inode, MAY_WRITE):
             fail(E.EACCES)
+        if self.guard is not None:
+            self.guard.setattr(loc.mount, loc.dentry)
         inode.truncate(length)
 
     # ---- directories and paths ------------------------------------------------------------------
@@ -690,6 +742,30 @@ class Vfs:
             d = up
         parts.reverse()
         return b"/" + b"/".join(parts), reachable
+
+    def canonical_path(self, m: Mount, d: Dentry) -> bytes:
+        """Where (m, d) lives, from the namespace root (no chroot applies): what capabilities
+        name. A removed object keeps the path it was last reachable at."""
+        parts: list[bytes] = []
+        while True:
+            if d is m.root:
+                mp = m.mountpoint
+                if mp is None or m.parent is None:
+                    break
+                m, d = m.parent, mp
+                continue
+            up = d.parent
+            if up is None:
+                break
+            parts.append(d.name)
+            d = up
+        if not parts:
+            return b"/"
+        parts.reverse()
+        return b"/" + b"/".join(parts)
+
+    def is_stand_in_key(self, dev: int, ino: int) -> bool:
+        return (dev, ino) in self._stand_ins
 
     def getcwd(self, ctx: FsContext) -> bytes:
         cwd = ctx.cwd

@@ -38,3 +38,20 @@ def address_of(buf: bytearray | bytes) -> tuple[object, int]:
 def current_cpu() -> int:
     """The CPU this thread runs on (vDSO: no syscall)."""
     return int(_lib.sched_getcpu())
+
+
+_SIGPROCMASK = 14  # rt_sigprocmask on x86_64
+_ALL = ffi.new("unsigned long *", 0xFFFFFFFFFFFFFFFF)  # the kernel ignores SIGKILL/SIGSTOP in it
+_SAVED = ffi.new("unsigned long *")
+_ALL_ADDR = int(ffi.cast("long", _ALL))
+_SAVED_ADDR = int(ffi.cast("long", _SAVED))
+
+
+def block_all_signals() -> None:
+    """Hold every signal for this thread until ``restore_signals`` (two cheap syscalls; the
+    stdlib's pthread_sigmask costs ~30 µs of set conversions per call)."""
+    _lib.syscall(_SIGPROCMASK, 0, _ALL_ADDR, _SAVED_ADDR, 8, 0, 0)  # SIG_BLOCK
+
+
+def restore_signals() -> None:
+    _lib.syscall(_SIGPROCMASK, 2, _SAVED_ADDR, 0, 8, 0, 0)  # SIG_SETMASK

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from linuxabi.abi import flags
 
+from .libc import block_all_signals, restore_signals
+
 _NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, nr, arch, ip, args[6]
 _RESP = struct.Struct("=QqiI")  # id, val, error, flags
 _ADDFD = struct.Struct("=QIIII")  # id, flags, srcfd, newfd, newfd_flags
@@ -113,14 +115,19 @@ class Listener:
             fl |= flags.SECCOMP_ADDFD_FLAG_SETFD
         # A mutable buffer makes fcntl.ioctl return the ioctl's integer result (the new fd).
         req = bytearray(_ADDFD.pack(nid, fl, srcfd, newfd or 0, os.O_CLOEXEC if cloexec else 0))
-        while True:
-            try:
-                return fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, req, True)
-            except InterruptedError:
-                # ADDFD waits for the target to install the fd; a signal to the supervisor
-                # (SIGCHLD, the tick) withdraws the request, so it is simply made again. Taking
-                # EINTR as a failure answered the call twice: the guest got an fd as its result.
-                continue
+        # ADDFD waits for the target to install the fd. A signal to the supervisor (SIGCHLD,
+        # the tick) would interrupt that wait, and with SEND the kernel has already marked the
+        # call answered: the guest's call would return 0, and our fd never arrive. So no
+        # signal may interrupt it; they are handled right after.
+        block_all_signals()
+        try:
+            while True:
+                try:
+                    return fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, req, True)
+                except InterruptedError:
+                    continue
+        finally:
+            restore_signals()
 
     def id_valid(self, nid: int) -> bool:
         try:

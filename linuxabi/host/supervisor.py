@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
+import resource
 import select
 import signal
 import struct
@@ -17,7 +18,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
@@ -48,6 +49,11 @@ _ERESTARTNOINTR = 513
 _FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 _TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                            signal.SIGUSR1, signal.SIGUSR2}
+
+
+class _Reader(Protocol):
+    def fileno(self) -> int: ...
+    def on_readable(self) -> None: ...
 
 
 class _Wakeup(Exception):
@@ -105,6 +111,7 @@ class Supervisor:
         self._in_recv = False
         # Signals the embedder handles itself instead of forwarding (SIGWINCH with a pty).
         self.signal_hooks: dict[int, Callable[[], None]] = {}
+        self._readers: list[_Reader] = []  # e.g. the control socket
         cpus = os.sched_getaffinity(0)
         self._all_cpus: set[int] | None = cpus if len(cpus) > 1 else None
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
@@ -224,7 +231,22 @@ class Supervisor:
         except _Wakeup:
             return self.listener.received()
 
+    def add_reader(self, reader: "_Reader") -> None:
+        """Serve ``reader`` (fileno/on_readable, never blocking) from this loop: while calls are
+        parked through epoll, else on the 50 ms tick (the hot path is a blocking RECV)."""
+        self._readers.append(reader)
+
+    def _serve_readers(self) -> None:
+        for reader in self._readers:
+            try:
+                reader.on_readable()
+            except Exception:  # a bug there must not stop the guests
+                self.errors += 1
+                traceback.print_exc(file=sys.stderr)
+
     def _drain_signals(self) -> None:
+        if self._readers:
+            self._serve_readers()
         while self._signals:
             signo = self._signals.pop(0)
             hook = self.signal_hooks.get(signo)
@@ -602,7 +624,8 @@ class Supervisor:
 
     def _exec_inject_fd(self, n: Notification, task: HostTask, dance: _ExecDance) -> None:
         try:
-            dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True)
+            dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True,
+                                                 newfd=_spare_fd(n.pid))
         except OSError as e:
             self.listener.reply_errno(n.id, e.errno or E.EMFILE)
         dance.stage = "exec"
@@ -706,6 +729,24 @@ class Supervisor:
         regs.set("rax", -err)  # ...and return -err
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+
+def _spare_fd(host_tid: int) -> int | None:
+    """The highest free fd number under the task's RLIMIT_NOFILE, for the exec's program file.
+
+    The lowest free one could be 0, 1 or 2 when the guest closed its stdio, and the program
+    would then start with its file there (ld.so opens its own files into such gaps natively).
+    """
+    try:
+        soft = resource.prlimit(host_tgid_of(host_tid), resource.RLIMIT_NOFILE)[0]
+        used = {int(n) for n in os.listdir(f"/proc/{host_tid}/fd")}
+    except OSError:
+        return None
+    top = min(soft if soft != resource.RLIM_INFINITY else 1 << 20, 1 << 20) - 1
+    for fd in range(top, 2, -1):
+        if fd not in used:
+            return fd
+    return None
 
 
 def _file_name(fd: int) -> bytes:
