@@ -109,3 +109,8 @@ def syscall_stop_kind(tid: int) -> int:
     _ptrace(flags.PTRACE_GET_SYSCALL_INFO, tid, len(buf), addr)
     del keep
     return buf[0]
+
+
+def interrupt(tid: int) -> None:
+    """Stop a running tracee at its next chance (a PTRACE_EVENT_STOP follows)."""
+    _ptrace(flags.PTRACE_INTERRUPT, tid, 0, 0)

@@ -31,6 +31,7 @@ from syscalls.table import SYSCALLS
 
 from . import ptrace
 from .filter import TRACE_MARKER
+from .inject import FdRemoval
 from .interp import stage_interpreter
 from .launch import Launched
 from .libc import current_cpu, raw_syscall
@@ -120,6 +121,30 @@ class Supervisor:
         self._adopt(init)
         self._register_task(launched.host_pid, init)
         kernel.dup_guest_fd = self._dup_guest_fd
+        kernel.on_revoke_fds = self._revoke_fds
+        self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
+
+    def _revoke_fds(self, stale: list[tuple[Process, int]]) -> None:
+        """Revoked files the guest holds as host fds: close them in each holding process, by
+        stopping one of its threads and running close() in it (inject.py)."""
+        by_proc: dict[int, list[int]] = {}
+        for proc, fd in stale:
+            by_proc.setdefault(proc.host_pid, []).append(fd)
+        for host_pid, fds in by_proc.items():
+            hp = self.procs.get(host_pid)
+            tids = sorted(hp.tasks) if hp is not None else []
+            if not tids:
+                continue
+            tid = host_pid if host_pid in tids else tids[0]
+            pending = self._removals.get(tid)
+            if pending is not None:
+                pending.fds.extend(f for f in fds if f not in pending.fds)
+                continue
+            self._removals[tid] = FdRemoval(tid, sorted(set(fds)))
+            try:
+                ptrace.interrupt(tid)
+            except OSError:
+                self._removals.pop(tid, None)
 
     def _dup_guest_fd(self, proc: Process, fd: int) -> int:
         hp = self.procs.get(proc.host_pid)
@@ -466,6 +491,13 @@ class Supervisor:
                 self._child_stopped(tid)  # a new task's first stop (SIGSTOP, from auto-attach)
             elif sig in _STOP_SIGNALS:
                 ptrace.listen(tid)  # group-stop: stay stopped until SIGCONT, as Linux would
+            elif tid in self._removals and self._removals[tid].saved is None:
+                removal = self._removals[tid]
+                try:
+                    removal.start(ptrace.get_regs(tid), self.tasks[tid].mem)
+                except OSError:
+                    self._removals.pop(tid, None)
+                    ptrace.cont(tid)
             else:
                 ptrace.cont(tid)
         elif sig == _SIGTRAP_SYSCALL:
@@ -631,6 +663,12 @@ class Supervisor:
         dance.stage = "exec"
 
     def _on_syscall_exit(self, tid: int) -> None:
+        removal = self._removals.get(tid)
+        if removal is not None and removal.saved is not None:
+            entry = ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY
+            if removal.on_syscall_stop(entry):
+                del self._removals[tid]
+            return
         dance = self.execs.get(tid)
         if dance is None:
             # An exec from a non-leader thread succeeds as the leader: the kernel gives the
