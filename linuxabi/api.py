@@ -128,10 +128,13 @@ class Sandbox:
             raise SandboxError(str(e)) from None
         self.cspace = policy.build_cspace(self.sandbox_id, audit=self.audit)
         self.kernel.install_cspace(self.cspace)
-        # The host's NVIDIA devices appear in /dev only where the policy grants them.
-        from syscalls.nvidia import devices as nvidia_devices
+        # The host's NVIDIA devices appear in /dev only where the policy grants them. (The shim
+        # package is imported only on hosts that have them: start-up time counts.)
+        if any(name.startswith("nvidia") for name in os.listdir("/dev")):
+            from syscalls.nvidia import devices as nvidia_devices
 
-        nvidia_devices.install(_devfs(self.vfs), nvidia_devices.discover(), nvidia_devices.capability_allows(self.cspace))
+            nvidia_devices.install(_devfs(self.vfs), nvidia_devices.discover(),
+                                   nvidia_devices.capability_allows(self.cspace))
         self.dispatcher.on_denied = self.kernel.audit_denied_syscall
         # Refused calls trap (instead of failing in the filter) so that each one is audited;
         # they are rare, and the guest gets the same errno.

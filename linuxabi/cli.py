@@ -158,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_guarded(lambda: ctl_main(argv[1:]))
     if argv and argv[0] == "bench":
         return _run_guarded(lambda: _cmd_bench(argv[1:]))
+    if argv[:1] == ["image"]:  # its own parser: the package tools are not imported for `run`
+        from .images.cli import add_image_parser, cmd_image
+
+        image_parser = _Parser(prog="linuxabi")
+        add_image_parser(image_parser.add_subparsers(dest="command", parser_class=_Parser))
+        image_args = image_parser.parse_args(argv)
+        return _run_guarded(lambda: cmd_image(image_args))
     parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("run", help="run a guest program")
@@ -170,13 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--summary", action="store_true", help="only the counts per disposition")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
     sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
-    from .images.cli import add_image_parser, cmd_image
-
-    add_image_parser(sub)
+    sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"missing command ({_COMMANDS})")
-    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat, "image": cmd_image}[args.command]
+    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat}[args.command]
     return _run_guarded(lambda: handler(args))
 
 
@@ -197,6 +202,9 @@ def _run_guarded(fn) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # our output's reader went away (`| head`): end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ class Tracer:
                 shown.append(self._format(task, ctype, value))
         else:
             shown = [hex(a) for a in args[:3]]
+        if name == "ioctl":
+            nv = _nvidia_ioctl(task, args)
+            if nv is not None:
+                shown[1:] = [nv]
         if isinstance(result, int) and result < 0:
             self.errors[nr] = self.errors.get(nr, 0) + 1
             res = f"-1 {E.NAMES.get(-result, str(-result))} ({E.MESSAGES.get(-result, '')})"
@@ -39,7 +43,7 @@ class Tracer:
         self.out.write(f"[pid {task.tid}] {name}({', '.join(shown)}) = {res}\n")
 
     @staticmethod
-    def _format(task, ctype: str, value: int) -> str:
+    def _format(task, ctype: str, value: int) -> str:  # noqa: ANN001
         if ctype in _STRING_TYPES and value:
             try:
                 s = task.mem.read_cstr(value, 4096)
@@ -63,3 +67,14 @@ class Tracer:
             self.out.write(f"{count:8d} {self.errors.get(nr, 0):7d} {dispatcher.denied.get(nr, 0):7d}  {name}\n")
         total = sum(dispatcher.counts.values())
         self.out.write(f"{total:8d} {sum(self.errors.values()):7d} {sum(dispatcher.denied.values()):7d}  total\n")
+
+
+def _nvidia_ioctl(task, args: tuple[int, ...]) -> str | None:  # noqa: ANN001
+    """An NVIDIA device ioctl by name with its key fields (class, command, status)."""
+    shim = getattr(task.kernel, "_nvidia", None)
+    if shim is None:
+        return None
+    try:
+        return task.kernel.nvidia_describe(task, args[0] & 0xFFFFFFFF, args[1] & 0xFFFFFFFF, args[2])
+    except (OSError, ValueError):
+        return None

@@ -215,7 +215,7 @@ class Kernel:
 
     # ---- capabilities ----------------------------------------------------------------------------
 
-    def nvidia_ioctl(self, task, guest_fd: int, request: int, argp: int) -> int:  # noqa: ANN001
+    def nvidia_ioctl(self, task, guest_fd: int, request: int, argp: int, *, describe: bool = False):  # noqa: ANN001, ANN201
         """An ioctl on an NVIDIA device fd: decoded, checked and re-issued by the shim (one per
         sandbox, made on first use). Commands that must run in the guest's own context (UVM)
         are refused here: this platform has no in-guest execution path yet."""
@@ -242,7 +242,15 @@ class Kernel:
             raise OSError(95, "installing driver fds is not supported on this platform")
 
         ctx = TaskContext(task, task.process.host_pid, device_lookup, no_install)
+        if describe:
+            if device_lookup(guest_fd) is None:
+                raise ValueError("not an NVIDIA device fd")
+            return self._nvidia.describe(ctx, guest_fd, request, argp)
         return self._nvidia.handle_ioctl(ctx, guest_fd, request, argp)
+
+    def nvidia_describe(self, task, guest_fd: int, request: int, argp: int) -> str:  # noqa: ANN001
+        """For the tracer: the NVIDIA ioctl decoded (see nvidia_ioctl)."""
+        return self.nvidia_ioctl(task, guest_fd, request, argp, describe=True)
 
     def install_cspace(self, cspace: "CSpace") -> None:
         """Make ``cspace`` the authority every VFS operation, exec and fd use is checked against."""

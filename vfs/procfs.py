@@ -63,6 +63,8 @@ class ProcFs(SyntheticFs):
     def pid_dir(self, pid: int) -> "PidDir | None":
         proc = self.provider.proc_get(pid)
         if proc is None:
+            proc = self._thread_group_of(pid)
+        if proc is None:
             self._pid_dirs.pop(pid, None)
             return None
         cached = self._pid_dirs.get(pid)
@@ -71,6 +73,19 @@ class ProcFs(SyntheticFs):
         d = PidDir(self, self.new_ino(), proc)
         self._pid_dirs[pid] = (proc, d)
         return d
+
+
+    def _thread_group_of(self, tid: int) -> ProcEntry | None:
+        """/proc/TID of a thread that does not lead its group: Linux resolves it (it is only
+        left out of /proc's listing) to the thread's view of its process."""
+        threads = getattr(self.provider, "proc_threads", None)
+        if threads is None:
+            return None
+        for pid in self.provider.proc_pids():
+            proc = self.provider.proc_get(pid)
+            if proc is not None and tid in threads(proc):
+                return proc
+        return None
 
 
 class _StaticDir(DynamicDir):
