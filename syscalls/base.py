@@ -137,6 +137,10 @@ class Task(Protocol):
         """A host fd (owned by the caller) for the guest's ``guest_fd``; EBADF if none."""
         ...
 
+    # Optional (a platform without them skips what needs them):
+    # file_size_limit() -> int: the process's RLIMIT_FSIZE soft limit (-1: none);
+    # raise_signal(signo): queue a signal for this thread, as the kernel would.
+
 
 Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]
 

@@ -421,6 +421,14 @@ def sys_truncate(task: Task, a: Args) -> Result:
     if length < 0:
         raise err(E.EINVAL)
     base, path = _at(task, AT_FDCWD, a[0])
+    limit_of = getattr(task, "file_size_limit", None)
+    if limit_of is not None and length > (limit := limit_of()) >= 0:
+        # Linux's order: the lookup's errors first, then SIGXFSZ and EFBIG for a regular file.
+        if st.S_ISREG(task.kernel.vfs.stat(task.process.fs, base, path).mode):
+            raise_signal = getattr(task, "raise_signal", None)
+            if raise_signal is not None:
+                raise_signal(F.SIGXFSZ)
+            raise err(E.EFBIG)
     task.kernel.vfs.truncate(task.process.fs, base, path, length)
     return 0
 

@@ -83,17 +83,21 @@ class Kernel:
 
     def proc_threads(self, proc: Process) -> list[int]:
         """Guest tids of the thread group (the innermost pid of each host thread)."""
-        tids = []
+        return sorted(self.proc_thread_map(proc))
+
+    def proc_thread_map(self, proc: Process) -> dict[int, int]:
+        """Guest tid -> host tid for each thread of the group."""
+        out: dict[int, int] = {}
         for host_tid in sorted(proc.threads):
             try:
                 with open(f"/proc/{proc.host_pid}/task/{host_tid}/status", "rb") as f:
                     for line in f:
                         if line.startswith(b"NSpid:"):
-                            tids.append(int(line.split()[-1]))
+                            out[int(line.split()[-1])] = host_tid
                             break
             except OSError:
                 continue
-        return sorted(tids)
+        return out
 
     def proc_fds(self, proc: Process) -> list[int]:
         try:

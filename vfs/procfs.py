@@ -158,7 +158,8 @@ class PidDir(DynamicDir):
 
     __slots__ = ("proc", "_files")
 
-    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry, *, with_task: bool = True) -> None:
+    def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry, *, with_task: bool = True,
+                 thread_host_tid: int | None = None) -> None:
         super().__init__(fs, ino)
         self.proc = proc
         p = fs.provider
@@ -167,7 +168,7 @@ class PidDir(DynamicDir):
             fs, fs.new_ino(), lambda: p.proc_location_path(proc, get()), get, lambda fl: self._open_loc(get(), fl))
         self._files: dict[bytes, Inode] = {
             b"stat": f(lambda: text.stat_text(proc)),
-            b"status": f(lambda: text.status_text(proc)),
+            b"status": f(lambda: text.status_text(proc, thread_host_tid)),
             b"cmdline": f(lambda: text.cmdline_text(proc)),
             b"environ": f(lambda: text.environ_text(proc)),
             b"comm": f(lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"),
@@ -220,9 +221,10 @@ class TaskDir(DynamicDir):
         tid = int(name)
         d = self._threads.get(tid)
         if d is None:
-            # A thread's files are its group's: what differs per thread (stat's state, comm set
-            # by prctl) is rarely read through task/.
-            d = self._threads[tid] = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False)  # type: ignore[arg-type]
+            # A thread's status is its own (Pid: is its tid); its other files are its group's.
+            host = getattr(self.fs.provider, "proc_thread_map", lambda p: {})(self.proc).get(tid)  # type: ignore[attr-defined]
+            d = self._threads[tid] = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False,  # type: ignore[arg-type]
+                                            thread_host_tid=host)
         return d
 
     def names(self) -> Iterable[bytes]:

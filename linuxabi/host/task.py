@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import resource
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import x86_64
@@ -13,6 +14,7 @@ from .memory import GuestMemory
 
 _PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
 _PIDFD_OPEN = x86_64.NR["pidfd_open"]
+_TGKILL = x86_64.NR["tgkill"]
 _PIDFD_THREAD = os.O_EXCL  # a pidfd for one thread (Linux 6.9)
 
 
@@ -103,6 +105,13 @@ class HostTask:
             return os.open(f"/proc/{self.host_tid}/fd/{guest_fd}", os.O_PATH | os.O_CLOEXEC)
         except OSError:
             raise OSError(E.EBADF, os.strerror(E.EBADF)) from None
+
+    def file_size_limit(self) -> int:
+        soft = resource.prlimit(self.hp.proc.host_pid, resource.RLIMIT_FSIZE)[0]
+        return -1 if soft == resource.RLIM_INFINITY else soft
+
+    def raise_signal(self, signo: int) -> None:
+        raw_syscall(_TGKILL, self.hp.proc.host_pid, self.host_tid, signo)
 
     def refresh_creds(self) -> None:
         """Re-read credentials the host kernel changed natively (set*id ran with CONTINUE)."""
