@@ -38,31 +38,17 @@ static long nofile_cur(void)
     return (long)rl.rlim_cur;
 }
 
+static void call(void *fn)
+{
+    ((void (*)(void))fn)();
+}
+
 /* Run fn in a child with stdout on a pipe; prints the captured output and status. */
 static void capture(const char *name, void (*fn)(void))
 {
-    int p[2];
-    pipe(p);
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        fn();
-        fflush(stdout);
-        _exit(0);
-    }
-    close(p[1]);
     char buf[512];
-    long total = 0, r;
-    while (total < (long)sizeof buf && (r = read(p[0], buf + total, sizeof buf - total)) > 0)
-        total += r;
-    close(p[0]);
-    int st = 0;
-    waitpid(c, &st, 0);
-    if (total > 0 && buf[total - 1] == '\n')
-        total--;
+    long total;
+    int st = vd_capture(call, (void *)fn, buf, sizeof buf, &total);
     checkf(name, "out=%s status=%s", qstr(buf, total), wstr(st));
 }
 

@@ -446,27 +446,17 @@ static void test_timers(void)
 
 /* ---- inheritance ---- */
 
+static void exec_self(void *argv)
+{
+    execve(SELF, (char *const *)argv, environ);
+    _exit(127);
+}
+
 static void capture_exec(const char *name)
 {
-    int p[2];
-    pipe(p);
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execve(SELF, (char *[]){"sigdeliver", "state", NULL}, environ);
-        _exit(127);
-    }
-    close(p[1]);
     char buf[256];
-    long n = read(p[0], buf, sizeof buf);
-    close(p[0]);
-    int st;
-    waitpid(c, &st, 0);
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
+    long n;
+    int st = vd_capture(exec_self, (char *[]){"sigdeliver", "state", NULL}, buf, sizeof buf, &n);
     checkf(name, "out=%s %s", qstr(buf, n), wstr(st));
 }
 

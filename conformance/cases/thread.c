@@ -296,31 +296,19 @@ static void *orphan_thread(void *arg)
     return NULL;
 }
 
+static void run_watched(void *fn)
+{
+    alarm(5);
+    ((void (*)(void))fn)();
+    _exit(111);
+}
+
 /* fork; in the child run fn (which may exec); capture stdout and status */
 static void in_threaded_child(const char *name, void (*fn)(void))
 {
-    int p[2];
-    pipe(p);
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        alarm(5);
-        fn();
-        _exit(111);
-    }
-    close(p[1]);
     char buf[512];
-    long total = 0, r;
-    while (total < (long)sizeof buf && (r = read(p[0], buf + total, sizeof buf - total)) > 0)
-        total += r;
-    close(p[0]);
-    int st = 0;
-    waitpid(c, &st, 0);
-    if (total > 0 && buf[total - 1] == '\n')
-        total--;
+    long total;
+    int st = vd_capture(run_watched, (void *)fn, buf, sizeof buf, &total);
     checkf(name, "out=%s status=%s", qstr(buf, total), wstr(st));
 }
 

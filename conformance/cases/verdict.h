@@ -360,6 +360,40 @@ int setgroups(size_t size, const gid_t *list);
             checkf(name, "child %s", wstr(vd_cs));                         \
     } while (0)
 
+/* Run fn(arg) in a child whose stdout is a pipe (it may exec: the new program's output counts).
+ * What it printed goes to buf (NUL-terminated, one final newline dropped) and its length to
+ * *len; returns the child's wait status. A fn that returns ends the child with exit status 0. */
+VD_FN int vd_capture(void (*fn)(void *), void *arg, char *buf, long cap, long *len)
+{
+    int p[2];
+    long total = 0, r;
+    int st = 0;
+    buf[0] = 0;
+    *len = 0;
+    if (pipe(p) < 0)
+        return -1;
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        fn(arg);
+        fflush(stdout);
+        _exit(0);
+    }
+    close(p[1]);
+    while (total < cap - 1 && (r = read(p[0], buf + total, (size_t)(cap - 1 - total))) > 0)
+        total += r;
+    close(p[0]);
+    waitpid(c, &st, 0);
+    if (total > 0 && buf[total - 1] == '\n')
+        total--;
+    buf[total] = 0;
+    *len = total;
+    return st;
+}
+
 /* Start a case: line-buffered stdout, umask 022, fresh scratch dir as cwd. */
 VD_FN void vd_begin(const char *family)
 {
