@@ -233,14 +233,7 @@ class Kernel:
                 authorize=(lambda p: cs.authorize_device(p, _ioctl_right())) if cs is not None else None)
 
         def device_lookup(fd: int):  # noqa: ANN202
-            from .nvidia.devices import nv_device
-
-            hfd = task.host_fd(fd)
-            try:
-                loc = self.vfs.location_of_host_fd(hfd)
-            finally:
-                os.close(hfd)
-            return nv_device(loc.inode) if loc is not None else None
+            return self.nvidia_device_of(task, fd)
 
         def no_install(host_fd: int, cloexec: bool) -> int:
             raise OSError(95, "installing driver fds is not supported on this platform")
@@ -251,6 +244,16 @@ class Kernel:
                 raise ValueError("not an NVIDIA device fd")
             return self._nvidia.describe(ctx, guest_fd, request, argp)
         return self._nvidia.handle_ioctl(ctx, guest_fd, request, argp)
+
+    def nvidia_device_of(self, task, guest_fd: int):  # noqa: ANN001, ANN201 - an NvDevice or None
+        """The NVIDIA device a guest fd is open on (EBADF for a bad fd). Read off the devfs
+        node (syscalls.nvidia.devices.NvidiaDeviceInode.nv): no import where there is none."""
+        hfd = task.host_fd(guest_fd)
+        try:
+            loc = self.vfs.location_of_host_fd(hfd)
+        finally:
+            os.close(hfd)
+        return getattr(loc.inode, "nv", None) if loc is not None else None
 
     def nvidia_describe(self, task, guest_fd: int, request: int, argp: int) -> str:  # noqa: ANN001
         """For the tracer: the NVIDIA ioctl decoded (see nvidia_ioctl)."""

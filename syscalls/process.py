@@ -63,21 +63,10 @@ def sys_fcntl_other(task: Task, a: Args) -> Result:
 
 def sys_ioctl_other(task: Task, a: Args) -> Result:
     """ioctls outside the pass-through list: the NVIDIA shim's devices, else ENOTTY."""
-    hfd = task.host_fd(s32(a[0]))  # EBADF for a bad fd, as Linux checks that first
-    try:
-        device = _nvidia_device_of(task, hfd)
-    finally:
-        os.close(hfd)
-    if device is None:
+    # EBADF for a bad fd, as Linux checks that first
+    if task.kernel.nvidia_device_of(task, s32(a[0])) is None:
         raise err(E.ENOTTY)
     return task.kernel.nvidia_ioctl(task, s32(a[0]), a[1] & 0xFFFFFFFF, a[2])
-
-
-def _nvidia_device_of(task: Task, hfd: int):  # noqa: ANN202 - an NvDevice or None
-    from .nvidia.devices import nv_device
-
-    loc = task.kernel.vfs.location_of_host_fd(hfd)
-    return nv_device(loc.inode) if loc is not None else None
 
 
 def sys_prctl_other(task: Task, a: Args) -> Result:
