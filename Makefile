@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := busybox-static gcc libc6-dev linux-libc-dev libseccomp2 libseccomp-dev python3-venv iproute2 util-linux procps
+APT_PACKAGES := busybox-static gcc libc6-dev linux-libc-dev libseccomp2 libseccomp-dev python3-venv iproute2 util-linux procps curl wrk
 GUEST ?= sh -c 'echo hello from a translated busybox; uname -sr; ls /; cat /etc/passwd | wc -l; echo $$((6*7))'
 
 .PHONY: run test setup system-packages bench clean

@@ -46,7 +46,9 @@ DEFAULT_POLICY_TOML = """\
 "/" = "rwxcd"     # the image (read+exec) under the RAM overlay, which takes every write
 "/tmp" = "rwxcd"
 
-[network]         # none
+[network]         # the sandbox's own loopback (and ports forwarded in with -p); nothing outside
+bind = ["tcp:0.0.0.0:*", "udp:0.0.0.0:*"]
+connect = ["tcp:127.0.0.0/8:*", "udp:127.0.0.0/8:*"]
 
 [devices]
 allow = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]

@@ -20,6 +20,7 @@ from .host.launch import launch
 from .host.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from .forward import PortForwarder
     from .control import ControlServer
 from .terminal import TerminalRelay, raw_mode
 
@@ -55,6 +56,8 @@ class SandboxConfig:
     id_file: str | None = None  # written with the sandbox id once the control socket listens
     verbose: bool = False  # say the sandbox id, control socket and audit log on stderr
     tty: bool = False  # give the guest a pty of its own as stdio and controlling terminal
+    # Host TCP ports forwarded to the sandbox's ports: "[HOST_IP:]HOST_PORT:GUEST_PORT" each
+    publish: list[str] = field(default_factory=list)
 
     def guest_env(self) -> dict[str, str]:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": self.hostname}
@@ -141,6 +144,32 @@ class Sandbox:
         self.trace_denied = True
         self.control: "ControlServer | None" = None
 
+    def _publish(self) -> "list[PortForwarder]":
+        """Listen on the host for each -p before the guest starts: a taken port is the user's
+        error, reported before anything runs."""
+        from .forward import PortForwarder, Published
+
+        forwarders: list[PortForwarder] = []
+        try:
+            for text in self.config.publish:
+                try:
+                    spec = Published.parse(text)
+                except ValueError as e:
+                    raise SandboxError(str(e)) from None
+                try:
+                    forwarders.append(PortForwarder(self.kernel.net, spec))
+                except OSError as e:
+                    raise SandboxError(f"-p {text}: {e.strerror}") from None
+                if self.config.verbose:
+                    host_ip, host_port = forwarders[-1].address
+                    sys.stderr.write(f"linuxabi: forwarding {host_ip}:{host_port} to the sandbox's port "
+                                     f"{spec.guest_port}\n")
+        except BaseException:
+            for fwd in forwarders:
+                fwd.stop()
+            raise
+        return forwarders
+
     def resolve_program(self, name: str, env: dict[str, str]) -> bytes:
         """argv[0] as the guest's shell would find it: a path, or a search of $PATH in the VFS."""
         ctx = self.vfs.new_context(self.config.cwd.encode())
@@ -166,6 +195,7 @@ class Sandbox:
         except OSError as e:
             raise SandboxError(f"--cwd {self.config.cwd}: {os.strerror(e.errno or 0)}") from None
         path = self.resolve_program(argv[0], env)
+        forwarders = self._publish()
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
                           trace_denied=self.trace_denied, tty=self.config.tty)
         sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher)
@@ -181,6 +211,8 @@ class Sandbox:
             os.close(self.vfs.open(ctx, ctx.root, b"/dev/pts/0", os.O_RDWR, 0).host_fd)
             relay = TerminalRelay(launched.pty_master)
             sup.signal_hooks[signal.SIGWINCH] = relay.on_winch
+        for fwd in forwarders:
+            fwd.start()
         try:
             with raw_mode(0) if relay is not None else contextlib.nullcontext():
                 if relay is not None:
@@ -191,7 +223,10 @@ class Sandbox:
                     if relay is not None:
                         relay.stop()
         finally:
+            for fwd in forwarders:
+                fwd.stop()
             self.vfs.close()
+            self.kernel.close()
             self._stop_control()
         if sup.exec_error and sup.exec_error > 0:
             raise ProgramNotRunnable(f"{argv[0]}: {os.strerror(sup.exec_error)}", sup.exec_error)

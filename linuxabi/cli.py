@@ -27,6 +27,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="give the guest a terminal of its own (a pty; the user's terminal is relayed)")
     p.add_argument("-i", "--interactive", action="store_true",
                    help="keep stdin attached (always the case; accepted for -it)")
+    p.add_argument("-p", "--publish", metavar="[HOST_IP:]HOST_PORT:GUEST_PORT", action="append", default=[],
+                   help="forward a host TCP port to a port the guest listens on (HOST_IP: 127.0.0.1)")
     _add_capability_options(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
 
@@ -72,7 +74,8 @@ def _config(args: argparse.Namespace):
         from .images import image_root
 
         root = str(image_root(args.image))
-    cfg = SandboxConfig(root=root, env=env, cwd=args.cwd, hostname=args.hostname, tty=args.tty)
+    cfg = SandboxConfig(root=root, env=env, cwd=args.cwd, hostname=args.hostname, tty=args.tty,
+                        publish=list(getattr(args, "publish", [])))
     return _with_capabilities(args, cfg)
 
 

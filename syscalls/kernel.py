@@ -17,6 +17,7 @@ from vfs import FsContext, Location, Vfs
 
 if TYPE_CHECKING:
     from caps import CSpace, Rights
+    from net.socklayer import GuestNet
 
     from .base import Task
     from .capguard import CapGuard
@@ -58,6 +59,7 @@ class Kernel:
     # writes fail (their capability is gone but the host fd bypasses the translator).
     on_revoke_fds: "Callable[[list[tuple[Process, int]]], None] | None" = None
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
+    _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call
 
     def __init__(self, vfs: Vfs, *, hostname: bytes = b"linuxabi") -> None:
         self.vfs = vfs
@@ -69,6 +71,19 @@ class Kernel:
         # and how to get a host fd for a guest fd of any process (procfs's fd/ links).
         self.current: Process | None = None
         self.dup_guest_fd: Callable[[Process, int], int] | None = None
+
+    @property
+    def net(self) -> "GuestNet":
+        if self._net is None:
+            from net.socklayer import GuestNet
+
+            self._net = GuestNet()
+        return self._net
+
+    def close(self) -> None:
+        """Release what the sandbox's kernel objects hold on the host (at the sandbox's end)."""
+        if self._net is not None:
+            self._net.close()
 
     # ---- what procfs asks (vfs.procfs.ProcessProvider) -----------------------------------------
 

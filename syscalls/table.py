@@ -11,7 +11,7 @@ from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
 
 from . import exec as ex
-from . import fs, process
+from . import fs, net, process
 from .base import ArgRule, Cmp, Disposition, Handler, SyscallDecl, Trap
 
 N, T, D = Disposition.NATIVE, Disposition.TRANSLATED, Disposition.DENIED
@@ -22,7 +22,7 @@ NATIVE = """
 read write close poll lseek mmap mprotect munmap brk rt_sigaction rt_sigprocmask rt_sigreturn
 pread64 pwrite64 readv writev pipe select sched_yield mremap msync mincore madvise shmget shmat
 shmctl dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile socketpair recvfrom
-recvmsg shutdown getsockname getpeername setsockopt getsockopt fork vfork exit wait4 kill semget
+recvmsg shutdown fork vfork exit wait4 kill semget
 semop semctl shmdt msgget msgsnd msgrcv msgctl flock fsync fdatasync ftruncate gettimeofday
 getrlimit getrusage sysinfo times getuid getgid geteuid getegid setpgid getppid getpgrp setsid
 getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwait
@@ -42,7 +42,7 @@ rt_tgsigqueueinfo prlimit64 syncfs getcpu process_vm_readv process_vm_writev kcm
 sched_setattr sched_getattr seccomp getrandom memfd_create membarrier mlock2 copy_file_range
 preadv2 pwritev2 pkey_mprotect pkey_alloc pkey_free io_pgetevents rseq pidfd_send_signal
 pidfd_open close_range process_madvise epoll_pwait2 process_mrelease futex_waitv
-set_mempolicy_home_node recvmmsg
+set_mempolicy_home_node recvmmsg sendmsg sendmmsg
 """.split()
 
 HANDLERS: dict[str, Handler] = {
@@ -63,6 +63,10 @@ HANDLERS: dict[str, Handler] = {
     "getdents": fs.sys_getdents, "getdents64": fs.sys_getdents64, "getcwd": fs.sys_getcwd,
     "chdir": fs.sys_chdir, "fchdir": fs.sys_fchdir, "chroot": fs.sys_chroot,
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
+    "socket": net.sys_socket, "bind": net.sys_bind, "listen": net.sys_listen,
+    "accept": net.sys_accept, "accept4": net.sys_accept4, "connect": net.sys_connect,
+    "getsockname": net.sys_getsockname, "getpeername": net.sys_getpeername,
+    "setsockopt": net.sys_setsockopt, "getsockopt": net.sys_getsockopt,
     "clock_settime": process.sys_clock_settime,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
@@ -91,10 +95,7 @@ DENIED: dict[str, int] = {
         "landlock_create_ruleset landlock_add_rule landlock_restrict_self memfd_secret "
         "clone3"  # flags live in memory, where the filter cannot check them; glibc falls back to clone
     ).split()},
-    # not translated yet: sockets (the network stack arrives with its own issue), file
-    # notifications on host objects, extended attributes
-    "socket": E.EAFNOSUPPORT, "connect": E.EPERM, "bind": E.EPERM, "listen": E.EPERM,
-    "accept": E.EPERM, "accept4": E.EPERM, "sendto": E.EPERM, "sendmsg": E.EPERM, "sendmmsg": E.EPERM,
+    # not translated yet: file notifications on host objects, extended attributes
     "inotify_init": E.ENOSYS, "inotify_init1": E.ENOSYS, "inotify_add_watch": E.ENOSYS,
     "inotify_rm_watch": E.ENOSYS,
     **{n: E.EOPNOTSUPP for n in (
@@ -152,6 +153,8 @@ _ruled("fcntl", T, _allow_eq(1, _FCNTL_NATIVE, "fd flags, locks, dup"), handler=
        note="native for flags/locks/dup; seals only on the guest's own memfds")
 _ruled("ioctl", T, _allow_eq(1, _IOCTL_NATIVE, "tty and generic fd ioctls"), handler=process.sys_ioctl_other,
        note="native for termios/winsize/FIO*; everything else ENOTTY (no translated device yet)")
+_ruled("sendto", T, (ArgRule(4, Cmp.EQ, 0, N, why="no destination address"),), handler=net.sys_sendto,
+       note="native without an address; an address is checked (a connected TCP socket ignores it)")
 _ruled("prctl", T, _allow_eq(0, _PRCTL_NATIVE, "options about the caller itself"),
        handler=process.sys_prctl_other,
        note="process-local options native; PR_GET_NAME translated (the name Linux gives); others EINVAL")

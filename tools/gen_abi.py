@@ -327,6 +327,15 @@ GROUPS: tuple[Group, ...] = (
     Group("ELF auxiliary vector types (linux/auxvec.h, asm/auxvec.h)", includes("linux/auxvec.h"),
           r"AT_\w+"),
     Group("limits (linux/limits.h)", includes("linux/limits.h"), files=("linux/limits.h",)),
+    Group("sockets: families, types, levels, options, message flags (glibc sys/socket.h)",
+          includes("sys/socket.h"),
+          r"AF_(UNSPEC|UNIX|INET|INET6|NETLINK|PACKET)|SOCK_(STREAM|DGRAM|RAW|SEQPACKET|NONBLOCK|CLOEXEC)"
+          r"|SOL_SOCKET|SO_[A-Z_]+|SOMAXCONN|SHUT_\w+|MSG_[A-Z_]+|SCM_\w+"),
+    Group("IPv4 and TCP protocols and options (linux/in.h, linux/tcp.h)",
+          includes("linux/in.h", "linux/tcp.h"),
+          r"IPPROTO_(IP|ICMP|TCP|UDP|IPV6|RAW)|IP_(TOS|TTL|RECVERR|MTU_DISCOVER|PKTINFO|MULTICAST_\w+|FREEBIND|TRANSPARENT|RECVTOS|BIND_ADDRESS_NO_PORT)"
+          r"|INADDR_(ANY|LOOPBACK|BROADCAST|NONE)|TCP_(NODELAY|MAXSEG|CORK|KEEPIDLE|KEEPINTVL|KEEPCNT|SYNCNT|LINGER2"
+          r"|DEFER_ACCEPT|WINDOW_CLAMP|INFO|QUICKACK|CONGESTION|USER_TIMEOUT|FASTOPEN|NOTSENT_LOWAT)"),
 )
 
 

@@ -73,8 +73,12 @@ def test_default_policy() -> None:
     with pytest.raises(CapabilityDenied) as e:
         cs.authorize_connect("tcp", "1.1.1.1", 443)
     assert e.value.errno == errno.EPERM
+    # The sandbox's own loopback is open: binding anywhere (only loopback and -p reach it
+    # without --net) and connecting within 127.0.0.0/8; nothing beyond.
+    cs.authorize_bind("tcp", "0.0.0.0", 8080)
+    cs.authorize_connect("tcp", "127.0.0.1", 8080)
     with pytest.raises(CapabilityDenied):
-        cs.authorize_bind("tcp", "0.0.0.0", 8080)
+        cs.authorize_connect("udp", "10.0.2.2", 53)
     cs.authorize_spawn()
     cs.authorize_tty(R | W)
 
