@@ -47,8 +47,8 @@ DEFAULT_POLICY_TOML = """\
 "/tmp" = "rwxcd"
 
 [network]         # the sandbox's own loopback (and ports forwarded in with -p); nothing outside
-bind = ["tcp:0.0.0.0:*", "udp:0.0.0.0:*"]
-connect = ["tcp:127.0.0.0/8:*", "udp:127.0.0.0/8:*"]
+bind = ["tcp:0.0.0.0:*", "udp:0.0.0.0:*", "tcp:[::]:*", "udp:[::]:*"]
+connect = ["tcp:127.0.0.0/8:*", "udp:127.0.0.0/8:*", "tcp:[::1]:*", "udp:[::1]:*"]
 
 [devices]
 allow = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]

@@ -211,6 +211,8 @@ class Sandbox:
             os.close(self.vfs.open(ctx, ctx.root, b"/dev/pts/0", os.O_RDWR, 0).host_fd)
             relay = TerminalRelay(launched.pty_master)
             sup.signal_hooks[signal.SIGWINCH] = relay.on_winch
+        if forwarders:
+            self.kernel.net.attach(f"/proc/{launched.host_pid}/ns/net")
         for fwd in forwarders:
             fwd.start()
         try:

@@ -1,10 +1,10 @@
 """``-p HOST_IP:HOST_PORT:GUEST_PORT``: host TCP connections forwarded into the sandbox.
 
-One thread per published port accepts on the host and queues each connection on the guest's
-listener (net.socklayer.GuestNet.forward_in); the guest's accept() then receives the host
-connection itself, so its bytes move natively, with no copy by the translator. A connection
-that arrives while nothing in the sandbox listens on GUEST_PORT is closed at once, as a
-refused one would be.
+One thread per published port accepts on the host and, from inside the sandbox's network
+namespace, rings the guest's listener (net.socklayer.GuestNet.ring); the guest's accept() then
+receives the host connection itself, so its bytes move natively, with no copy by the
+translator. A connection that arrives while nothing in the sandbox listens on GUEST_PORT is
+closed at once, as a refused one would be.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class PortForwarder:
             self.sock.close()
             raise
         self.address: tuple[str, int] = self.sock.getsockname()
-        net.forwarded_ports[(int(ipaddress.IPv4Address(self.address[0])), self.address[1])] = spec.guest_port
+        net.publish(spec.guest_port, self.address)
         self._thread = threading.Thread(target=self._serve, name=f"forward-{self.address[1]}", daemon=True)
         self._stopping = False
 
@@ -62,6 +62,7 @@ class PortForwarder:
         self._thread.start()
 
     def _serve(self) -> None:
+        self.net.enter()  # this thread's doorbells are the sandbox's sockets
         while not self._stopping:
             try:
                 conn, _ = self.sock.accept()
@@ -69,8 +70,7 @@ class PortForwarder:
                 if self._stopping:
                     return
                 continue  # ECONNABORTED and the like: the next one
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-            if not self.net.forward_in(conn, self.spec.guest_port):
+            if not self.net.ring(conn, self.spec.guest_port):
                 conn.close()
 
     def stop(self) -> None:

@@ -73,6 +73,10 @@ class Kernel:
         self.dup_guest_fd: Callable[[Process, int], int] | None = None
 
     @property
+    def net_if_any(self) -> "GuestNet | None":
+        return self._net
+
+    @property
     def net(self) -> "GuestNet":
         if self._net is None:
             from net.socklayer import GuestNet

@@ -1,13 +1,17 @@
-"""Socket syscalls: the control path of guest sockets (net/socklayer.py holds their state).
+"""Socket syscalls: the control path of guest sockets.
 
-AF_INET sockets are the translator's (net.socklayer.GuestNet): their data moves natively
-through host stand-ins, and these handlers answer what Linux would about addresses, states and
-options. AF_UNIX sockets are the guest's own host sockets in its own network namespace; calls
-on them that carry no name the translator must check run natively (CONTINUE).
+Guest AF_INET/AF_INET6/AF_UNIX sockets are host sockets in the sandbox's own network
+namespace (loopback only; see net/socklayer.py), so data, readiness and options run natively.
+What names a peer is trapped: bind, connect and addressed sendto are checked against the
+sandbox's capabilities and then carried out here, on the guest's socket, with the address as
+it was checked (never re-read from guest memory). listen is checked and runs natively; accept
+and getsockname are served here only on ports forwarded in with ``-p``.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import select
 import socket
 import struct
 from typing import TYPE_CHECKING
@@ -15,15 +19,12 @@ from typing import TYPE_CHECKING
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
-from net.inet_sock import (HOST_OPTIONS, InetSocket, State, fixed_option, ip_str, option_table,
-                           pack_sockaddr_in, parse_sockaddr_in)
+from net.sockaddr import family_of, pack_inet, parse_inet
 
 from .base import CONTINUE, InstallFd, Park, Result
 from .fsutil import err, s32
 
 if TYPE_CHECKING:
-    from net.socklayer import GuestNet
-
     from .base import Task
 
 Args = tuple[int, int, int, int, int, int]
@@ -31,35 +32,23 @@ _SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 _SOCK_FLAGS = F.SOCK_NONBLOCK | F.SOCK_CLOEXEC
 _SOCK_MAX = 11  # SOCK_PACKET + 1: types at or above are EINVAL
 _AF_MAX = 46
-_BOOL_OPTIONS = frozenset({
-    (F.SOL_SOCKET, F.SO_REUSEADDR), (F.SOL_SOCKET, F.SO_REUSEPORT), (F.SOL_SOCKET, F.SO_KEEPALIVE),
-    (F.SOL_SOCKET, F.SO_BROADCAST), (F.SOL_SOCKET, F.SO_OOBINLINE), (F.SOL_SOCKET, F.SO_DONTROUTE),
-    (F.IPPROTO_TCP, F.TCP_NODELAY), (F.IPPROTO_TCP, F.TCP_CORK), (F.IPPROTO_TCP, F.TCP_QUICKACK),
-})
-_CONGESTION = (b"cubic", b"reno")
+_INET = (F.AF_INET, F.AF_INET6)
+_RAW_TYPES = (F.SOCK_RAW, 10)  # SOCK_PACKET
+_POLLOUT = select.POLLOUT
+_MAX_DATAGRAM = 65535
+_SEND_CHUNK = 1 << 20
+# Reserved abstract AF_UNIX names: none yet, but the translator's own would live here.
+_RESERVED_ABSTRACT = b"\0linuxabi-"
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _net(task: "Task") -> "GuestNet":
-    return task.kernel.net
-
-
-def _inet(task: "Task", fd: int) -> tuple[int, InetSocket | None]:
-    """(host fd, the guest AF_INET socket or None); EBADF/ENOTSOCK as Linux. Caller closes."""
-    hfd = task.host_fd(s32(fd))
-    try:
-        sock = _net(task).lookup(hfd)
-        if sock is None and not _is_socket(hfd):
-            raise err(E.ENOTSOCK)
-    except BaseException:
-        os.close(hfd)
-        raise
-    return hfd, sock
-
-
-def _is_socket(hfd: int) -> bool:
-    import stat
-
-    return stat.S_ISSOCK(os.fstat(hfd).st_mode)
+def _call(fn, *args) -> int:  # noqa: ANN001 - a libc function; raises OSError like os.*
+    r = fn(*args)
+    if r < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return r
 
 
 def _read_sockaddr(task: "Task", addr: int, length: int) -> bytes:
@@ -82,15 +71,47 @@ def _write_sockaddr(task: "Task", addr: int, len_addr: int, raw: bytes) -> None:
     task.mem.write(len_addr, struct.pack("=i", len(raw)))
 
 
-def _authorize(task: "Task", op: str, sock: InetSocket, addr: int, port: int) -> None:
-    task.kernel.authorize_net(op, sock.proto_name, ip_str(addr), port)
+class _GuestSocket:
+    """The guest's socket behind a guest fd, as a host fd of ours with its family and type."""
+
+    def __init__(self, task: "Task", fd: int) -> None:
+        self.fd = task.host_fd(s32(fd))
+        try:
+            self.family = _sockopt(self.fd, F.SO_DOMAIN)
+            self.type = _sockopt(self.fd, F.SO_TYPE)
+        except OSError as e:
+            os.close(self.fd)
+            raise err(E.ENOTSOCK if e.errno == E.ENOTSOCK else e.errno or E.EBADF) from None
+
+    @property
+    def proto(self) -> str:
+        return "tcp" if self.type == F.SOCK_STREAM else "udp"
+
+    def object(self) -> socket.socket:
+        """A socket object on a dup of our fd (closing it leaves ours open)."""
+        return socket.socket(fileno=os.dup(self.fd))
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
-# ---- socket, bind, listen, accept, connect ------------------------------------------------
+def _sockopt(fd: int, name: int) -> int:
+    val = ctypes.c_int(0)
+    size = ctypes.c_uint32(4)
+    _call(_libc.getsockopt, fd, F.SOL_SOCKET, name, ctypes.byref(val), ctypes.byref(size))
+    return val.value
+
+
+def _authorize(task: "Task", op: str, proto: str, raw: bytes, family: int) -> None:
+    a = parse_inet(raw, family)
+    task.kernel.authorize_net(op, proto, a.ip, a.port)
+
+
+# ---- socket, bind, listen, connect ------------------------------------------------------------
 
 
 def sys_socket(task: "Task", a: Args) -> Result:
-    domain, type_, proto = s32(a[0]), s32(a[1]), s32(a[2])
+    domain, type_ = s32(a[0]), s32(a[1])
     base, flags = type_ & 0xF, type_ & ~0xF
     if flags & ~_SOCK_FLAGS:
         raise err(E.EINVAL)
@@ -98,57 +119,109 @@ def sys_socket(task: "Task", a: Args) -> Result:
         raise err(E.EAFNOSUPPORT)
     if base < 1 or base >= _SOCK_MAX:
         raise err(E.EINVAL)
-    if domain == F.AF_UNIX:
-        return CONTINUE  # made in the guest's own network namespace: names are checked at bind/connect
-    if domain != F.AF_INET:
-        raise err(E.EAFNOSUPPORT)  # IPv6, netlink, packet: not in this sandbox (yet)
-    if base == F.SOCK_STREAM:
-        if proto not in (0, F.IPPROTO_TCP):
-            raise err(E.EPROTONOSUPPORT)
-    elif base == F.SOCK_DGRAM:
-        if proto not in (0, F.IPPROTO_UDP, F.IPPROTO_ICMP):
-            raise err(E.EPROTONOSUPPORT)
-        raise err(E.EPROTONOSUPPORT if proto != F.IPPROTO_ICMP else E.EACCES)  # UDP: not yet
-    elif base == F.SOCK_RAW:
+    if domain not in (F.AF_UNIX, *_INET):
+        # netlink would configure the sandbox's namespace, packet sockets see raw frames
+        raise err(E.EAFNOSUPPORT)
+    if domain in _INET and base in _RAW_TYPES:
         raise err(E.EPERM)
-    else:
-        raise err(E.ESOCKTNOSUPPORT)
-    fd = _net(task).new_socket(base, bool(flags & F.SOCK_NONBLOCK))
-    return InstallFd(fd, bool(flags & F.SOCK_CLOEXEC))
+    return CONTINUE  # made in the sandbox's own network namespace; names are checked later
 
 
 def sys_bind(task: "Task", a: Args) -> Result:
     raw = _read_sockaddr(task, a[1], a[2])
-    hfd, sock = _inet(task, a[0])
+    g = _GuestSocket(task, a[0])
     try:
-        if sock is None:
-            return _unix_name_call(hfd, raw, "bind")
-        addr, port = parse_sockaddr_in(raw, allow_unspec=True)
-        if sock.local is not None:
-            raise err(E.EINVAL)
-        _authorize(task, "bind", sock, addr, port)
-        _net(task).bind(sock, addr, port)
+        if g.family == F.AF_UNIX:
+            return _unix_name_call(g, raw, "bind")
+        if g.family in _INET:
+            _authorize(task, "bind", g.proto, raw, g.family)
+        _call(_libc.bind, g.fd, raw, len(raw))
         return 0
     finally:
-        os.close(hfd)
+        g.close()
 
 
 def sys_listen(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
+    g = _GuestSocket(task, a[0])
     try:
-        if sock is None:
-            return CONTINUE
-        if sock.type != F.SOCK_STREAM:
-            raise err(E.EOPNOTSUPP)
-        local = sock.local
-        _net(task).listen(sock, hfd, s32(a[1]))
-        if local is None and sock.local is not None:
-            local = sock.local
-        if local is not None:
-            _authorize(task, "listen", sock, *local)
-        return 0
+        if g.family in _INET and g.type == F.SOCK_STREAM:
+            with g.object() as s:
+                ip, port = s.getsockname()[:2]
+            task.kernel.authorize_net("listen", "tcp", ip, port)
+        return CONTINUE  # no pointer: the kernel's own listen, on the socket just checked
     finally:
-        os.close(hfd)
+        g.close()
+
+
+def sys_connect(task: "Task", a: Args) -> Result:
+    raw = _read_sockaddr(task, a[1], a[2])
+    g = _GuestSocket(task, a[0])
+    try:
+        if g.family == F.AF_UNIX:
+            result = _unix_name_call(g, raw, "connect")
+            g.close()
+            return result
+        if g.family in _INET and family_of(raw) != F.AF_UNSPEC:
+            _authorize(task, "connect", g.proto, raw, g.family)
+    except BaseException:
+        g.close()
+        raise
+    return _connect(g, raw)
+
+
+def _connect(g: _GuestSocket, raw: bytes) -> Result:
+    """connect() without ever blocking the translator: a blocking guest's connect that is in
+    progress is parked until the socket is writable, then finished as the kernel finishes
+    it for a blocking caller."""
+    code = _connect_nonblocking(g.fd, raw)
+    if code == E.EINPROGRESS and os.get_blocking(g.fd):
+        return Park(g.fd, lambda: _connect_done(g, raw), events=_POLLOUT)
+    g.close()
+    return -code
+
+
+def _connect_done(g: _GuestSocket, raw: bytes) -> Result:
+    try:
+        code = _sockopt(g.fd, F.SO_ERROR)
+        if not code:  # connect again, as a non-blocking caller would: the socket becomes
+            code = _connect_nonblocking(g.fd, raw)  # "connected" (a third one is EISCONN)
+    finally:
+        g.close()
+    return -code
+
+
+def _connect_nonblocking(fd: int, raw: bytes) -> int:
+    """connect(2) on fd as if it were non-blocking; 0 or the errno."""
+    blocking = os.get_blocking(fd)
+    if blocking:
+        os.set_blocking(fd, False)
+    try:
+        r = _libc.connect(fd, raw, len(raw))
+        return ctypes.get_errno() if r < 0 else 0
+    finally:
+        if blocking:
+            os.set_blocking(fd, True)
+
+
+def _unix_name_call(g: _GuestSocket, raw: bytes, op: str) -> Result:
+    """bind/connect on a guest AF_UNIX socket: abstract names (of the sandbox's own network
+    namespace) and autobind run here; names in the filesystem are not served yet."""
+    if len(raw) < 2:
+        raise err(E.EINVAL)
+    if family_of(raw) != F.AF_UNIX:
+        raise err(E.EINVAL if op == "bind" else E.EAFNOSUPPORT)
+    name = raw[2:]
+    if name and name[0] != 0:
+        raise err(E.EACCES)  # filesystem names need the VFS's socket nodes
+    if name.startswith(_RESERVED_ABSTRACT):
+        raise err(E.EADDRINUSE if op == "bind" else E.ECONNREFUSED)
+    if op == "bind":
+        _call(_libc.bind, g.fd, raw, len(raw))
+        return 0
+    return -_connect_nonblocking(g.fd, raw)  # a full backlog is EAGAIN, never a wait of ours
+
+
+# ---- accept and getsockname: only ports forwarded in with -p need us ----------------------------
 
 
 def sys_accept(task: "Task", a: Args) -> Result:
@@ -160,231 +233,100 @@ def sys_accept4(task: "Task", a: Args) -> Result:
 
 
 def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Result:
+    net = task.kernel.net_if_any
+    if net is None or not net.published:
+        return CONTINUE
     if flags & ~_SOCK_FLAGS:
         raise err(E.EINVAL)
-    hfd, sock = _inet(task, fd)
-    if sock is None:
-        os.close(hfd)
-        return CONTINUE
-    if sock.state != State.LISTEN:
-        os.close(hfd)
-        raise err(E.EINVAL)
-    if addr:  # Linux consumes the connection and then fails; failing first loses nothing
-        try:
+    g = _GuestSocket(task, fd)
+    try:
+        with g.object() as s:
+            published = net.is_published(s)
+        if published and addr:  # fail before taking the connection, which Linux would lose
             (have,) = struct.unpack("=i", task.mem.read(len_addr, 4))
-        except OSError:
-            os.close(hfd)
-            raise
-        if have < 0:
-            os.close(hfd)
-            raise err(E.EINVAL)
-    return _accept_now(task, sock, hfd, addr, len_addr, flags)
-
-
-def _accept_now(task: "Task", sock: InetSocket, hfd: int, addr: int, len_addr: int, flags: int) -> Result:
-    net = _net(task)
-    try:
-        conn_fd, peer = net.accept(sock, hfd, bool(flags & F.SOCK_NONBLOCK))
-    except OSError as e:
-        if e.errno == E.EAGAIN and os.get_blocking(hfd):
-            return Park(hfd, lambda: _accept_now(task, sock, hfd, addr, len_addr, flags))
-        os.close(hfd)
+            if have < 0:
+                raise err(E.EINVAL)
+    except BaseException:
+        g.close()
         raise
-    os.close(hfd)
-    try:
-        _write_sockaddr(task, addr, len_addr, pack_sockaddr_in(*peer))
-    except OSError:
-        os.close(conn_fd)
-        raise
-    return InstallFd(conn_fd, bool(flags & F.SOCK_CLOEXEC))
+    if not published:
+        g.close()
+        return CONTINUE
+    return _accept_now(task, g, addr, len_addr, flags)
 
 
-def sys_connect(task: "Task", a: Args) -> Result:
-    raw = _read_sockaddr(task, a[1], a[2])
-    hfd, sock = _inet(task, a[0])
+def _accept_now(task: "Task", g: _GuestSocket, addr: int, len_addr: int, flags: int) -> Result:
+    if not select.select([g.fd], [], [], 0)[0]:
+        if os.get_blocking(g.fd):
+            return Park(g.fd, lambda: _accept_now(task, g, addr, len_addr, flags))
+        g.close()
+        raise err(E.EAGAIN)
     try:
-        if sock is None:
-            return _unix_name_call(hfd, raw, "connect")
-        if len(raw) < 2:
-            raise err(E.EINVAL)
-        if struct.unpack_from("=H", raw)[0] == F.AF_UNSPEC:
-            return 0  # "disconnect": nothing to undo for a socket that never connected
-        if sock.state != State.CLOSED:
-            raise err(E.EISCONN)
-        addr, port = parse_sockaddr_in(raw)
-        _authorize(task, "connect", sock, addr, port)
-        _net(task).connect(sock, hfd, addr, port)
-        return 0
+        with g.object() as s:
+            conn_fd, _ = s._accept()  # type: ignore[attr-defined]  # the raw fd
     finally:
-        os.close(hfd)
-
-
-def _unix_name_call(hfd: int, raw: bytes, op: str) -> Result:
-    """bind/connect on a guest AF_UNIX socket: abstract names (its own network namespace's)
-    and autobind run here on the host socket; names in the filesystem are not served yet."""
-    if len(raw) < 2:
-        raise err(E.EINVAL)
-    (family,) = struct.unpack_from("=H", raw)
-    with socket.socket(fileno=os.dup(hfd)) as s:
-        if s.family != socket.AF_UNIX:
-            raise err(E.EOPNOTSUPP)
-        if family != F.AF_UNIX:
-            raise err(E.EINVAL if op == "bind" else E.EAFNOSUPPORT)
-        name = raw[2:]
-        if op == "bind" and not name:
-            s.bind(b"")  # autobind: an abstract name of the kernel's choosing
-            return 0
-        if not name or name[0] != 0:
-            raise err(E.EACCES)  # filesystem names need the VFS's socket nodes
-        if op == "bind":
-            s.bind(name)
-            return 0
-        blocking = os.get_blocking(hfd)
-        if blocking:
-            os.set_blocking(hfd, False)
-        try:
-            code = s.connect_ex(name)
-        finally:
-            if blocking:
-                os.set_blocking(hfd, True)
-        if code in (E.EINPROGRESS, E.EAGAIN) and blocking:
-            code = E.EAGAIN
-        if code:
-            raise err(code)
-        return 0
-
-
-# ---- names -----------------------------------------------------------------------------------
+        g.close()
+    conn = task.kernel.net.answer_door(socket.socket(fileno=conn_fd))
+    try:
+        conn.setblocking(not flags & F.SOCK_NONBLOCK)
+        peer = conn.getpeername()
+        _write_sockaddr(task, addr, len_addr, pack_inet(conn.family, peer[0], peer[1]))
+    except BaseException:
+        conn.close()
+        raise
+    return InstallFd(conn.detach(), bool(flags & F.SOCK_CLOEXEC))
 
 
 def sys_getsockname(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
+    net = task.kernel.net_if_any
+    if net is None or not net.published:
+        return CONTINUE
+    g = _GuestSocket(task, a[0])
     try:
-        if sock is not None:
-            raw = sock.sockname()
-        else:
-            with socket.socket(fileno=os.dup(hfd)) as s:
-                if s.family != socket.AF_INET:
-                    return CONTINUE
-                local = _net(task).host_name(s.getsockname())
-            if local is None:
-                return CONTINUE
-            raw = pack_sockaddr_in(*local)
+        with g.object() as s:
+            name = net.host_local_name(s) if g.family in _INET else None
+            family = s.family
     finally:
-        os.close(hfd)
-    _write_sockaddr(task, a[1], a[2], raw)
-    return 0
-
-
-def sys_getpeername(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
-    os.close(hfd)
-    if sock is None:
+        g.close()
+    if name is None:
         return CONTINUE
-    _write_sockaddr(task, a[1], a[2], sock.peername())
-    return 0
-
-
-# ---- options ---------------------------------------------------------------------------------
-
-
-def sys_setsockopt(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
-    os.close(hfd)
-    level, name, optlen = s32(a[1]), s32(a[2]), s32(a[4])
-    key = (level, name)
-    if sock is None or sock.host_tcp or key in HOST_OPTIONS:
-        return CONTINUE
-    if fixed_option(sock, level, name) is not None:
-        raise err(E.ENOPROTOOPT)
-    table = option_table(sock)
-    if key not in table:
-        if level == F.SOL_SOCKET:
-            return CONTINUE  # generic socket options: the host object's own
-        raise err(E.ENOPROTOOPT)
-    default, minimum = table[key]
-    if optlen < minimum:
-        raise err(E.EINVAL)
-    value = task.mem.read(a[3], min(optlen, len(default)))
-    if key == (F.IPPROTO_TCP, F.TCP_CONGESTION):
-        algo = value.split(b"\0", 1)[0]
-        if algo not in _CONGESTION:
-            raise err(E.ENOENT)
-        value = algo.ljust(16, b"\0")
-    elif len(default) == 4:
-        (v,) = struct.unpack("=i", value.ljust(4, b"\0")[:4]) if len(value) >= 4 else (value[0],)
-        if key in _BOOL_OPTIONS:
-            v = int(v != 0)
-        elif key == (F.IPPROTO_IP, F.IP_TTL):
-            if v == -1:
-                v = 64
-            elif not 1 <= v <= 255:
-                raise err(E.EINVAL)
-        value = struct.pack("=i", v)
-    sock.options[key] = value
-    return 0
-
-
-def sys_getsockopt(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
-    os.close(hfd)
-    level, name = s32(a[1]), s32(a[2])
-    key = (level, name)
-    if sock is None or sock.host_tcp or key in HOST_OPTIONS:
-        return CONTINUE
-    fixed = fixed_option(sock, level, name)
-    table = option_table(sock)
-    if fixed is not None:
-        value = struct.pack("=i", fixed)
-    elif key in table:
-        value = sock.options.get(key, table[key][0])
-    elif level == F.SOL_SOCKET:
-        return CONTINUE
-    else:
-        raise err(E.ENOPROTOOPT)
-    (have,) = struct.unpack("=i", task.mem.read(a[4], 4))
-    if have < 0:
-        raise err(E.EINVAL)
-    n = min(have, len(value))
-    task.mem.write(a[3], value[:n])
-    task.mem.write(a[4], struct.pack("=i", n))
+    _write_sockaddr(task, a[1], a[2], pack_inet(family, *name))
     return 0
 
 
 # ---- sendto with an address (without one it runs natively) --------------------------------
 
-_SEND_CHUNK = 1 << 20
-
 
 def sys_sendto(task: "Task", a: Args) -> Result:
-    hfd, sock = _inet(task, a[0])
+    flags, length = s32(a[3]), a[2]
+    raw = _read_sockaddr(task, a[4], a[5])
+    g = _GuestSocket(task, a[0])
     try:
-        flags = s32(a[3])
-        if sock is None:
-            raise err(E.EACCES)  # addressed datagrams on AF_UNIX: filesystem names not served yet
-        if sock.state != State.ESTABLISHED:
-            raise err(E.EPIPE if sock.state == State.CLOSED else E.ENOTCONN)
-        # A connected TCP socket ignores the address: send the data as send() would.
-        data = task.mem.read(a[1], min(a[2], _SEND_CHUNK)) if a[2] else b""
+        if g.family == F.AF_UNIX:
+            if raw[2:3] not in (b"\0", b"") or raw[2:].startswith(_RESERVED_ABSTRACT):
+                raise err(E.EACCES)  # filesystem names are not served yet
+        elif g.family in _INET and g.type != F.SOCK_STREAM:  # TCP ignores the address
+            _authorize(task, "connect", g.proto, raw, g.family)
+        if g.type != F.SOCK_STREAM and length > _MAX_DATAGRAM:
+            raise err(E.EMSGSIZE)
+        data = task.mem.read(a[1], min(length, _SEND_CHUNK)) if length else b""
     except BaseException:
-        os.close(hfd)
+        g.close()
         raise
-    return _send_now(hfd, data, flags)
+    return _send_now(task, g, data, flags, raw)
 
 
-def _send_now(hfd: int, data: bytes, flags: int) -> Result:
-    """Send on the guest's behalf; a blocking socket without room waits (parked) for it."""
-    try:
-        with socket.socket(fileno=os.dup(hfd)) as s:
-            n = s.send(data, flags | F.MSG_DONTWAIT | F.MSG_NOSIGNAL)
-    except BlockingIOError:
-        if flags & F.MSG_DONTWAIT or not os.get_blocking(hfd):
-            os.close(hfd)
-            raise err(E.EAGAIN) from None
-        return Park(hfd, lambda: _send_now(hfd, data, flags), events=4)  # POLLOUT
-    except BaseException:
-        os.close(hfd)
-        raise
-    os.close(hfd)
-    return n
+def _send_now(task: "Task", g: _GuestSocket, data: bytes, flags: int, raw: bytes) -> Result:
+    """Send on the guest's behalf; a blocking socket without room waits (parked) for it.
+    Never with SIGPIPE to us: the guest gets its own, as Linux would send it."""
+    r = _libc.sendto(g.fd, data, len(data), flags | F.MSG_DONTWAIT | F.MSG_NOSIGNAL, raw, len(raw))
+    code = ctypes.get_errno() if r < 0 else 0
+    if code == E.EAGAIN and not flags & F.MSG_DONTWAIT and os.get_blocking(g.fd):
+        return Park(g.fd, lambda: _send_now(task, g, data, flags, raw), events=_POLLOUT)
+    g.close()
+    if code == E.EPIPE and not flags & F.MSG_NOSIGNAL:
+        raise_signal = getattr(task, "raise_signal", None)
+        if raise_signal is not None:
+            raise_signal(13)  # SIGPIPE
+    return -code if code else r
 

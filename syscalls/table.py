@@ -22,7 +22,7 @@ NATIVE = """
 read write close poll lseek mmap mprotect munmap brk rt_sigaction rt_sigprocmask rt_sigreturn
 pread64 pwrite64 readv writev pipe select sched_yield mremap msync mincore madvise shmget shmat
 shmctl dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile socketpair recvfrom
-recvmsg shutdown fork vfork exit wait4 kill semget
+recvmsg shutdown getpeername setsockopt getsockopt fork vfork exit wait4 kill semget
 semop semctl shmdt msgget msgsnd msgrcv msgctl flock fsync fdatasync ftruncate gettimeofday
 getrlimit getrusage sysinfo times getuid getgid geteuid getegid setpgid getppid getpgrp setsid
 getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwait
@@ -65,8 +65,7 @@ HANDLERS: dict[str, Handler] = {
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
     "socket": net.sys_socket, "bind": net.sys_bind, "listen": net.sys_listen,
     "accept": net.sys_accept, "accept4": net.sys_accept4, "connect": net.sys_connect,
-    "getsockname": net.sys_getsockname, "getpeername": net.sys_getpeername,
-    "setsockopt": net.sys_setsockopt, "getsockopt": net.sys_getsockopt,
+    "getsockname": net.sys_getsockname,
     "clock_settime": process.sys_clock_settime,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
@@ -154,7 +153,7 @@ _ruled("fcntl", T, _allow_eq(1, _FCNTL_NATIVE, "fd flags, locks, dup"), handler=
 _ruled("ioctl", T, _allow_eq(1, _IOCTL_NATIVE, "tty and generic fd ioctls"), handler=process.sys_ioctl_other,
        note="native for termios/winsize/FIO*; everything else ENOTTY (no translated device yet)")
 _ruled("sendto", T, (ArgRule(4, Cmp.EQ, 0, N, why="no destination address"),), handler=net.sys_sendto,
-       note="native without an address; an address is checked (a connected TCP socket ignores it)")
+       note="native without an address; an address is checked against the capabilities, then sent")
 _ruled("prctl", T, _allow_eq(0, _PRCTL_NATIVE, "options about the caller itself"),
        handler=process.sys_prctl_other,
        note="process-local options native; PR_GET_NAME translated (the name Linux gives); others EINVAL")

@@ -1516,6 +1516,14 @@ TCP_SYNCNT = 7
 TCP_USER_TIMEOUT = 18
 TCP_WINDOW_CLAMP = 10
 
+# interface flags and their ioctls (linux/sockios.h, linux/if.h)
+IFF_LOOPBACK = 8
+IFF_RUNNING = 64
+IFF_UP = 1
+IFNAMSIZ = 16
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+
 # unmangled aliases
 WALL = __WALL
 WCLONE = __WCLONE

@@ -74,6 +74,7 @@ def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: in
         raw_syscall(NR["pivot_root"], *_cstrs(b".", b"."))
         raw_syscall(NR["umount2"], *_cstrs(b"."), F.MNT_DETACH)
         os.chdir("/")
+        _loopback_up()
         # Its own process group: a guest's kill(0, sig) or kill(-pgrp, sig) must not reach the
         # CLI's. Not its own session unless it gets a terminal (-t): a new session is a new
         # scheduler autogroup, and wake-ups across groups made every trapped call ~2x slower.
@@ -109,6 +110,18 @@ def _child(path: bytes, argv: list[bytes], env: list[bytes], go_r: int, fd_w: in
             os.write(fd_w, struct.pack("=i", -(getattr(e, "errno", None) or 1)))
         finally:
             os._exit(126)
+
+
+def _loopback_up() -> None:
+    """The sandbox's network namespace gets its loopback interface up (and nothing else): the
+    guest's sockets talk to each other there."""
+    fd = raw_syscall(NR["socket"], F.AF_INET, F.SOCK_DGRAM | F.SOCK_CLOEXEC, 0)
+    try:
+        req = struct.pack("=16sH22x", b"lo", 0)
+        (flags,) = struct.unpack_from("=H", fcntl.ioctl(fd, F.SIOCGIFFLAGS, req), 16)
+        fcntl.ioctl(fd, F.SIOCSIFFLAGS, struct.pack("=16sH22x", b"lo", flags | F.IFF_UP))
+    finally:
+        os.close(fd)
 
 
 _keep: list[object] = []
