@@ -21,6 +21,7 @@ from linuxabi.abi import flags as F
 
 from net.sockaddr import family_of, pack_inet, parse_inet
 
+from . import unix_names
 from .base import CONTINUE, InstallFd, Park, Result
 from .fsutil import err, s32
 
@@ -132,7 +133,7 @@ def sys_bind(task: "Task", a: Args) -> Result:
     g = _GuestSocket(task, a[0])
     try:
         if g.family == F.AF_UNIX:
-            return _unix_name_call(g, raw, "bind")
+            return _unix_name_call(task, g, raw, "bind")
         if g.family in _INET:
             _authorize(task, "bind", g.proto, raw, g.family)
         _call(_libc.bind, g.fd, raw, len(raw))
@@ -158,7 +159,7 @@ def sys_connect(task: "Task", a: Args) -> Result:
     g = _GuestSocket(task, a[0])
     try:
         if g.family == F.AF_UNIX:
-            result = _unix_name_call(g, raw, "connect")
+            result = _unix_name_call(task, g, raw, "connect")
             g.close()
             return result
         if g.family in _INET and family_of(raw) != F.AF_UNSPEC:
@@ -203,16 +204,16 @@ def _connect_nonblocking(fd: int, raw: bytes) -> int:
             os.set_blocking(fd, True)
 
 
-def _unix_name_call(g: _GuestSocket, raw: bytes, op: str) -> Result:
+def _unix_name_call(task: "Task", g: _GuestSocket, raw: bytes, op: str) -> Result:
     """bind/connect on a guest AF_UNIX socket: abstract names (of the sandbox's own network
-    namespace) and autobind run here; names in the filesystem are not served yet."""
+    namespace) and autobind run here; names in the filesystem go to syscalls.unix_names."""
     if len(raw) < 2:
         raise err(E.EINVAL)
     if family_of(raw) != F.AF_UNIX:
         raise err(E.EINVAL if op == "bind" else E.EAFNOSUPPORT)
     name = raw[2:]
     if name and name[0] != 0:
-        raise err(E.EACCES)  # filesystem names need the VFS's socket nodes
+        return (unix_names.bind_path if op == "bind" else unix_names.connect_path)(task, g, raw)
     if name.startswith(_RESERVED_ABSTRACT):
         raise err(E.EADDRINUSE if op == "bind" else E.ECONNREFUSED)
     if op == "bind":
@@ -302,9 +303,9 @@ def sys_sendto(task: "Task", a: Args) -> Result:
     raw = _read_sockaddr(task, a[4], a[5])
     g = _GuestSocket(task, a[0])
     try:
-        if g.family == F.AF_UNIX:
-            if raw[2:3] not in (b"\0", b"") or raw[2:].startswith(_RESERVED_ABSTRACT):
-                raise err(E.EACCES)  # filesystem names are not served yet
+        path_name = g.family == F.AF_UNIX and raw[2:3] not in (b"\0", b"")
+        if g.family == F.AF_UNIX and raw[2:].startswith(_RESERVED_ABSTRACT):
+            raise err(E.ECONNREFUSED)
         elif g.family in _INET and g.type != F.SOCK_STREAM:  # TCP ignores the address
             _authorize(task, "connect", g.proto, raw, g.family)
         if g.type != F.SOCK_STREAM and length > _MAX_DATAGRAM:
@@ -313,6 +314,8 @@ def sys_sendto(task: "Task", a: Args) -> Result:
     except BaseException:
         g.close()
         raise
+    if path_name:
+        return unix_names.sendto_path(task, g, raw, data, flags)
     return _send_now(task, g, data, flags, raw)
 
 
