@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 import threading
+import traceback
 from dataclasses import dataclass
 
 from net.socklayer import GuestNet
@@ -70,7 +72,12 @@ class PortForwarder:
                 if self._stopping:
                     return
                 continue  # ECONNABORTED and the like: the next one
-            if not self.net.ring(conn, self.spec.guest_port):
+            try:
+                rung = self.net.ring(conn, self.spec.guest_port)
+            except Exception:  # a bug of ours must not stop the forwarding
+                traceback.print_exc(file=sys.stderr)
+                rung = False
+            if not rung:
                 conn.close()
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import ctypes
 import os
 import socket
 import threading
+from dataclasses import dataclass
 
 _SO_NETNS_COOKIE = 71
 _CLONE_NEWNET = 0x40000000
@@ -32,12 +33,19 @@ def _netns_cookie(sock: socket.socket) -> int:
         return 0
 
 
+@dataclass
+class _Doorbell:
+    conn: socket.socket  # the host connection the guest gets instead
+    bell: socket.socket  # ours, in the sandbox: connected to the guest's listener
+    rung: bool = False  # its connect() returned (the guest may accept before it does)
+    answered: bool = False  # the guest accepted it
+
+
 class GuestNet:
     def __init__(self) -> None:
         self.lock = threading.Lock()  # forwarder threads register doorbells concurrently
         self.published: dict[int, tuple[str, int]] = {}  # guest port -> host (ip, port)
-        # doorbell's local (ip, port) in the sandbox -> (the host connection, the doorbell)
-        self.doorbells: dict[tuple[str, int], tuple[socket.socket, socket.socket]] = {}
+        self.doorbells: dict[tuple[str, int], _Doorbell] = {}  # by the bell's local address
         self._netns_fd = -1
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             self._host_cookie = _netns_cookie(s)  # sockets with it are the host's (forwarded)
@@ -59,9 +67,9 @@ class GuestNet:
 
     def close(self) -> None:
         with self.lock:
-            for conn, bell in self.doorbells.values():
-                conn.close()
-                bell.close()
+            for d in self.doorbells.values():
+                d.conn.close()
+                d.bell.close()
             self.doorbells.clear()
         if self._netns_fd >= 0:
             os.close(self._netns_fd)
@@ -85,15 +93,25 @@ class GuestNet:
         bell.settimeout(5.0)
         try:
             bell.bind(("127.0.0.1", 0))
-            with self.lock:  # registered before the guest can see the connection
-                self.doorbells[bell.getsockname()] = (conn, bell)
+        except OSError:
+            bell.close()
+            return False
+        key = bell.getsockname()
+        d = _Doorbell(conn, bell)
+        with self.lock:  # registered before the guest can see the connection
+            self.doorbells[key] = d
+        try:
             bell.connect(("127.0.0.1", guest_port))
         except OSError:
             with self.lock:
-                self.doorbells.pop(bell.getsockname(), None)
+                self.doorbells.pop(key, None)
             bell.close()
             self.counters["refused"] += 1
             return False
+        with self.lock:
+            d.rung = True
+            if d.answered:  # the guest's accept came first: the bell is ours to close
+                bell.close()
         self.counters["forwarded"] += 1
         return True
 
@@ -101,17 +119,19 @@ class GuestNet:
         """What the guest gets for a connection accepted on a published port: the host
         connection if ``accepted`` is a doorbell's (which is then closed), else itself."""
         try:
-            peer = accepted.getpeername()[:2]
+            ip, port = accepted.getpeername()[:2]
         except OSError:
             return accepted
+        peer = (ip.removeprefix("::ffff:"), port)  # a dual-stack listener sees v4-mapped peers
         with self.lock:
-            entry = self.doorbells.pop(peer, None)
-        if entry is None:
-            return accepted
-        conn, bell = entry
+            d = self.doorbells.pop(peer, None)
+            if d is None:
+                return accepted
+            d.answered = True
+            if d.rung:  # else the forwarder, still in connect(), closes it
+                d.bell.close()
         accepted.close()
-        bell.close()
-        return conn
+        return d.conn
 
     def host_local_name(self, sock: socket.socket) -> tuple[str, int] | None:
         """How the guest names the local end of a forwarded host connection: its own
