@@ -113,6 +113,9 @@ class Park:
     wait_fd: int
     finish: Callable[[], "Result"]
     events: int = 1  # select.POLLIN
+    # Called instead of finish when the call goes away unanswered (the guest was interrupted
+    # and restarts it, or exited): release what finish would have released.
+    cancel: Callable[[], None] | None = None
 
 
 Result = Union[int, InstallFd, _Continue, ExecPlan, Park]

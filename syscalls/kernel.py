@@ -311,6 +311,15 @@ class Kernel:
         if cs is None:
             return
         check = {"bind": cs.authorize_bind, "listen": cs.authorize_listen, "connect": cs.authorize_connect}[op]
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]  # an IPv4 peer seen through a dual-stack socket is that IPv4 address
+        elif ip == "::" and op != "connect":
+            # A dual-stack wildcard takes IPv4 too: the IPv4 wildcard's capability covers it.
+            try:
+                check(proto, ip, port)
+                return
+            except OSError:
+                ip = "0.0.0.0"
         check(proto, ip, port)
 
     def stale_fds(self) -> list[tuple[Process, int]]:

@@ -176,7 +176,7 @@ def _connect(g: _GuestSocket, raw: bytes) -> Result:
     it for a blocking caller."""
     code = _connect_nonblocking(g.fd, raw)
     if code == E.EINPROGRESS and os.get_blocking(g.fd):
-        return Park(g.fd, lambda: _connect_done(g, raw), events=_POLLOUT)
+        return Park(g.fd, lambda: _connect_done(g, raw), events=_POLLOUT, cancel=g.close)
     g.close()
     return -code
 
@@ -259,7 +259,7 @@ def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Resu
 def _accept_now(task: "Task", g: _GuestSocket, addr: int, len_addr: int, flags: int) -> Result:
     if not select.select([g.fd], [], [], 0)[0]:
         if os.get_blocking(g.fd):
-            return Park(g.fd, lambda: _accept_now(task, g, addr, len_addr, flags))
+            return Park(g.fd, lambda: _accept_now(task, g, addr, len_addr, flags), cancel=g.close)
         g.close()
         raise err(E.EAGAIN)
     try:
@@ -325,7 +325,7 @@ def _send_now(task: "Task", g: _GuestSocket, data: bytes, flags: int, raw: bytes
     r = _libc.sendto(g.fd, data, len(data), flags | F.MSG_DONTWAIT | F.MSG_NOSIGNAL, raw, len(raw))
     code = ctypes.get_errno() if r < 0 else 0
     if code == E.EAGAIN and not flags & F.MSG_DONTWAIT and os.get_blocking(g.fd):
-        return Park(g.fd, lambda: _send_now(task, g, data, flags, raw), events=_POLLOUT)
+        return Park(g.fd, lambda: _send_now(task, g, data, flags, raw), events=_POLLOUT, cancel=g.close)
     g.close()
     if code == E.EPIPE and not flags & F.MSG_NOSIGNAL:
         raise_signal = getattr(task, "raise_signal", None)

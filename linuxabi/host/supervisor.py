@@ -92,6 +92,14 @@ class _PendingChild:
     registered: bool = False  # its state was created from the parent's
 
 
+def _cancel(park: Park) -> None:
+    if park.cancel is not None:
+        try:
+            park.cancel()
+        except OSError:
+            pass
+
+
 class Supervisor:
     def __init__(self, kernel: Kernel, launched: Launched, init_exe: bytes, *,
                  dispatcher: Dispatcher | None = None) -> None:
@@ -186,7 +194,7 @@ class Supervisor:
             hp.close()
         for wfd, p in list(self.parked.items()):
             if p.task.host_tid == host_tid:
-                self._unpark(wfd)
+                self._unpark(wfd, cancel=True)
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -311,7 +319,7 @@ class Supervisor:
         self.procs.clear()
         self.tasks.clear()
         for wfd in list(self.parked):
-            self._unpark(wfd)
+            self._unpark(wfd, cancel=True)
         for fd in (self.listener.fd, self.launched.pidfd, self.launched.status_fd):
             try:
                 os.close(fd)
@@ -415,6 +423,7 @@ class Supervisor:
             return
         self._unpark(wfd)
         if not self.listener.id_valid(p.notif.id):
+            _cancel(p.park)  # interrupted: the guest restarts the call, or has moved on
             return
         try:
             result = p.park.finish()
@@ -426,12 +435,15 @@ class Supervisor:
             result = -E.EIO
         self._answer(p.notif, p.task, result)
 
-    def _unpark(self, wfd: int) -> None:
-        if self.parked.pop(wfd, None) is not None:
+    def _unpark(self, wfd: int, *, cancel: bool = False) -> None:
+        p = self.parked.pop(wfd, None)
+        if p is not None:
             try:
                 self._ep.unregister(wfd)
             except (OSError, ValueError):
                 pass
+            if cancel:
+                _cancel(p.park)
 
     def _late_task(self, host_tid: int) -> HostTask | None:
         """A thread we have not seen yet (its creation event is still queued)."""

@@ -1,0 +1,272 @@
+"""Guest sockets on the sandbox's own loopback, and host ports forwarded in with -p.
+
+Real parts: busybox's httpd, wget and nc in the default image, curl and wrk on the host. All
+traffic is on 127.0.0.1 (the host's, for -p) or inside the sandbox's network namespace.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oracle import REPO, run_native, run_translated
+
+HTTPD = "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p {port} -h /www"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sandbox:
+    """``linuxabi run ARGS`` in the background, stopped (by its PID) at the end."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "run", *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+    def wait_port(self, port: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.communicate()[1].decode()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                    if c.recv(16).startswith(b"HTTP/"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"nothing answered on port {port}")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.stderr.read().decode() if self.proc.stderr else ""
+
+
+def _curl(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", "-m", "5", *extra, url], capture_output=True, text=True, timeout=30)
+
+
+def test_guest_to_guest_tcp_on_loopback() -> None:
+    script = (HTTPD.format(body="internal-page", port="127.0.0.1:8000").replace("exec httpd -f", "httpd")
+              + " && wget -q -O - http://127.0.0.1:8000/ && wget -q -O - http://localhost:8000/"
+              + " && (nc -l -p 5000 > /tmp/got &) && sleep 0.3 && echo via-nc | nc 127.0.0.1 5000"
+              + " && sleep 0.3 && cat /tmp/got")
+    r = run_translated(["sh", "-c", script], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["internal-page", "internal-page", "via-nc"]
+
+
+def test_refused_and_unreachable_as_linux_says() -> None:
+    r = run_translated(["sh", "-c", "wget -O - http://127.0.0.1:9/ ; echo rc=$?; "
+                                    "wget -O - http://10.255.255.1:80/ ; echo rc=$?"], timeout=60)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert out.split() == ["rc=1", "rc=1"]
+    assert "Connection refused" in err
+    # outside the sandbox's loopback: no network at all (the default policy refuses it first)
+    assert "Operation not permitted" in err or "Network is unreachable" in err
+
+
+_UDP_ECHO = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+/* A UDP echo server (child) and client (parent) on the loopback; the client prints what it got
+ * back and whether the reply came from the server's address. */
+int main(void) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(s, (void *)&a, sizeof a) || getsockname(s, (void *)&a, &al)) { perror("bind"); return 1; }
+    if (fork() == 0) {
+        char buf[64]; struct sockaddr_in from; socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (void *)&from, &fl);
+        sendto(s, buf, n, 0, (void *)&from, fl);
+        _exit(0);
+    }
+    int c = socket(AF_INET, SOCK_DGRAM, 0);
+    sendto(c, "echo me", 7, 0, (void *)&a, sizeof a);
+    char buf[64] = {0}; struct sockaddr_in from; socklen_t fl = sizeof from;
+    ssize_t n = recvfrom(c, buf, sizeof buf - 1, 0, (void *)&from, &fl);
+    printf("%zd %s from_server=%d\n", n, buf, fl == sizeof from && from.sin_port == a.sin_port
+           && from.sin_addr.s_addr == a.sin_addr.s_addr);
+    wait(NULL);
+    return 0;
+}
+"""
+
+
+def test_guest_udp_echo_on_loopback(image_copy: Path, tmp_path: Path) -> None:
+    src = tmp_path / "udp.c"
+    src.write_text(_UDP_ECHO)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "udp"), str(src)], check=True)
+    r = run_translated(["/udp"], image_copy, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "7 echo me from_server=1\n"
+    assert r.stdout == run_native(["/udp"], image_copy).stdout
+
+
+def test_the_host_loopback_is_not_the_sandbox_loopback() -> None:
+    """A server on the host's 127.0.0.1 is out of the guest's reach: its 127.0.0.1 is its own."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        r = run_translated(["sh", "-c", f"echo x | nc 127.0.0.1 {port}; echo rc=$?"], timeout=60)
+        srv.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            srv.accept()
+    assert r.stdout.decode().split() == ["rc=1"]
+
+
+def test_publish_forwards_host_connections_to_a_blocking_server() -> None:
+    """busybox httpd -f: a blocking accept() loop that forks a child per connection."""
+    port = _free_port()
+    box = Sandbox(["-p", f"127.0.0.1:{port}:80", "--", "sh", "-c", HTTPD.format(body="forwarded", port=80)])
+    try:
+        box.wait_port(port)
+        for _ in range(5):  # one after another: each accept is parked, then answered
+            r = _curl(f"http://127.0.0.1:{port}/")
+            assert (r.returncode, r.stdout) == (0, "forwarded\n"), r.stderr
+        r = subprocess.run(["wrk", "-t1", "-c4", "-d1s", f"http://127.0.0.1:{port}/"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "Socket errors" not in r.stdout, r.stdout
+        assert int(r.stdout.split(" requests in ")[0].split()[-1]) > 50
+    finally:
+        err = box.stop()
+    assert "Traceback" not in err, err
+
+
+_NAMES_SERVER = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+/* Accept one connection on port 8080 and answer with what the guest sees: its own
+ * address (getsockname), the peer's (accept and getpeername). */
+int main(void) {
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(8080)};
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4)) { perror("listen"); return 1; }
+    struct sockaddr_in peer, self, peer2;
+    socklen_t pl = sizeof peer, sl = sizeof self, p2 = sizeof peer2;
+    int c = accept(l, (void *)&peer, &pl);
+    getsockname(c, (void *)&self, &sl);
+    getpeername(c, (void *)&peer2, &p2);
+    char out[256];
+    int n = snprintf(out, sizeof out, "self=%s:%d peer=%s:%d same_peer=%d\n", inet_ntoa(self.sin_addr),
+                     ntohs(self.sin_port), inet_ntoa(peer.sin_addr), ntohs(peer.sin_port),
+                     pl == sizeof peer && !memcmp(&peer, &peer2, sizeof peer));
+    write(c, out, n);
+    close(c);
+    return 0;
+}
+"""
+
+
+def test_publish_shows_the_guest_its_own_port_and_the_clients_address(image_copy: Path, tmp_path: Path) -> None:
+    src = tmp_path / "names.c"
+    src.write_text(_NAMES_SERVER)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "names"), str(src)], check=True)
+    port = _free_port()
+    box = Sandbox(["--root", str(image_copy), "-p", f"127.0.0.1:{port}:8080", "--", "/names"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                data = c.recv(256)
+                if data:
+                    break
+                c.close()
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "no answer"
+            time.sleep(0.1)
+        client_port = c.getsockname()[1]
+        c.close()
+        assert data.decode().split() == ["self=127.0.0.1:8080", f"peer=127.0.0.1:{client_port}", "same_peer=1"]
+    finally:
+        box.stop()
+
+
+def test_publish_mistakes_are_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = run_translated(["true"], extra=["-p", f"127.0.0.1:{port}:80"])
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 2 and lines == [f"linuxabi: -p 127.0.0.1:{port}:80: Address already in use"]
+    r = run_translated(["true"], extra=["-p", "80"])
+    assert r.returncode == 2 and len(r.stderr.decode().strip().splitlines()) == 1
+    assert "HOST_PORT:GUEST_PORT" in r.stderr.decode()
+
+
+def test_nothing_listening_behind_a_published_port_refuses() -> None:
+    port = _free_port()
+    box = Sandbox(["-p", f"127.0.0.1:{port}:80", "--", "sleep", "30"])
+    try:
+        time.sleep(1.0)
+        r = _curl(f"http://127.0.0.1:{port}/")
+        assert r.returncode != 0 and r.stdout == ""
+    finally:
+        box.stop()
+
+
+def test_policy_refuses_bind_and_connect(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[filesystem]\n"/" = "rwxcd"\n"/tmp" = "rwxcd"\n'
+                      '[network]\nbind = ["tcp:0.0.0.0:7000"]\nconnect = ["tcp:127.0.0.1:7000"]\n'
+                      '[devices]\nallow = ["/dev/null"]\n')
+    script = ("nc -l -p 7001 ; echo bind7001=$?; (nc -l -p 7000 > /tmp/got &) ; sleep 0.3; "
+              "echo allowed | nc 127.0.0.1 7000; sleep 0.2; cat /tmp/got; echo x | nc 127.0.0.1 7002; echo c7002=$?")
+    r = run_translated(["sh", "-c", script], extra=["--policy", str(policy)], timeout=60)
+    out, err = r.stdout.decode().split(), r.stderr.decode()
+    assert out == ["bind7001=1", "allowed", "c7002=1"], (out, err)
+    assert "Permission denied" in err  # bind: EACCES
+    assert "Operation not permitted" in err  # connect: EPERM
+
+
+def test_socket_families_outside_the_sandbox_are_refused(image_copy: Path, tmp_path: Path) -> None:
+    src = tmp_path / "fam.c"
+    src.write_text(r'''
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+int main(void) {
+    int r = socket(AF_NETLINK, SOCK_RAW, 0);  printf("netlink %d %d\n", r, r < 0 ? errno : 0);
+    r = socket(AF_PACKET, SOCK_RAW, 0);       printf("packet %d %d\n", r, r < 0 ? errno : 0);
+    r = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); printf("raw %d %d\n", r, r < 0 ? errno : 0);
+    r = socket(AF_INET, SOCK_STREAM, 0);      printf("inet %d\n", r >= 0);
+    return 0;
+}
+''')
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "fam"), str(src)], check=True)
+    r = run_translated(["/fam"], image_copy)
+    assert r.stdout.decode().splitlines() == ["netlink -1 97", "packet -1 97", "raw -1 1", "inet 1"]
+    native = run_native(["/fam"], image_copy).stdout.decode().splitlines()
+    assert native[-1] == "inet 1"  # the same program natively (as root it may open the others)
