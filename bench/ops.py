@@ -50,6 +50,8 @@ MICRO_OPS: tuple[Op, ...] = (
     micro("fork_exit_wait", 1_000),
     micro("fork_exec_wait_static", 300),
     micro("mmap_munmap_64k", 50_000),
+    micro("tcp_rtt_loopback", 20_000),  # 1-byte write+read through an echoing peer
+    micro("tcp_connect_loopback", 2_000),  # socket+connect+close; the peer accepts
 )
 
 WORKLOADS: tuple[Op, ...] = (

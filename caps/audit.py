@@ -28,8 +28,10 @@ from typing import Any, Iterator
 
 GENESIS = "0" * 64
 LEVELS = ("normal", "verbose")
-VERBOSE_ONLY = frozenset({"open"})  # too frequent for the normal level
-EVENTS = frozenset({"grant", "derive", "revoke", "transfer", "deny", "exec", "bind", "connect",
+# Too frequent for the normal level: file opens, and connections that stay inside the sandbox
+# (its own loopback; a server's clients may connect thousands of times a second).
+VERBOSE_ONLY = frozenset({"open", "connect-loopback"})
+EVENTS = frozenset({"grant", "derive", "revoke", "transfer", "deny", "exec", "bind", "connect", "connect-loopback",
                     "listen", "open", "checkpoint"})
 
 

@@ -318,7 +318,8 @@ class CSpace:
         for ep, bits, cap in self._net:
             if bits & want == want and ep.matches(proto, addr, port):
                 if self.audit is not None:
-                    self.audit.record(op, cspace=self.name, proto=proto, ip=str(addr), port=port, cap=cap.id)
+                    event = "connect-loopback" if op == "connect" and addr.is_loopback else op
+                    self.audit.record(event, cspace=self.name, proto=proto, ip=str(addr), port=port, cap=cap.id)
                 return cap
         raise self._deny(err, op, (), right, proto=proto, ip=str(addr), port=port)
 

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -250,6 +253,100 @@ static void teardown_pipe(void)
     wait_ok(peer, "pipe peer did not exit 0");
 }
 
+/* TCP over the loopback: a listener on 127.0.0.1 (port chosen by the kernel) and a peer
+ * process that echoes each byte (round trip) or accepts and closes (connect). */
+static struct sockaddr_in tcp_addr;
+static int tcp_listener = -1;
+
+static void tcp_listen(void)
+{
+    tcp_addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof tcp_addr;
+    tcp_listener = socket(AF_INET, SOCK_STREAM, 0);
+    if (tcp_listener < 0 || bind(tcp_listener, (void *)&tcp_addr, sizeof tcp_addr)
+        || listen(tcp_listener, 128) || getsockname(tcp_listener, (void *)&tcp_addr, &len))
+        die("tcp listen");
+}
+
+static int tcp_connect(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (s < 0 || connect(s, (void *)&tcp_addr, sizeof tcp_addr))
+        die("tcp connect");
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s;
+}
+
+static void setup_tcp_rtt(void)
+{
+    tcp_listen();
+    peer = fork();
+    if (peer < 0)
+        die("fork");
+    if (peer == 0) {
+        int c = accept(tcp_listener, NULL, NULL), one = 1;
+        char ch;
+        if (c < 0)
+            _exit(1);
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        while (read(c, &ch, 1) == 1)
+            if (write(c, &ch, 1) != 1)
+                break;
+        _exit(0);
+    }
+    fd = tcp_connect();
+    close(tcp_listener);
+}
+
+static void op_tcp_rtt(void)
+{
+    char c = 't';
+    if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1)
+        die("tcp round trip");
+}
+
+static void teardown_tcp_rtt(void)
+{
+    close(fd);  /* EOF ends the peer's loop */
+    fd = -1;
+    wait_ok(peer, "tcp peer did not exit 0");
+}
+
+static void setup_tcp_connect(void)
+{
+    tcp_listen();
+    peer = fork();
+    if (peer < 0)
+        die("fork");
+    if (peer == 0) {
+        for (;;) {
+            int c = accept(tcp_listener, NULL, NULL);
+            if (c < 0)
+                _exit(1);
+            char ch;
+            ssize_t n = read(c, &ch, 1);  /* the client's last one sends 'q' */
+            close(c);
+            if (n == 1 && ch == 'q')
+                _exit(0);
+        }
+    }
+}
+
+static void op_tcp_connect(void)
+{
+    close(tcp_connect());
+}
+
+static void teardown_tcp_connect(void)
+{
+    int s = tcp_connect();
+    if (write(s, "q", 1) != 1)
+        die("tcp quit");
+    close(s);
+    close(tcp_listener);
+    wait_ok(peer, "tcp accept peer did not exit 0");
+}
+
 static void teardown_fd(void)
 {
     if (fd >= 0)
@@ -281,6 +378,8 @@ static const struct op OPS[] = {
     {"fork_exit_wait", 3000, op_fork_exit_wait, NULL, NULL},
     {"fork_exec_wait_static", 1000, op_fork_exec_wait, NULL, NULL},
     {"mmap_munmap_64k", 200000, op_mmap_munmap, NULL, NULL},
+    {"tcp_rtt_loopback", 50000, op_tcp_rtt, setup_tcp_rtt, teardown_tcp_rtt},
+    {"tcp_connect_loopback", 5000, op_tcp_connect, setup_tcp_connect, teardown_tcp_connect},
 };
 
 static const struct op *find_op(const char *name)
