@@ -31,6 +31,7 @@ class HostScratch:
         os.chmod(self.path, 0o700)
         self.fd = os.open(self.path, _DIR_FLAGS)
         self._names = itertools.count(1)
+        self._subdirs: dict[str, int] = {}
 
     def _name(self) -> str:
         return f"s{next(self._names)}"
@@ -55,6 +56,25 @@ class HostScratch:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.fd))
         return name
 
+    def subdir(self, name: str) -> int:
+        """A directory fd (owned by the scratch) on subdirectory ``name`` (not an "s" name: those
+        are shadows), made on first use: a work area on the scratch's own filesystem."""
+        fd = self._subdirs.get(name)
+        if fd is None:
+            try:
+                os.mkdir(name, 0o700, dir_fd=self.fd)
+            except FileExistsError:
+                pass
+            fd = self._subdirs[name] = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
+        return fd
+
+    def adopt(self, dir_fd: int, name: bytes) -> str:
+        """Move the host object ``name`` (relative to ``dir_fd``, on the scratch's filesystem)
+        into the scratch as a new shadow; returns the shadow's name."""
+        shadow = self._name()
+        os.rename(name, shadow, src_dir_fd=dir_fd, dst_dir_fd=self.fd)
+        return shadow
+
     def open(self, name: str, flags: int) -> int:
         return os.open(name, flags | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.fd)
 
@@ -69,6 +89,9 @@ class HostScratch:
             pass
 
     def close(self) -> None:
+        for fd in self._subdirs.values():
+            os.close(fd)
+        self._subdirs.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

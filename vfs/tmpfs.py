@@ -180,6 +180,14 @@ class MemSpecial(SpecialInode):
     __slots__ = ()
 
 
+class MemSocket(MemSpecial):
+    """A socket inode made by a guest's bind(2) (see syscalls/unix_names.py). Its shadow in the
+    HostScratch is the bound host socket itself: a connect to the guest's path goes there, and
+    it goes away with the last name (``released``), so an unlinked name refuses connections."""
+
+    __slots__ = ()
+
+
 class MemDir(DirInode):
     """A RAM directory. Entry cookies (getdents positions) come from a per-directory
     counter, so they stay valid while other entries come and go."""
@@ -338,3 +346,8 @@ class TmpFs(FileSystem):
 
     def new_special(self, mode: int, rdev: int, uid: int, gid: int) -> MemSpecial:
         return MemSpecial(self, self.new_ino(), mode, uid, gid, nlink=0, rdev=rdev)
+
+    def new_socket(self, mode: int, uid: int, gid: int, shadow: str) -> MemSocket:
+        inode = MemSocket(self, self.new_ino(), mode, uid, gid, nlink=0)
+        inode.shadow = shadow
+        return inode

@@ -12,7 +12,7 @@ import fcntl
 import os
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .errors import E, fail
 from .filesystem import ST_RDONLY, FileSystem
@@ -431,6 +431,32 @@ class Vfs:
         fmode, uid, gid = self._owner(ctx, dir_, kind | (mode & 0o7777 & ~ctx.umask))
         inode = fs.new_file(fmode, uid, gid) if kind == S_IFREG else fs.new_special(fmode, 0, uid, gid)
         dir_.insert(name, inode, time.time_ns())
+
+    def bind_socket(self, ctx: FsContext, base: Location, path: bytes, make_host: Callable[[], str]) -> Location:
+        """bind(2) of an AF_UNIX socket to ``path`` (unix_bind_bsd): a socket inode made where
+        and as mknod makes one (errno order included; EEXIST is the caller's EADDRINUSE), mode
+        0777 & ~umask. ``make_host`` is called last, once every check passed: it binds the host
+        socket and returns its shadow name in the scratch; if it raises, nothing is created."""
+        m, d, name = self._filename_create(ctx, base, path, is_dir=False)
+        dir_ = d.inode
+        self._may_create(ctx, dir_)
+        if self.guard is not None:
+            self.guard.create(m, d, name, None)
+        assert isinstance(dir_, MemDir)
+        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        fmode, uid, gid = self._owner(ctx, dir_, S_IFSOCK | (0o777 & ~ctx.umask))
+        inode = fs.new_socket(fmode, uid, gid, make_host())
+        return Location(m, dir_.insert(name, inode, time.time_ns()))
+
+    def socket_location(self, ctx: FsContext, base: Location, path: bytes) -> Location:
+        """What connect(2) or sendto(2) to an AF_UNIX ``path`` reaches (unix_find_bsd): the path
+        followed, and write permission on what it names (a capability to write it, too)."""
+        loc = self.lookup(ctx, base, path)
+        if not permitted(ctx, loc.inode, MAY_WRITE):
+            fail(E.EACCES)
+        if self.guard is not None:
+            self.guard.open(loc.mount, loc.dentry, os.O_WRONLY)
+        return loc
 
     def symlink(self, ctx: FsContext, target: bytes, base: Location, path: bytes) -> None:
         if not target:
