@@ -309,6 +309,16 @@ class CSpace:
                 return cap
         raise self._deny(E.EACCES, "tty", (), rights)
 
+    def allows_net(self, op: str, proto: str, ip: "str | IPAddress", port: int) -> bool:
+        """Whether a bind/listen/connect would pass, without recording anything (for sweeping
+        what a revoke took away)."""
+        if self._dirty:
+            self._rebuild()
+        right = {"bind": Rights.BIND, "listen": Rights.LISTEN, "connect": Rights.CONNECT}[op]
+        addr = normalise_ip(ip)
+        return any(bits & right._value_ == right._value_ and ep.matches(proto, addr, port)
+                   for ep, bits, _ in self._net)
+
     def _net_check(self, op: str, right: Rights, err: int, proto: str, ip: "str | IPAddress",
                    port: int) -> Capability:
         if self._dirty:

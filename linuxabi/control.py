@@ -238,7 +238,11 @@ class ControlServer:
             except CapabilityError as e:
                 raise ValueError(str(e)) from None
             stale = self.kernel.revoked()
-            return {"ok": True, "revoked": count, "fds": [[p.pid, fd] for p, fd in stale]}
+            from syscalls.netrevoke import shut_revoked_sockets
+
+            sockets = shut_revoked_sockets(self.kernel)
+            return {"ok": True, "revoked": count, "fds": [[p.pid, fd] for p, fd in stale],
+                    "sockets": [[p.pid, fd] for p, fd in sockets]}
         raise ValueError(f"unknown op {op!r} (list, grant, revoke)")
 
 
@@ -334,6 +338,7 @@ def ctl_main(argv: Sequence[str]) -> int:
     elif args.cmd == "grant":
         print(f"granted: slot {answer['slot']}")
     else:
-        fds = answer.get("fds", [])
-        print(f"revoked: {answer['revoked']} capabilities" + (f"; {len(fds)} open files cut off" if fds else ""))
+        fds, socks = answer.get("fds", []), answer.get("sockets", [])
+        print(f"revoked: {answer['revoked']} capabilities" + (f"; {len(fds)} open files cut off" if fds else "")
+              + (f"; {len(socks)} socket fds shut down" if socks else ""))
     return 0

@@ -270,3 +270,38 @@ int main(void) {
     assert r.stdout.decode().splitlines() == ["netlink -1 97", "packet -1 97", "raw -1 1", "inet 1"]
     native = run_native(["/fam"], image_copy).stdout.decode().splitlines()
     assert native[-1] == "inet 1"  # the same program natively (as root it may open the others)
+
+
+def test_revoking_a_bind_capability_shuts_the_open_sockets(tmp_path: Path) -> None:
+    """The guest's listener and the connection it accepted carry data natively: a revoke reaches
+    them anyway (shut down on the host socket itself) and the next bind is refused."""
+    policy = tmp_path / "p.toml"
+    policy.write_text('[filesystem]\n"/" = "rwxcd"\n"/tmp" = "rwxcd"\n'
+                      '[network]\nbind = ["tcp:0.0.0.0:7000"]\nconnect = ["tcp:127.0.0.1:7000"]\n'
+                      '[devices]\nallow = ["/dev/null"]\n')
+    idf = tmp_path / "id"
+    script = ("sleep 30 | nc -l -p 7000 > /tmp/srv & sleep 0.3; echo ready; "
+              "(echo before; read go; echo after; sleep 0.3; echo later) | nc 127.0.0.1 7000; "
+              "wait %1; echo served; cat /tmp/srv; nc -l -p 7000; echo relisten=$?")
+    cmd = [sys.executable, "-m", "linuxabi", "run", "--policy", str(policy), "--id-file", str(idf),
+           "--audit", str(tmp_path / "audit.log"), "--", "sh", "-c", script]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        time.sleep(0.5)  # the connection is up and "before" went through
+        sandbox = idf.read_text().strip()
+        listing = subprocess.run([sys.executable, "-m", "linuxabi", "ctl", "list", sandbox],
+                                 capture_output=True, text=True, cwd=REPO, timeout=30).stdout
+        slot = next(line.split()[0] for line in listing.splitlines() if "tcp:0.0.0.0/0:7000" in line)
+        ctl = subprocess.run([sys.executable, "-m", "linuxabi", "ctl", "revoke", sandbox, "--slot", slot],
+                             capture_output=True, text=True, cwd=REPO, timeout=30)
+        assert ctl.returncode == 0, ctl.stderr
+        assert "socket fds shut down" in ctl.stdout, ctl.stdout
+        out, err = p.communicate(b"go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out.decode().splitlines() == ["served", "before", "relisten=1"], (out, err)
+    assert b"bind: Permission denied" in err

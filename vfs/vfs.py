@@ -402,14 +402,19 @@ class Vfs:
             gid = ctx.gid
         return mode, ctx.uid, gid
 
-    def mkdir(self, ctx: FsContext, base: Location, path: bytes, mode: int) -> None:
-        m, d, name = self._filename_create(ctx, base, path, is_dir=True)
+    def _create_in(self, ctx: FsContext, base: Location, path: bytes, *,
+                   is_dir: bool) -> "tuple[Mount, Dentry, bytes, MemDir, TmpFs]":
+        """Where a new name goes, once the parent may take it (permission, capability)."""
+        m, d, name = self._filename_create(ctx, base, path, is_dir=is_dir)
         dir_ = d.inode
         self._may_create(ctx, dir_)
         if self.guard is not None:
             self.guard.create(m, d, name, None)
         assert isinstance(dir_, MemDir)
-        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        return m, d, name, dir_, dir_.fs  # type: ignore[return-value]
+
+    def mkdir(self, ctx: FsContext, base: Location, path: bytes, mode: int) -> None:
+        m, d, name, dir_, fs = self._create_in(ctx, base, path, is_dir=True)
         dmode, uid, gid = self._owner(ctx, dir_, S_IFDIR | (mode & ~ctx.umask & 0o1777))
         dir_.insert(name, fs.new_dir(dmode, uid, gid), time.time_ns())
 
@@ -437,13 +442,7 @@ class Vfs:
         and as mknod makes one (errno order included; EEXIST is the caller's EADDRINUSE), mode
         0777 & ~umask. ``make_host`` is called last, once every check passed: it binds the host
         socket and returns its shadow name in the scratch; if it raises, nothing is created."""
-        m, d, name = self._filename_create(ctx, base, path, is_dir=False)
-        dir_ = d.inode
-        self._may_create(ctx, dir_)
-        if self.guard is not None:
-            self.guard.create(m, d, name, None)
-        assert isinstance(dir_, MemDir)
-        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        m, d, name, dir_, fs = self._create_in(ctx, base, path, is_dir=False)
         fmode, uid, gid = self._owner(ctx, dir_, S_IFSOCK | (0o777 & ~ctx.umask))
         inode = fs.new_socket(fmode, uid, gid, make_host())
         return Location(m, dir_.insert(name, inode, time.time_ns()))
@@ -463,13 +462,7 @@ class Vfs:
             fail(E.ENOENT)
         if len(target) >= PATH_MAX:
             fail(E.ENAMETOOLONG)
-        m, d, name = self._filename_create(ctx, base, path, is_dir=False)
-        dir_ = d.inode
-        self._may_create(ctx, dir_)
-        if self.guard is not None:
-            self.guard.create(m, d, name, None)
-        assert isinstance(dir_, MemDir)
-        fs: TmpFs = dir_.fs  # type: ignore[assignment]
+        m, d, name, dir_, fs = self._create_in(ctx, base, path, is_dir=False)
         _, uid, gid = self._owner(ctx, dir_, S_IFLNK | 0o777)
         dir_.insert(name, fs.new_symlink(target, uid, gid), time.time_ns())
 

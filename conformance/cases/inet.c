@@ -120,27 +120,6 @@ static int client_of(int lst)
     return fd;
 }
 
-static const char *ev(int e)
-{
-    static char buf[4][80];
-    static int i;
-    char *b = buf[i++ & 3];
-    b[0] = 0;
-    if (e & POLLIN) strcat(b, "IN|");
-    if (e & POLLPRI) strcat(b, "PRI|");
-    if (e & POLLOUT) strcat(b, "OUT|");
-    if (e & POLLRDHUP) strcat(b, "RDHUP|");
-    if (e & POLLERR) strcat(b, "ERR|");
-    if (e & POLLHUP) strcat(b, "HUP|");
-    if (e & POLLNVAL) strcat(b, "NVAL|");
-    size_t n = strlen(b);
-    if (n)
-        b[n - 1] = 0;
-    else
-        strcpy(b, "none");
-    return b;
-}
-
 static void show_poll(const char *name, int fd, short events, int timeout)
 {
     struct pollfd p = {.fd = fd, .events = events};
@@ -149,7 +128,7 @@ static void show_poll(const char *name, int fd, short events, int timeout)
     if (r < 0)
         checkf(name, "ret=-1 errno=%s", errname(errno));
     else
-        checkf(name, "ret=%ld revents=%s", r, ev(p.revents));
+        checkf(name, "ret=%ld revents=%s", r, poll_events(p.revents));
 }
 
 /* getsockopt of an int option: "ret=0 val=N len=4" or the error. */
@@ -536,7 +515,7 @@ static void test_epoll(void)
     errno = 0;
     long r = epoll_wait(ep, out, 2, WAIT_MS);
     checkf("epoll_listener_pending", "%s events=%s data=%llu", rstr(r, errno),
-           ev((int)out[0].events), (unsigned long long)out[0].data.u64);
+           poll_events((int)out[0].events), (unsigned long long)out[0].data.u64);
     int a = accept4(lst, NULL, NULL, SOCK_CLOEXEC);
     CHECK_RET("epoll_listener_after_accept", epoll_wait(ep, out, 2, 0));
     /* The accepted socket: writable at once, readable when data comes. */
@@ -546,13 +525,13 @@ static void test_epoll(void)
     epoll_ctl(ep, EPOLL_CTL_ADD, a, &e);
     memset(out, 0, sizeof out);
     r = epoll_wait(ep, out, 2, 0);
-    checkf("epoll_accepted_idle", "ret=%ld events=%s", r, ev((int)out[0].events));
+    checkf("epoll_accepted_idle", "ret=%ld events=%s", r, poll_events((int)out[0].events));
     write(c, "z", 1);
     memset(out, 0, sizeof out);
     struct pollfd p = {.fd = a, .events = POLLIN};
     poll(&p, 1, WAIT_MS);
     r = epoll_wait(ep, out, 2, 0);
-    checkf("epoll_accepted_data", "ret=%ld events=%s", r, ev((int)out[0].events));
+    checkf("epoll_accepted_data", "ret=%ld events=%s", r, poll_events((int)out[0].events));
     close(a);
     close(c);
     close(ep);

@@ -9,26 +9,6 @@
 
 static long sys_poll(struct pollfd *f, unsigned n, int t) { return syscall(SYS_poll, f, n, t); }
 
-static const char *ev(int e)
-{
-    static char buf[4][64];
-    static int i;
-    char *b = buf[i++ & 3];
-    b[0] = 0;
-    if (e & POLLIN) strcat(b, "IN|");
-    if (e & POLLOUT) strcat(b, "OUT|");
-    if (e & POLLHUP) strcat(b, "HUP|");
-    if (e & POLLERR) strcat(b, "ERR|");
-    if (e & POLLNVAL) strcat(b, "NVAL|");
-    if (e & POLLPRI) strcat(b, "PRI|");
-    size_t n = strlen(b);
-    if (n)
-        b[n - 1] = 0;
-    else
-        strcpy(b, "none");
-    return b;
-}
-
 static void show_poll(const char *name, struct pollfd *f, int n, int timeout)
 {
     errno = 0;
@@ -40,7 +20,7 @@ static void show_poll(const char *name, struct pollfd *f, int n, int timeout)
     char out[256] = "";
     for (int i = 0; i < n; i++) {
         strcat(out, i ? " " : "");
-        strcat(out, ev(f[i].revents));
+        strcat(out, poll_events(f[i].revents));
     }
     checkf(name, "ret=%ld revents=%s", r, out);
 }
@@ -93,7 +73,7 @@ static void test_poll(void)
     CHECK_RET("ppoll_bad_timeout", ppoll(&e, 1, &bad, NULL));
     write(p[1], "y", 1);
     r = ppoll(&e, 1, NULL, NULL);
-    checkf("ppoll_ready", "ret=%ld revents=%s", r, ev(e.revents));
+    checkf("ppoll_ready", "ret=%ld revents=%s", r, poll_events(e.revents));
     close(p[0]);
     close(p[1]);
 }
@@ -174,7 +154,7 @@ static void test_epoll(void)
     CHECK_RET("epoll_wait_nothing", epoll_wait(ep, out, 4, 0));
     write(p[1], "ab", 2);
     long r = syscall(SYS_epoll_wait, ep, out, 4, 0);
-    checkf("epoll_wait_ready", "ret=%ld events=%s data=%#llx", r, ev((int)out[0].events),
+    checkf("epoll_wait_ready", "ret=%ld events=%s data=%#llx", r, poll_events((int)out[0].events),
            (unsigned long long)out[0].data.u64);
     r = epoll_wait(ep, out, 4, 0);
     checkf("epoll_level_triggered_again", "ret=%ld", r);
@@ -216,7 +196,7 @@ static void test_epoll(void)
     e.data.u64 = 1;
     epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e);
     r = epoll_wait(ep, out, 4, 0);
-    checkf("epoll_hup_after_writer_close", "ret=%ld events=%s", r, ev((int)out[0].events));
+    checkf("epoll_hup_after_writer_close", "ret=%ld events=%s", r, poll_events((int)out[0].events));
     close(p[0]);
     r = epoll_wait(ep, out, 4, 0);
     checkf("epoll_close_removes", "ret=%ld", r);

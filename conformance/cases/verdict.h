@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -416,5 +417,28 @@ VD_FN int vd_end(void)
     fflush(stdout);
     return 0;
 }
+
+/* poll/epoll event bits as text (IN|OUT...), "none" for 0; four results may be live at once. */
+static inline const char *poll_events(int e)
+{
+    static char buf[4][80];
+    static int i;
+    char *b = buf[i++ & 3];
+    b[0] = 0;
+    if (e & POLLIN) strcat(b, "IN|");
+    if (e & POLLPRI) strcat(b, "PRI|");
+    if (e & POLLOUT) strcat(b, "OUT|");
+    if (e & POLLRDHUP) strcat(b, "RDHUP|");
+    if (e & POLLERR) strcat(b, "ERR|");
+    if (e & POLLHUP) strcat(b, "HUP|");
+    if (e & POLLNVAL) strcat(b, "NVAL|");
+    size_t n = strlen(b);
+    if (n)
+        b[n - 1] = 0;
+    else
+        strcpy(b, "none");
+    return b;
+}
+
 
 #endif

@@ -163,6 +163,7 @@ class Supervisor:
     # ---- bookkeeping ------------------------------------------------------------------------
 
     def _adopt(self, proc: Process) -> HostProcess:
+        proc.exited = False  # a forked child passes through remove_process on its way here
         self.kernel.add_process(proc)
         hp = HostProcess(proc)
         self.procs[proc.host_pid] = hp
