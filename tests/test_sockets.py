@@ -305,3 +305,59 @@ def test_revoking_a_bind_capability_shuts_the_open_sockets(tmp_path: Path) -> No
             p.wait()
     assert out.decode().splitlines() == ["served", "before", "relisten=1"], (out, err)
     assert b"bind: Permission denied" in err
+
+
+_INTERRUPTED_ACCEPT = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+/* A blocking accept() with nobody connecting is interrupted by SIGALRM: EINTR without
+ * SA_RESTART; with SA_RESTART it goes on waiting (the second alarm's handler exits). */
+static volatile int hits;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    if (++hits == 2) {
+        static const char msg[] = "restarted, hit again\n";
+        write(1, msg, sizeof msg - 1);
+        _exit(0);
+    }
+}
+int main(int argc, char **argv) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(argc > 1 ? atoi(argv[1]) : 0)};
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 1)) return 1;
+    struct sigaction sa = {.sa_handler = on_alarm};
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    int r = accept(l, NULL, NULL);
+    printf("accept %d %s hits=%d\n", r, r < 0 ? strerror(errno) : "", hits);
+    fflush(stdout);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    r = accept(l, NULL, NULL);
+    printf("not reached %d\n", r);
+    return 1;
+}
+"""
+
+
+def test_a_signal_interrupts_a_parked_accept(image_copy: Path, tmp_path: Path) -> None:
+    src = tmp_path / "intr.c"
+    src.write_text(_INTERRUPTED_ACCEPT)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "intr"), str(src)], check=True)
+    native = run_native(["/intr"], image_copy)
+    assert native.stdout.decode().splitlines() == ["accept -1 Interrupted system call hits=1", "restarted, hit again"]
+    r = run_translated(["/intr"], image_copy, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == native.stdout
+    # On a published port the translator serves accept() itself, parked: the same answers.
+    r = run_translated(["/intr", "80"], image_copy, timeout=60, extra=["-p", f"127.0.0.1:{_free_port()}:80"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == native.stdout

@@ -92,6 +92,17 @@ class _PendingChild:
     registered: bool = False  # its state was created from the parent's
 
 
+def _signal_pending(tgid: int, tid: int) -> bool:
+    """Whether the thread has a signal pending that it does not block."""
+    try:
+        with open(f"/proc/{tgid}/task/{tid}/status", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        pending = int(fields[b"SigPnd"], 16) | int(fields[b"ShdPnd"], 16)
+        return bool(pending & ~int(fields[b"SigBlk"], 16))
+    except (OSError, KeyError, ValueError):
+        return False
+
+
 def _cancel(park: Park) -> None:
     if park.cancel is not None:
         try:
@@ -112,6 +123,9 @@ class Supervisor:
         self.pending: dict[int, _PendingChild] = {}
         self.execs: dict[int, _ExecDance] = {}
         self.parked: dict[int, _Parked] = {}  # wait fd -> parked call
+        # host tid -> the syscall it runs natively as we answered (CONTINUE, or -ERESTARTSYS for
+        # a parked call a signal interrupted): its -ERESTARTSYS is the kernel's, keep it
+        self._native_calls: dict[int, int] = {}
         self.init_host_pid = launched.host_pid
         self.exit_status: int | None = None
         self.exec_error: int | None = None
@@ -289,6 +303,19 @@ class Supervisor:
             elif signo not in (signal.SIGCHLD, signal.SIGALRM):
                 self.forward_signal(signo)
         self._reap()
+        if self.parked:
+            self._interrupt_parked()
+
+    def _interrupt_parked(self) -> None:
+        """A signal interrupts a parked call as it would the kernel's own wait (DESIGN.md, hard
+        problem 3): its thread waits killably on our answer, so the answer is -ERESTARTSYS, and
+        the kernel's signal delivery then restarts the call (SA_RESTART, or no handler run) or
+        fails it with EINTR. Checked on the loop's 50 ms tick."""
+        for wfd, p in list(self.parked.items()):
+            if _signal_pending(p.task.hp.proc.host_pid, p.task.host_tid):
+                self._unpark(wfd, cancel=True)
+                self._native_calls[p.task.host_tid] = p.notif.nr
+                self.listener.reply_errno(p.notif.id, E.ERESTARTSYS)
 
     def _poll_parked(self) -> None:
         try:
@@ -346,6 +373,7 @@ class Supervisor:
     # ---- translated calls -------------------------------------------------------------------
 
     def _on_notification(self, n: Notification) -> None:
+        self._native_calls.pop(n.pid, None)
         task = self.tasks.get(n.pid)
         if task is None:
             task = self._late_task(n.pid)
@@ -374,6 +402,7 @@ class Supervisor:
             else:
                 self.listener.reply(n.id, result)
         elif result is CONTINUE:
+            self._native_calls[n.pid] = n.nr
             self.listener.reply_continue(n.id)
         elif isinstance(result, InstallFd):
             try:
@@ -756,13 +785,15 @@ class Supervisor:
         dance.stage = "close-exit"
         ptrace.cont_to_syscall_exit(tid)
 
-    @staticmethod
-    def _restart_unserved_call(tid: int) -> None:
+    def _restart_unserved_call(self, tid: int) -> None:
         """A translated call interrupted before we received it must be restarted, whatever the
         handler's SA_RESTART says: Linux would not have failed a stat() with EINTR. (A call we
-        received is not interrupted: the filter waits killable-only once it is received.)"""
+        received is not interrupted: the filter waits killable-only once it is received.) A call
+        that ran natively (CONTINUE: a blocking accept) keeps the kernel's own answer."""
         regs = ptrace.get_regs(tid)
         if regs.rax != _ERESTARTSYS_RET or regs.orig_rax >= 1 << 63:
+            return
+        if self._native_calls.pop(tid, None) == regs.orig_rax:
             return
         decl = SYSCALLS.get(regs.orig_rax)
         if decl is not None and decl.disposition is Disposition.TRANSLATED:
