@@ -20,10 +20,13 @@ from .host.launch import launch
 from .host.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from net.uplink import Uplink
+
     from .forward import PortForwarder
     from .control import ControlServer
 from .terminal import TerminalRelay, raw_mode
 
+DHCP_TIMEOUT = 10.0  # seconds a --net tap:NAME without ip= waits for its lease before the guest runs
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -58,6 +61,9 @@ class SandboxConfig:
     tty: bool = False  # give the guest a pty of its own as stdio and controlling terminal
     # Host TCP ports forwarded to the sandbox's ports: "[HOST_IP:]HOST_PORT:GUEST_PORT" each
     publish: list[str] = field(default_factory=list)
+    # The sandbox's link beyond its loopback: "none", or "tap:NAME[,ip=A.B.C.D/N[,gw=G]]" (linuxabi's
+    # own TCP/IP stack on TAP device NAME, addressed by DHCP unless ip= is given; net/uplink.py)
+    net: str = "none"
 
     def guest_env(self) -> dict[str, str]:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": self.hostname}
@@ -170,6 +176,45 @@ class Sandbox:
             raise
         return forwarders
 
+    def _open_uplink(self) -> "Uplink | None":
+        """The TAP and the stack on it, before the guest starts: a bad --net, a TAP that cannot
+        be opened or no DHCP lease is the user's error, reported before anything runs."""
+        if self.config.net == "none":
+            return None  # the stack is not even imported
+        from net.uplink import NetSpec, Uplink
+
+        try:
+            spec = NetSpec.parse(self.config.net)
+        except ValueError as e:
+            raise SandboxError(str(e)) from None
+        if spec.none:
+            return None
+        try:
+            uplink = Uplink(spec)
+        except OSError as e:
+            raise SandboxError(f"--net {spec}: cannot open or create TAP device {spec.tap}: "
+                               f"{e.strerror or e}") from None
+        if spec.ip is None:
+            uplink.start()
+            leased = uplink.wait_address(DHCP_TIMEOUT)
+            uplink.pause()  # no thread of ours runs while the guest is forked
+            if not leased:
+                uplink.close()
+                raise SandboxError(f"--net {spec}: no DHCP lease on {spec.tap} within {DHCP_TIMEOUT:g} s")
+        return uplink
+
+    def _attach_uplink(self, uplink: "Uplink", sup: Supervisor) -> None:
+        """Join the uplink to the sandbox's network namespace (after launch: it exists now)."""
+        uplink.start()
+        try:
+            uplink.attach(self.kernel.net)
+        except OSError as e:
+            sup.kill_all()
+            raise SandboxError(f"--net {uplink.spec}: cannot join the sandbox's network: {e.strerror or e}") from None
+        self.kernel.net.uplink = uplink
+        if self.config.verbose:
+            sys.stderr.write(f"linuxabi: network {uplink.describe()}\n")
+
     def resolve_program(self, name: str, env: dict[str, str]) -> bytes:
         """argv[0] as the guest's shell would find it: a path, or a search of $PATH in the VFS."""
         ctx = self.vfs.new_context(self.config.cwd.encode())
@@ -195,7 +240,13 @@ class Sandbox:
         except OSError as e:
             raise SandboxError(f"--cwd {self.config.cwd}: {os.strerror(e.errno or 0)}") from None
         path = self.resolve_program(argv[0], env)
-        forwarders = self._publish()
+        uplink = self._open_uplink()
+        try:
+            forwarders = self._publish()
+        except BaseException:
+            if uplink is not None:
+                uplink.close()
+            raise
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
                           trace_denied=self.trace_denied, tty=self.config.tty)
         sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher)
@@ -211,11 +262,13 @@ class Sandbox:
             os.close(self.vfs.open(ctx, ctx.root, b"/dev/pts/0", os.O_RDWR, 0).host_fd)
             relay = TerminalRelay(launched.pty_master)
             sup.signal_hooks[signal.SIGWINCH] = relay.on_winch
-        if forwarders:
+        if forwarders or uplink is not None:
             self.kernel.net.attach(f"/proc/{launched.host_pid}/ns/net")
         for fwd in forwarders:
             fwd.start()
         try:
+            if uplink is not None:
+                self._attach_uplink(uplink, sup)
             with raw_mode(0) if relay is not None else contextlib.nullcontext():
                 if relay is not None:
                     relay.start()
@@ -227,6 +280,9 @@ class Sandbox:
         finally:
             for fwd in forwarders:
                 fwd.stop()
+            if uplink is not None:
+                self.kernel.net.uplink = None
+                uplink.close()
             self.vfs.close()
             self.kernel.close()
             self._stop_control()

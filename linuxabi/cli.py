@@ -29,6 +29,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="keep stdin attached (always the case; accepted for -it)")
     p.add_argument("-p", "--publish", metavar="[HOST_IP:]HOST_PORT:GUEST_PORT", action="append", default=[],
                    help="forward a host TCP port to a port the guest listens on (HOST_IP: 127.0.0.1)")
+    p.add_argument("--net", metavar="none|tap:NAME[,ip=A.B.C.D/N[,gw=G]]", default="none",
+                   help="none: loopback only (the default); tap:NAME: linuxabi's own TCP/IP stack on TAP "
+                   "device NAME (created if missing), addressed by DHCP unless ip= is given")
     _add_capability_options(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
 
@@ -74,8 +77,15 @@ def _config(args: argparse.Namespace):
         from .images import image_root
 
         root = str(image_root(args.image))
+    if args.net != "none":
+        from net.uplink import NetSpec
+
+        try:
+            NetSpec.parse(args.net)
+        except ValueError as e:
+            raise _UserError(str(e)) from None
     cfg = SandboxConfig(root=root, env=env, cwd=args.cwd, hostname=args.hostname, tty=args.tty,
-                        publish=list(getattr(args, "publish", [])))
+                        publish=list(getattr(args, "publish", [])), net=args.net)
     return _with_capabilities(args, cfg)
 
 

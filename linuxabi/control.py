@@ -11,6 +11,8 @@ Protocol: one JSON object per line each way.
     {"op": "grant", "path": P, "rights": R} -> {"ok": true, "slot": N}
     {"op": "revoke", "path": P} | {"op": "revoke", "slot": N}
                                             -> {"ok": true, "revoked": COUNT, "fds": [[PID, FD], ...]}
+    {"op": "net"}                           -> {"ok": true, "text": STACK COUNTERS, "stats": {...}}
+                                               (a sandbox run with --net tap:NAME)
     anything wrong                          -> {"ok": false, "error": TEXT}
 
 ``ControlServer`` never blocks: the supervisor registers ``fileno()`` (an epoll fd that turns
@@ -205,10 +207,12 @@ class ControlServer:
         from caps.objects import check_path
         from caps.policy import FS_RIGHTS
 
+        op = req.get("op")
+        if op == "net":
+            return self._net_stats()
         cs = self.kernel.cspace
         if cs is None:
             raise ValueError("this sandbox runs without capabilities")
-        op = req.get("op")
         if op == "list":
             return {"ok": True, "sandbox": self.sandbox_id, "capabilities": [
                 {"slot": slot, "kind": type(c.obj).__name__, "object": str(c.obj),
@@ -243,7 +247,19 @@ class ControlServer:
             sockets = shut_revoked_sockets(self.kernel)
             return {"ok": True, "revoked": count, "fds": [[p.pid, fd] for p, fd in stale],
                     "sockets": [[p.pid, fd] for p, fd in sockets]}
-        raise ValueError(f"unknown op {op!r} (list, grant, revoke)")
+        raise ValueError(f"unknown op {op!r} (list, grant, revoke, net)")
+
+    def _net_stats(self) -> dict[str, Any]:
+        """The uplink's stack counters (net/stats.py): traffic, drops, TCP connections."""
+        net = self.kernel.net_if_any
+        uplink = net.uplink if net is not None else None
+        if uplink is None:
+            raise ValueError("this sandbox has no network beyond its loopback (run it with --net tap:NAME)")
+        from net.stats import render
+
+        stats = uplink.stats()
+        text = render(stats) + "\n" + "uplink  " + "  ".join(f"{k} {v}" for k, v in stats["uplink"].items())
+        return {"ok": True, "text": text, "stats": json.loads(json.dumps(stats, default=str))}
 
 
 def _parse_fs_rights(text: str):  # -> caps.Rights
@@ -287,10 +303,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def ctl_main(argv: Sequence[str]) -> int:
-    """`linuxabi ctl list|grant|revoke SANDBOX ...`: 0 done, 1 refused by the sandbox or not
+    """`linuxabi ctl list|grant|revoke|net SANDBOX ...`: 0 done, 1 refused by the sandbox or not
     reachable, 2 a usage mistake."""
     p = _Parser(prog="linuxabi ctl", description="Change what a running sandbox may use.")
-    sub = p.add_subparsers(dest="cmd", metavar="{list,grant,revoke}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", metavar="{list,grant,revoke,net}", parser_class=_Parser)
     sub.required = True
     ls = sub.add_parser("list", help="the sandbox's capabilities, by slot")
     ls.add_argument("sandbox", metavar="SANDBOX", help="sandbox id (see run --verbose / --id-file) or socket path")
@@ -302,10 +318,12 @@ def ctl_main(argv: Sequence[str]) -> int:
     r.add_argument("sandbox", metavar="SANDBOX")
     r.add_argument("path", metavar="PATH", nargs="?", help="guest path a capability names exactly")
     r.add_argument("--slot", type=int, help="the capability in this slot instead")
+    n = sub.add_parser("net", help="the counters of the sandbox's network stack (--net tap:NAME)")
+    n.add_argument("sandbox", metavar="SANDBOX")
     try:
         args = p.parse_args(list(argv))
-        if args.cmd == "list":
-            req: dict[str, Any] = {"op": "list"}
+        if args.cmd in ("list", "net"):
+            req: dict[str, Any] = {"op": args.cmd}
         elif args.cmd == "grant":
             try:
                 _parse_fs_rights(args.rights)
@@ -337,6 +355,8 @@ def ctl_main(argv: Sequence[str]) -> int:
             print(f"{c['slot']:4d}  {c['kind']:<11} {c['rights'] or '-':<6} {c['object']}")
     elif args.cmd == "grant":
         print(f"granted: slot {answer['slot']}")
+    elif args.cmd == "net":
+        print(answer["text"])
     else:
         fds, socks = answer.get("fds", []), answer.get("sockets", [])
         print(f"revoked: {answer['revoked']} capabilities" + (f"; {len(fds)} open files cut off" if fds else "")

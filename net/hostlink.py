@@ -123,13 +123,17 @@ class HostLink:
         d = self.next_deadline()
         timeout = max_wait if d is None else min(max(d - self.clock(), 0.0), max_wait)
         for key, _ in self._sel.select(timeout):
-            if key.fd == self._wake_fd:
-                try:
-                    os.eventfd_read(self._wake_fd)
-                except BlockingIOError:
-                    pass
+            self._selected(key)
         self.turns += 1
         self.step()
+
+    def _selected(self, key: selectors.SelectorKey) -> None:
+        """One fd the selector found ready (subclasses watch more than the wake-up fd)."""
+        if key.fd == self._wake_fd:
+            try:
+                os.eventfd_read(self._wake_fd)
+            except BlockingIOError:
+                pass
 
     def run(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
         """Run in this thread until `until()` holds (True) or `timeout` passes (False)."""

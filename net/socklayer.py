@@ -12,6 +12,11 @@ in the sandbox's network namespace, accepts on the host port and makes a "doorbe
 connection to the guest's listener, which makes it readable to native poll/epoll. The guest's
 accept() on a published port is served here and hands over the host connection itself in
 place of the doorbell, so the bytes move natively, with no copy by the translator.
+
+With ``--net tap:NAME`` the sandbox also has an uplink (net/uplink.py): linuxabi's own stack on
+a TAP device, whose loop thread lives in this namespace too. Outbound TCP connects, listeners
+on 0.0.0.0 and the names of the sockets involved are carried out there (see syscalls/net.py);
+everything else stays as above.
 """
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .uplink import Uplink
 
 _SO_NETNS_COOKIE = 71
 _CLONE_NEWNET = 0x40000000
@@ -50,6 +59,7 @@ class GuestNet:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             self._host_cookie = _netns_cookie(s)  # sockets with it are the host's (forwarded)
         self.counters = {"forwarded": 0, "refused": 0}
+        self.uplink: "Uplink | None" = None  # set by the embedder for --net tap:NAME
 
     # ---- the sandbox's network namespace -----------------------------------------------------
 

@@ -6,6 +6,13 @@ What names a peer is trapped: bind, connect and addressed sendto are checked aga
 sandbox's capabilities and then carried out here, on the guest's socket, with the address as
 it was checked (never re-read from guest memory). listen is checked and runs natively; accept
 and getsockname are served here only on ports forwarded in with ``-p``.
+
+With an uplink (``--net tap:NAME``, net/uplink.py) an AF_INET stream connect to an address
+outside 127/8 is carried out by linuxabi's stack: the guest's socket waits on the hold port
+(net/holdport.py) meanwhile, so a blocking connect parks on it and a non-blocking one polls it,
+natively. A listen on 0.0.0.0 also listens on the stack. accept, getpeername and getsockname
+report the outside addresses of the sockets involved (getpeername is trapped for this, and
+continues at once while there is no uplink).
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ from .base import CONTINUE, InstallFd, Park, Result
 from .fsutil import err, s32
 
 if TYPE_CHECKING:
+    from net.uplink import Uplink
+
     from .base import Task
 
 Args = tuple[int, int, int, int, int, int]
@@ -108,6 +117,23 @@ def _authorize(task: "Task", op: str, proto: str, raw: bytes, family: int) -> No
     task.kernel.authorize_net(op, proto, a.ip, a.port)
 
 
+def _uplink(task: "Task") -> "Uplink | None":
+    net = task.kernel.net_if_any
+    return None if net is None else net.uplink
+
+
+def _v4(addr: tuple) -> tuple[str, int]:  # noqa: ANN001 - a socket module address
+    """An (ip, port) as an IPv4 one (a v4-mapped IPv6 address unmapped)."""
+    ip = addr[0]
+    return (ip[7:] if ip.startswith("::ffff:") else ip, addr[1])
+
+
+def _pack_as(family: int, addr: tuple[str, int]) -> bytes:
+    """An IPv4 (ip, port) as a socket of ``family`` names it (v4-mapped on a dual-stack one)."""
+    ip = addr[0] if family == F.AF_INET or ":" in addr[0] else "::ffff:" + addr[0]
+    return pack_inet(family, ip, addr[1])
+
+
 # ---- socket, bind, listen, connect ------------------------------------------------------------
 
 
@@ -136,10 +162,31 @@ def sys_bind(task: "Task", a: Args) -> Result:
             return _unix_name_call(task, g, raw, "bind")
         if g.family in _INET:
             _authorize(task, "bind", g.proto, raw, g.family)
+            up = _uplink(task)
+            if up is not None and g.family == F.AF_INET:
+                return _bind_uplink(g, raw, up)
         _call(_libc.bind, g.fd, raw, len(raw))
         return 0
     finally:
         g.close()
+
+
+def _bind_uplink(g: _GuestSocket, raw: bytes, up: "Uplink") -> int:
+    """The uplink's address is not in the sandbox's namespace: a socket bound to it is bound
+    to 0.0.0.0 there (so listeners get the stack's connections) and named as the guest asked."""
+    from net.uplink import Names
+
+    a = parse_inet(raw, F.AF_INET)
+    iface = up.address
+    if iface is None or a.ip != iface:
+        _call(_libc.bind, g.fd, raw, len(raw))
+        return 0
+    anyaddr = pack_inet(F.AF_INET, "0.0.0.0", a.port)
+    _call(_libc.bind, g.fd, anyaddr, len(anyaddr))
+    with g.object() as s:
+        port = s.getsockname()[1]
+    up.set_names(os.fstat(g.fd).st_ino, Names((iface, port)))
+    return 0
 
 
 def sys_listen(task: "Task", a: Args) -> Result:
@@ -149,6 +196,14 @@ def sys_listen(task: "Task", a: Args) -> Result:
             with g.object() as s:
                 ip, port = s.getsockname()[:2]
             task.kernel.authorize_net("listen", "tcp", ip, port)
+            up = _uplink(task)
+            if up is not None and ip in ("0.0.0.0", "::"):
+                _call(_libc.listen, g.fd, s32(a[1]))  # ours, so that the stack listens only after it
+                if port == 0:  # an autobound port: known only now
+                    with g.object() as s:
+                        port = s.getsockname()[1]
+                up.listen(port)
+                return 0
         return CONTINUE  # no pointer: the kernel's own listen, on the socket just checked
     finally:
         g.close()
@@ -164,10 +219,84 @@ def sys_connect(task: "Task", a: Args) -> Result:
             return result
         if g.family in _INET and family_of(raw) != F.AF_UNSPEC:
             _authorize(task, "connect", g.proto, raw, g.family)
+            up = _uplink(task)
+            if up is not None and g.family == F.AF_INET and g.type == F.SOCK_STREAM:
+                dest = parse_inet(raw, F.AF_INET)
+                if _outside(dest.ip) and _tcp_state(g.fd) == _TCP_CLOSE:
+                    return _connect_uplink(g, (dest.ip, dest.port), up)
     except BaseException:
         g.close()
         raise
     return _connect(g, raw)
+
+
+_TCP_CLOSE = 7
+
+
+def _outside(ip: str) -> bool:
+    """An address the stack must reach (not the sandbox's own loopback or "this host")."""
+    return not (ip.startswith("127.") or ip == "0.0.0.0")
+
+
+def _tcp_state(fd: int) -> int:
+    info = ctypes.create_string_buffer(1)
+    size = ctypes.c_uint32(1)
+    _call(_libc.getsockopt, fd, socket.IPPROTO_TCP, socket.TCP_INFO, info, ctypes.byref(size))
+    return info.raw[0]
+
+
+def _connect_uplink(g: _GuestSocket, remote: tuple[str, int], up: "Uplink") -> Result:
+    """The stack connects to ``remote``; the guest's socket meanwhile connects to the hold port,
+    where it stays in SYN_SENT until the stack is established (then the hold port completes
+    it) or fails (then it fails the same way). A blocking caller parks until then."""
+    if not up.routable(remote[0]):
+        g.close()
+        return -E.ENETUNREACH
+    hold = pack_inet(F.AF_INET, *up.hold_address)
+    code = _connect_nonblocking(g.fd, hold)
+    with g.object() as s:
+        _drop_icmp_errors(s)  # an earlier attempt's, left by the hold port (it sets no IP_RECVERR)
+        if code not in (0, E.EINPROGRESS):  # a pending error, as Linux reports it on a new connect
+            g.close()
+            return -code
+        guest = s.getsockname()[:2]  # bound now (by connect if not before): the hold port's key
+    try:
+        up.connect(guest, remote, os.fstat(g.fd).st_ino)
+    except OSError as e:  # no route, no address yet: nothing started, say so now
+        _disconnect(g.fd)
+        g.close()
+        return -(e.errno or E.ENETUNREACH)
+    if os.get_blocking(g.fd):
+        return Park(g.fd, lambda: _connect_done(g, hold), events=_POLLOUT, cancel=g.close)
+    g.close()
+    return -E.EINPROGRESS
+
+
+def _drop_icmp_errors(s: socket.socket) -> None:
+    if _sockopt_ip(s, _IP_RECVERR):
+        return  # the guest reads its error queue itself
+    for _ in range(4):
+        try:
+            s.recvmsg(1, 256, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except OSError:
+            return
+
+
+_IP_RECVERR = 11
+
+
+def _sockopt_ip(s: socket.socket, name: int) -> int:
+    try:
+        return s.getsockopt(socket.IPPROTO_IP, name)
+    except OSError:
+        return 0
+
+
+def _disconnect(fd: int) -> None:
+    """Back to unconnected (connect to AF_UNSPEC), without the error that leaves pending."""
+    unspec = struct.pack("=H", F.AF_UNSPEC) + bytes(14)
+    _libc.connect(fd, unspec, len(unspec))
+    _sockopt(fd, F.SO_ERROR)
 
 
 def _connect(g: _GuestSocket, raw: bytes) -> Result:
@@ -175,7 +304,8 @@ def _connect(g: _GuestSocket, raw: bytes) -> Result:
     progress is parked until the socket is writable, then finished as the kernel finishes
     it for a blocking caller."""
     code = _connect_nonblocking(g.fd, raw)
-    if code == E.EINPROGRESS and os.get_blocking(g.fd):
+    # EALREADY: a blocking caller waits for the connect in progress (restarted after a signal)
+    if code in (E.EINPROGRESS, E.EALREADY) and os.get_blocking(g.fd):
         if select.select([], [g.fd], [], 0)[1]:  # on the loopback it is usually done already
             return _connect_done(g, raw)
         return Park(g.fd, lambda: _connect_done(g, raw), events=_POLLOUT, cancel=g.close)
@@ -237,25 +367,32 @@ def sys_accept4(task: "Task", a: Args) -> Result:
 
 def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Result:
     net = task.kernel.net_if_any
-    if net is None or not net.published:
+    if net is None or not (net.published or net.uplink is not None):
         return CONTINUE
     if flags & ~_SOCK_FLAGS:
         raise err(E.EINVAL)
     g = _GuestSocket(task, fd)
     try:
         with g.object() as s:
-            published = net.is_published(s)
-        if published and addr:  # fail before taking the connection, which Linux would lose
+            served = net.is_published(s) or _uplinked(net.uplink, s)
+        if served and addr:  # fail before taking the connection, which Linux would lose
             (have,) = struct.unpack("=i", task.mem.read(len_addr, 4))
             if have < 0:
                 raise err(E.EINVAL)
     except BaseException:
         g.close()
         raise
-    if not published:
+    if not served:
         g.close()
         return CONTINUE
     return _accept_now(task, g, addr, len_addr, flags)
+
+
+def _uplinked(up: "Uplink | None", sock: socket.socket) -> bool:
+    """A listener the stack also listens for (its connections come in by doorbell)."""
+    if up is None or not up.listening_ports or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    return sock.getsockname()[1] in up.listening_ports
 
 
 def _accept_now(task: "Task", g: _GuestSocket, addr: int, len_addr: int, flags: int) -> Result:
@@ -269,11 +406,18 @@ def _accept_now(task: "Task", g: _GuestSocket, addr: int, len_addr: int, flags: 
             conn_fd, _ = s._accept()  # type: ignore[attr-defined]  # the raw fd
     finally:
         g.close()
-    conn = task.kernel.net.answer_door(socket.socket(fileno=conn_fd))
+    net = task.kernel.net
+    conn = net.answer_door(socket.socket(fileno=conn_fd))
     try:
         conn.setblocking(not flags & F.SOCK_NONBLOCK)
         peer = conn.getpeername()
-        _write_sockaddr(task, addr, len_addr, pack_inet(conn.family, peer[0], peer[1]))
+        names = net.uplink.take_bell(_v4(peer)) if net.uplink is not None else None
+        if names is not None:  # a connection the stack brought in: its outside addresses
+            net.uplink.set_names(os.fstat(conn.fileno()).st_ino, names)  # type: ignore[union-attr]
+            raw = _pack_as(conn.family, names.peer)  # type: ignore[arg-type]
+        else:
+            raw = pack_inet(conn.family, peer[0], peer[1])
+        _write_sockaddr(task, addr, len_addr, raw)
     except BaseException:
         conn.close()
         raise
@@ -282,19 +426,66 @@ def _accept_now(task: "Task", g: _GuestSocket, addr: int, len_addr: int, flags: 
 
 def sys_getsockname(task: "Task", a: Args) -> Result:
     net = task.kernel.net_if_any
-    if net is None or not net.published:
+    if net is None or not (net.published or net.uplink is not None):
         return CONTINUE
     g = _GuestSocket(task, a[0])
     try:
         with g.object() as s:
-            name = net.host_local_name(s) if g.family in _INET else None
             family = s.family
+            name = net.host_local_name(s) if g.family in _INET else None
+            if name is None and net.uplink is not None and g.family in _INET:
+                name = _uplink_local(net.uplink, g, s)
     finally:
         g.close()
     if name is None:
         return CONTINUE
-    _write_sockaddr(task, a[1], a[2], pack_inet(family, *name))
+    _write_sockaddr(task, a[1], a[2], _pack_as(family, name))
     return 0
+
+
+def sys_getpeername(task: "Task", a: Args) -> Result:
+    """Native but for sockets whose peer is outside (through the uplink): with no uplink this
+    continues at once, without even looking at the socket."""
+    net = task.kernel.net_if_any
+    up = net.uplink if net is not None else None
+    if up is None:
+        return CONTINUE
+    try:
+        fd = task.host_fd(s32(a[0]))
+    except OSError:
+        return CONTINUE  # EBADF: as the kernel says it
+    try:
+        names = up.names_of(os.fstat(fd).st_ino)  # the uplink's sockets are few: most miss here
+        if names is None or names.peer is None:
+            return CONTINUE
+        with socket.socket(fileno=os.dup(fd)) as s:
+            try:
+                native = _v4(s.getpeername())
+            except OSError:
+                return CONTINUE
+            family = s.family
+    finally:
+        os.close(fd)
+    if native != names.native_peer:
+        return CONTINUE  # connected elsewhere since
+    _write_sockaddr(task, a[1], a[2], _pack_as(family, names.peer))
+    return 0
+
+
+def _uplink_local(up: "Uplink", g: _GuestSocket, s: socket.socket) -> "tuple[str, int] | None":
+    """How the uplink names the local end of a guest socket it carries (known by its inode;
+    if connected, still to the loopback peer the uplink gave it), else None."""
+    names = up.names_of(os.fstat(g.fd).st_ino)
+    if names is None:
+        return None
+    if names.native_peer is not None:
+        try:
+            native = _v4(s.getpeername())
+        except OSError:
+            native = None  # still connecting (or failed): the names are the ones it will have
+        if native is not None and native != names.native_peer:
+            return None
+    return names.local
 
 
 # ---- sendto with an address (without one it runs natively) --------------------------------

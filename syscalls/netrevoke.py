@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from caps import CSpace
+    from net.uplink import Names
 
     from .kernel import Kernel, Process
 
@@ -27,14 +28,19 @@ def _unmapped(ip: str) -> str:
     return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
 
 
-def still_allowed(cs: "CSpace", sock: socket.socket) -> bool:
+def still_allowed(cs: "CSpace", sock: socket.socket, outside: "Names | None" = None) -> bool:
+    """`outside`: the names the uplink gives a socket it carries (net/uplink.py), whose own
+    names are loopback ones."""
     proto = "tcp" if sock.type == socket.SOCK_STREAM else "udp"
-    ip, port = sock.getsockname()[:2]
+    ip, port = outside.local if outside is not None else sock.getsockname()[:2]
     ip = _unmapped(ip)
     if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         return cs.allows_net("listen", proto, ip, port) or (ip == "::" and cs.allows_net("listen", proto, "0.0.0.0", port))
     try:
-        peer_ip, peer_port = sock.getpeername()[:2]
+        if outside is not None and outside.peer is not None:
+            peer_ip, peer_port = outside.peer
+        else:
+            peer_ip, peer_port = sock.getpeername()[:2]
     except OSError:  # unconnected: only its bound address matters
         return port == 0 or cs.allows_net("bind", proto, ip, port) or (
             ip == "::" and cs.allows_net("bind", proto, "0.0.0.0", port))
@@ -46,6 +52,8 @@ def shut_revoked_sockets(kernel: "Kernel") -> list[tuple["Process", int]]:
     cs = kernel.cspace
     if cs is None or kernel.dup_guest_fd is None:
         return []
+    net = kernel.net_if_any
+    uplink = net.uplink if net is not None else None
     shut: list[tuple[Process, int]] = []
     done: set[int] = set()  # socket inodes: one shutdown per socket, however many fds name it
     for proc in list(kernel.processes.values()):
@@ -67,7 +75,8 @@ def shut_revoked_sockets(kernel: "Kernel") -> list[tuple["Process", int]]:
                 if sock.family not in _INET:
                     continue
                 try:
-                    if still_allowed(cs, sock):
+                    outside = uplink.names_of(st.st_ino) if uplink is not None else None
+                    if still_allowed(cs, sock, outside):
                         continue
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:

@@ -22,7 +22,7 @@ NATIVE = """
 read write close poll lseek mmap mprotect munmap brk rt_sigaction rt_sigprocmask rt_sigreturn
 pread64 pwrite64 readv writev pipe select sched_yield mremap msync mincore madvise shmget shmat
 shmctl dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile socketpair recvfrom
-recvmsg shutdown getpeername setsockopt getsockopt fork vfork exit wait4 kill semget
+recvmsg shutdown setsockopt getsockopt fork vfork exit wait4 kill semget
 semop semctl shmdt msgget msgsnd msgrcv msgctl flock fsync fdatasync ftruncate gettimeofday
 getrlimit getrusage sysinfo times getuid getgid geteuid getegid setpgid getppid getpgrp setsid
 getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwait
@@ -65,7 +65,7 @@ HANDLERS: dict[str, Handler] = {
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
     "socket": net.sys_socket, "bind": net.sys_bind, "listen": net.sys_listen,
     "accept": net.sys_accept, "accept4": net.sys_accept4, "connect": net.sys_connect,
-    "getsockname": net.sys_getsockname,
+    "getsockname": net.sys_getsockname, "getpeername": net.sys_getpeername,
     "clock_settime": process.sys_clock_settime,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,

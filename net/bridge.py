@@ -1,0 +1,192 @@
+"""A byte bridge between a host stream socket and a stack TcpSocket, run in a link's loop.
+
+The host socket is the translator's end of a loopback connection whose other end is the
+guest's own socket (in the sandbox's network namespace); the TcpSocket is the connection the
+stack holds with the outside. Bytes move both ways with flow control: the host side is not
+read while the stack's send buffer is full, and the stack is not read while bytes taken from
+it still wait for the host side to drain (so the stack's receive window closes instead).
+End of stream travels as shutdown(SHUT_WR) / FIN both ways; a reset or error on one side is
+a reset on the other (SO_LINGER 0 close on the host side, RST on the stack side).
+
+The bridge never blocks and never raises into the loop: `service()` does what can be done now
+and tells the loop (`Loop.watch`) which host readiness to wait for; the TcpSocket's on_event
+asks the loop to service it again.
+"""
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import struct
+from typing import Callable, Protocol
+
+from .tcp import TcpSocket
+
+CHUNK = 256 * 1024
+_LINGER_0 = struct.pack("ii", 1, 0)
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class Loop(Protocol):
+    def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None: ...
+    def unwatch(self, fd: int) -> None: ...
+    def soon(self, callback: Callable[[], None]) -> None: ...
+    def now(self) -> float: ...
+
+
+class Bridge:
+    """One connection's two directions. `connecting`: the host socket's non-blocking
+    connect is still in progress; the bridge starts once it completes (or resets the stack
+    side if it fails)."""
+
+    def __init__(self, loop: Loop, host: socket.socket, tcp: TcpSocket, *, connecting: bool = False,
+                 on_done: Callable[["Bridge"], None] | None = None) -> None:
+        self.loop, self.host, self.tcp = loop, host, tcp
+        self.fd = host.fileno()
+        self.on_done = on_done
+        self.connecting = connecting
+        self.up_eof = False          # the host side sent FIN: passed on to the stack
+        self.down_eof = False        # the stack side sent FIN: passed on to the host
+        self.pending = bytearray()   # taken from the stack, not yet accepted by the host socket
+        self.closed = False
+        self.error = 0               # the errno that ended it, if one did
+        self.up_bytes = self.down_bytes = 0
+        self._interest = -1
+        host.setblocking(False)
+        tcp.on_event = lambda _s: loop.soon(self.service)
+        self._set_interest(WRITE if connecting else 0)
+        if not connecting:
+            loop.soon(self.service)
+
+    # ---- the work ------------------------------------------------------------------------
+    def service(self) -> None:
+        if self.closed:
+            return
+        if self.connecting:
+            code = self.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._reset_stack(code)
+                return
+            try:
+                self.host.getpeername()
+            except OSError:
+                self._set_interest(WRITE)  # not yet: wait for the connect to finish
+                return
+            self.connecting = False
+        if not self._down() or not self._up():
+            return
+        if self.up_eof and self.down_eof and not self.pending:
+            self._finish()
+            return
+        room = self.tcp.sndbuf_size - len(self.tcp.sndq)
+        self._set_interest((READ if not self.up_eof and room > 0 else 0) | (WRITE if self.pending else 0))
+
+    def _down(self) -> bool:
+        """Stack -> host. False when the bridge ended."""
+        now = self.loop.now()
+        while True:
+            if self.pending:
+                try:
+                    n = self.host.send(self.pending, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+                except BlockingIOError:
+                    return True
+                except OSError as e:  # the guest closed or reset its socket
+                    self._reset_stack(e.errno or errno.EPIPE)
+                    return False
+                del self.pending[:n]
+                self.down_bytes += n
+                if self.pending:
+                    return True
+            if self.down_eof:
+                return True
+            try:
+                data = self.tcp.recv(CHUNK, now)
+            except OSError as e:
+                self._reset_host(e.errno or errno.ECONNRESET)
+                return False
+            if data is None:
+                return True
+            if not data:
+                self.down_eof = True
+                try:
+                    self.host.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return True
+            self.pending += data
+
+    def _up(self) -> bool:
+        """Host -> stack. False when the bridge ended."""
+        now = self.loop.now()
+        tcp = self.tcp
+        while not self.up_eof:
+            room = tcp.sndbuf_size - len(tcp.sndq)
+            if room <= 0:
+                return True
+            try:
+                data = self.host.recv(min(room, CHUNK), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            except OSError as e:
+                self._reset_stack(e.errno or errno.ECONNRESET)
+                return False
+            try:
+                if not data:
+                    self.up_eof = True
+                    tcp.shutdown(1, now)
+                    return True
+                tcp.send(data, now)
+            except OSError as e:
+                self._reset_host(e.errno or errno.EPIPE)
+                return False
+            self.up_bytes += len(data)
+        return True
+
+    # ---- endings ------------------------------------------------------------------------
+    def _reset_host(self, code: int) -> None:
+        """The stack side failed: the guest sees a reset."""
+        try:
+            self.host.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        except OSError:
+            pass
+        self.error = code
+        self._close(abort_stack=False)
+
+    def _reset_stack(self, code: int) -> None:
+        """The host side failed (or never connected): the remote sees a reset."""
+        self.error = code
+        self._close(abort_stack=True)
+
+    def _finish(self) -> None:
+        self._close(abort_stack=False)
+
+    def _close(self, *, abort_stack: bool) -> None:
+        self.closed = True
+        self.tcp.on_event = None
+        now = self.loop.now()
+        if abort_stack:
+            self.tcp.abort(now)
+        else:
+            self.tcp.close(now)  # after FIN both ways, or a stack error: nothing unread is lost
+        self._set_interest(0)
+        self.host.close()
+        if self.on_done is not None:
+            self.on_done(self)
+
+    def abort(self) -> None:
+        """Tear it down from outside (the uplink is stopping): reset both sides."""
+        if not self.closed:
+            try:
+                self.host.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            except OSError:
+                pass
+            self._close(abort_stack=True)
+
+    def _set_interest(self, events: int) -> None:
+        if events == self._interest:
+            return
+        self._interest = events
+        if events:
+            self.loop.watch(self.fd, events, self.service)
+        else:
+            self.loop.unwatch(self.fd)

@@ -1,0 +1,394 @@
+"""The sandbox's uplink: linuxabi's own stack on a TAP device, joined to the guests' sockets.
+
+``linuxabi run --net tap:NAME[,ip=A.B.C.D/N[,gw=G]]`` (DHCP without ip=). Guests' sockets stay
+host sockets in the sandbox's loopback-only network namespace (net/socklayer.py); what leaves
+the sandbox goes through this stack, its virtio-net device and the TAP, in one thread (the
+link's loop, which has entered the sandbox's namespace):
+
+- outbound TCP: the translator connects the guest's socket to the hold port (holdport.py)
+  and asks the stack to connect to the real destination; when the stack is established a
+  simultaneous open from the hold port completes the guest's connect, and a Bridge (bridge.py)
+  moves the bytes. A stack failure fails the guest's connect with the same errno.
+- inbound TCP: a guest listening on 0.0.0.0:PORT gets a stack listener on PORT; each
+  connection it accepts rings the guest's listener from inside the namespace (a "doorbell"
+  connection from 127.0.0.1, as ``-p`` does) and is bridged to it.
+- names: the translator's getpeername/getsockname/accept report the outside addresses of
+  these sockets (``Names``), keyed by the guest socket's inode and checked against the
+  loopback peer the socket really has.
+
+The translator calls in from its own thread (``connect``, ``listen``, ``names_of``, ...):
+those that touch the stack run on the loop's thread through ``call`` (one loop turn; the
+loop never waits on a guest).
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import selectors
+import socket
+import sys
+import threading
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from .bridge import Bridge
+from .hostlink import _ROUNDS, HostLink
+from .holdport import LOOPBACK, HoldPort
+from .ipv4 import aton, ntoa
+from .tap import TapBackend
+from .tcp import State, TcpSocket
+
+if TYPE_CHECKING:
+    from .socklayer import GuestNet
+
+Addr = tuple[str, int]
+_MAX_NAMES = 65536
+_ESTABLISHED = (State.ESTABLISHED, State.CLOSE_WAIT)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A parsed ``--net`` value: ``none`` or ``tap:NAME[,ip=A.B.C.D/N[,gw=G]]``."""
+
+    tap: str = ""
+    ip: str | None = None
+    prefix: int = 24
+    gateway: str | None = None
+
+    @property
+    def none(self) -> bool:
+        return not self.tap
+
+    @classmethod
+    def parse(cls, text: str) -> "NetSpec":
+        if text == "none":
+            return cls()
+        kind, _, rest = text.partition(":")
+        if kind != "tap" or not rest:
+            raise ValueError(f"--net {text!r}: expected none or tap:NAME[,ip=A.B.C.D/N[,gw=G]]")
+        name, *opts = rest.split(",")
+        if not name or len(name.encode()) >= 16 or "/" in name:
+            raise ValueError(f"--net {text!r}: {name!r} is not an interface name (1-15 characters)")
+        kw: dict[str, Any] = {}
+        for opt in opts:
+            key, eq, value = opt.partition("=")
+            if not eq or key not in ("ip", "gw") or key in kw:
+                raise ValueError(f"--net {text!r}: unknown or repeated option {opt!r} (ip=, gw=)")
+            kw[key] = value
+        spec: dict[str, Any] = {"tap": name}
+        try:
+            if "ip" in kw:
+                iface = ipaddress.IPv4Interface(kw["ip"] if "/" in kw["ip"] else kw["ip"] + "/24")
+                if iface.network.prefixlen > 30:
+                    raise ValueError("prefix longer than /30")
+                spec.update(ip=str(iface.ip), prefix=iface.network.prefixlen)
+            if "gw" in kw:
+                if "ip" not in kw:
+                    raise ValueError("gw= needs ip= (DHCP brings its own gateway)")
+                spec["gateway"] = str(ipaddress.IPv4Address(kw["gw"]))
+        except ValueError as e:
+            raise ValueError(f"--net {text!r}: {e}") from None
+        return cls(**spec)
+
+    def __str__(self) -> str:
+        return "none" if self.none else f"tap:{self.tap}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """How a guest socket's ends look from outside. ``native_peer``: the loopback peer the
+    guest's socket really has (None: names for an unconnected socket, getsockname only)."""
+
+    local: Addr
+    peer: Addr | None = None
+    native_peer: Addr | None = None
+
+
+class UplinkLoop(HostLink):
+    """HostLink's loop plus host fds to watch (bridges, the hold port) and deferred work
+    (bridge service after the stack processed a batch of frames)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._watched: set[int] = set()
+        self._soon: list[Callable[[], None]] = []
+        self.callback_errors = 0
+
+    # the bridge.Loop protocol
+    def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None:
+        if fd in self._watched:
+            self._sel.modify(fd, events, callback)
+        else:
+            self._sel.register(fd, events, callback)
+            self._watched.add(fd)
+
+    def unwatch(self, fd: int) -> None:
+        if fd in self._watched:
+            self._watched.discard(fd)
+            self._sel.unregister(fd)
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        self._soon.append(callback)
+
+    def now(self) -> float:
+        return self.clock()
+
+    # the loop
+    def next_deadline(self) -> float | None:
+        if self._soon or self.stack.has_output:
+            return self.clock()
+        return super().next_deadline()
+
+    def _selected(self, key: selectors.SelectorKey) -> None:
+        if key.data is not None:
+            self._soon.append(key.data)  # a watched fd's callback, run after the step
+        else:
+            super()._selected(key)
+
+    def step(self) -> None:
+        super().step()
+        for _ in range(8):                       # bridges feed the stack, the stack feeds bridges
+            if not self._soon:
+                return
+            batch, self._soon = self._soon, []
+            for cb in dict.fromkeys(batch):       # once per turn each (bound methods compare equal)
+                try:
+                    cb()
+                except Exception:                 # a bug in one connection must not stop the link
+                    self.callback_errors += 1
+                    traceback.print_exc(file=sys.stderr)
+            for _ in range(_ROUNDS):
+                if self._pump is not None:
+                    self._pump()
+                if not self.nic.step(self.clock()):
+                    break
+
+
+@dataclass
+class _Outbound:
+    tcp: TcpSocket
+    guest: Addr             # the guest socket's loopback address
+    ino: int
+
+
+class Uplink:
+    def __init__(self, spec: NetSpec, *, seed: int | None = None) -> None:
+        self.spec = spec
+        self.link = UplinkLoop(TapBackend(spec.tap), seed=seed, name=spec.tap)
+        self.stack = self.link.stack
+        if spec.ip is not None:
+            self.link.configure(spec.ip, spec.prefix, spec.gateway)
+        else:
+            self.link.start_dhcp()
+        self.hold: HoldPort | None = None
+        self._lock = threading.Lock()           # names and bells: both threads use them
+        self._names: OrderedDict[int, Names] = OrderedDict()   # guest socket inode -> names
+        self._bells: OrderedDict[Addr, Names] = OrderedDict()  # doorbell address -> names
+        self._pending: dict[Addr, _Outbound] = {}
+        self._listeners: dict[int, TcpSocket] = {}
+        self.listening_ports: frozenset[int] = frozenset()
+        self._bridges: set[Bridge] = set()
+        self.counters = {"outbound": 0, "outbound_failed": 0, "inbound": 0, "inbound_refused": 0}
+
+    # ---- life cycle (the embedder's thread) ------------------------------------------------
+    def start(self) -> None:
+        self.link.start()
+
+    def pause(self) -> None:
+        """Stop the loop's thread (while the embedder forks); `start` resumes it."""
+        self.link.stop()
+
+    def wait_address(self, timeout: float) -> bool:
+        return self.link.wait_for(lambda: self.stack.addr != 0, timeout)
+
+    def attach(self, net: "GuestNet") -> None:
+        """Move the loop's thread into the sandbox's network namespace and open the hold port
+        there (the link must be running: this runs on its thread)."""
+        self.link.call(lambda: self._attach(net))
+
+    def _attach(self, net: "GuestNet") -> None:
+        net.enter()
+        self.hold = HoldPort()
+        assert self.hold.capture is not None
+        self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
+
+    def close(self, drain: float = 5.0) -> None:
+        """Stop; first let what the guests sent before they went away reach its peers (up to
+        `drain` seconds: their sockets are closed, so each bridge has seen the end of it)."""
+        if self.link.error is None and self.link._thread is not None:
+            try:
+                self.link.wait_for(self._drained, drain)
+                self.link.call(self._shutdown, timeout=5.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        self.link.close()
+
+    def _drained(self) -> bool:
+        return all(b.closed or (b.up_eof and not b.tcp.sndq) for b in self._bridges)
+
+    def _shutdown(self) -> None:
+        for b in list(self._bridges):
+            b.abort()
+        now = self.link.now()
+        for out in self._pending.values():
+            out.tcp.on_event = None
+            out.tcp.abort(now)
+        self._pending.clear()
+        for lst in self._listeners.values():
+            lst.on_event = None
+            lst.close(now)
+        if self.hold is not None:
+            self.link.unwatch(self.hold.capture.fileno())  # type: ignore[union-attr]
+            self.hold.close()
+            self.hold = None
+
+    # ---- what the translator asks (its thread) -----------------------------------------------
+    @property
+    def address(self) -> str | None:
+        a = self.stack.addr
+        return ntoa(a) if a else None
+
+    @property
+    def hold_address(self) -> Addr:
+        assert self.hold is not None, "the uplink is not attached"
+        return self.hold.address
+
+    def describe(self) -> str:
+        st = self.link.call(self.stack.stats)["interface"]
+        how = "static" if self.spec.ip is not None else "DHCP"
+        gw = f" gateway {st['gateway']}" if st.get("gateway") else ""
+        return f"{self.spec}: {st['address']}{gw} ({how}), mac {st['mac']}"
+
+    def stats(self) -> dict[str, Any]:
+        s = self.link.call(self.link.stats)
+        s["uplink"] = dict(self.counters, bridges=len(self._bridges), pending=len(self._pending))
+        return s
+
+    def connect(self, guest: Addr, remote: Addr, ino: int) -> None:
+        """Start the stack's connect for the guest socket `guest` (already connecting to the
+        hold port). Raises OSError for what fails at once (ENETUNREACH: no route)."""
+        self.link.call(lambda: self._connect(guest, remote, ino))
+
+    def routable(self, ip: str) -> bool:
+        """Whether the stack has a route (and an address) for ip now. Read without the loop's
+        thread: a hint (the stack's own connect decides), so a plain connect fails before the
+        guest's socket is touched, as Linux's does."""
+        try:
+            return self.stack.source_address(aton(ip)) is not None
+        except (ValueError, RuntimeError):
+            return True
+
+    def listen(self, port: int) -> None:
+        """The guest listens on 0.0.0.0:port: so does the stack (if the port is free there)."""
+        if port not in self.listening_ports:
+            self.link.call(lambda: self._listen(port))
+
+    def names_of(self, ino: int) -> Names | None:
+        with self._lock:
+            return self._names.get(ino)
+
+    def set_names(self, ino: int, names: Names) -> None:
+        with self._lock:
+            self._names[ino] = names
+            self._names.move_to_end(ino)
+            while len(self._names) > _MAX_NAMES:
+                self._names.popitem(last=False)
+
+    def drop_names(self, ino: int) -> None:
+        with self._lock:
+            self._names.pop(ino, None)
+
+    def take_bell(self, peer: Addr) -> Names | None:
+        """The names of the connection a doorbell at `peer` brought in (once)."""
+        with self._lock:
+            return self._bells.pop(peer, None)
+
+    # ---- outbound (the loop's thread) ----------------------------------------------------------
+    def _connect(self, guest: Addr, remote: Addr, ino: int) -> None:
+        tcp = self.stack.tcp_socket()
+        try:
+            tcp.connect(remote[0], remote[1], self.link.now())
+        except OSError:
+            tcp.close(self.link.now())
+            raise
+        old = self._pending.pop(guest, None)
+        if old is not None:
+            old.tcp.abort(self.link.now())
+        out = self._pending[guest] = _Outbound(tcp, guest, ino)
+        local = tcp.sockname
+        assert local is not None
+        self.set_names(ino, Names(local, remote, self.hold_address))
+        tcp.on_event = lambda _s: self.link.soon(lambda: self._outbound_event(out))
+        self.counters["outbound"] += 1
+
+    def _outbound_event(self, out: _Outbound) -> None:
+        if self._pending.get(out.guest) is not out or self.hold is None:
+            return
+        tcp = out.tcp
+        if tcp.state in _ESTABLISHED:
+            del self._pending[out.guest]
+            assert self.hold is not None
+            try:
+                host = self.hold.answer(out.guest)
+            except OSError:                       # the guest socket is gone
+                tcp.abort(self.link.now())
+                self.drop_names(out.ino)
+                return
+            self._bridge(host, tcp)
+        elif tcp.state == State.CLOSED:
+            del self._pending[out.guest]
+            code = tcp.take_error() or errno.ECONNREFUSED
+            self.counters["outbound_failed"] += 1
+            self.drop_names(out.ino)
+            assert self.hold is not None
+            self.hold.refuse(out.guest, code)     # a timeout: the guest's own timer says it
+            tcp.close(self.link.now())
+
+    # ---- inbound -------------------------------------------------------------------------------
+    def _listen(self, port: int) -> None:
+        if port in self._listeners:
+            return
+        lst = self.stack.tcp_socket()
+        try:
+            lst.bind(0, port)
+            lst.listen(128)
+        except OSError:
+            lst.close(self.link.now())
+            return
+        lst.on_event = lambda _s: self.link.soon(lambda: self._accept(lst, port))
+        self._listeners[port] = lst
+        self.listening_ports = frozenset(self._listeners)
+
+    def _accept(self, lst: TcpSocket, port: int) -> None:
+        while lst.state == State.LISTEN and (child := lst.accept()) is not None:
+            self._ring(child, port)
+
+    def _ring(self, child: TcpSocket, port: int) -> None:
+        """Bring an accepted stack connection to the guest's listener on 127.0.0.1:port."""
+        bell = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            bell.bind((LOOPBACK, 0))
+            me = bell.getsockname()
+            remote, local = child.peername, child.sockname
+            assert remote is not None and local is not None
+            with self._lock:                      # known before the guest can accept it
+                self._bells[me] = Names(local, remote, me)
+                while len(self._bells) > _MAX_NAMES:
+                    self._bells.popitem(last=False)
+            code = bell.connect_ex((LOOPBACK, port))
+            if code not in (0, errno.EINPROGRESS):
+                raise OSError(code, "doorbell refused")
+        except OSError:
+            bell.close()
+            child.abort(self.link.now())          # nothing listens: the remote sees a reset
+            self.counters["inbound_refused"] += 1
+            return
+        self.counters["inbound"] += 1
+        self._bridge(bell, child, connecting=True)
+
+    def _bridge(self, host: socket.socket, tcp: TcpSocket, *, connecting: bool = True) -> None:
+        b = Bridge(self.link, host, tcp, connecting=connecting, on_done=self._bridges.discard)
+        self._bridges.add(b)
