@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from vfs import HostScratch
 
     from .base import Task
-    from .net import _GuestSocket
+    from .sockutil import GuestSocket
 
 _SOCKADDR_UN = 110  # sizeof(struct sockaddr_un): longer addresses are EINVAL (unix_validate_addr)
 _SCAFFOLD = "unix-bind"
@@ -77,7 +77,7 @@ def _guest_path(raw: bytes) -> bytes:
 # ---- bind -------------------------------------------------------------------------------------
 
 
-def bind_path(task: "Task", g: "_GuestSocket", raw: bytes) -> Result:
+def bind_path(task: "Task", g: "GuestSocket", raw: bytes) -> Result:
     path = _guest_path(raw)
     vfs = task.kernel.vfs
     fs = task.process.fs
@@ -232,7 +232,7 @@ def _refused(code: int) -> int:
     return E.ECONNREFUSED if code in (E.ENOENT, E.ENOTDIR) else code
 
 
-def connect_path(task: "Task", g: "_GuestSocket", raw: bytes) -> Result:
+def connect_path(task: "Task", g: "GuestSocket", raw: bytes) -> Result:
     addr = _host_address(task, raw)
     # As a non-blocking caller: a stream listener with a full backlog is EAGAIN (Linux would
     # make a blocking caller wait), never a wait of ours.
@@ -248,14 +248,14 @@ def connect_path(task: "Task", g: "_GuestSocket", raw: bytes) -> Result:
     return -_refused(code)
 
 
-def sendto_path(task: "Task", g: "_GuestSocket", raw: bytes, data: bytes, flags: int) -> Result:
+def sendto_path(task: "Task", g: "GuestSocket", raw: bytes, data: bytes, flags: int) -> Result:
     try:
         if g.type != F.SOCK_DGRAM:
             # A stream socket refuses any address (EISCONN/EOPNOTSUPP) and a seqpacket one
             # ignores it, both without looking it up: the kernel's own answer, as for any name.
-            from .net import _send_now
+            from .sockutil import send_now
 
-            return _send_now(task, g, data, flags, raw)
+            return send_now(task, g, data, flags, raw)
         addr = _host_address(task, raw)
     except BaseException:
         g.close()
@@ -263,7 +263,7 @@ def sendto_path(task: "Task", g: "_GuestSocket", raw: bytes, data: bytes, flags:
     return _send_dgram(task, g, data, flags, addr)
 
 
-def _send_dgram(task: "Task", g: "_GuestSocket", data: bytes, flags: int, addr: bytes) -> Result:
+def _send_dgram(task: "Task", g: "GuestSocket", data: bytes, flags: int, addr: bytes) -> Result:
     r = _libc.sendto(g.fd, data, len(data), flags | F.MSG_DONTWAIT | F.MSG_NOSIGNAL, addr, len(addr))
     code = ctypes.get_errno() if r < 0 else 0
     if code == E.EAGAIN and not flags & F.MSG_DONTWAIT and os.get_blocking(g.fd):
@@ -272,7 +272,7 @@ def _send_dgram(task: "Task", g: "_GuestSocket", data: bytes, flags: int, addr: 
     return -_refused(code) if code else r
 
 
-def _park_for_room(task: "Task", g: "_GuestSocket", data: bytes, flags: int, addr: bytes) -> Result:
+def _park_for_room(task: "Task", g: "GuestSocket", data: bytes, flags: int, addr: bytes) -> Result:
     """A blocking sender without room waits, parked. The room missing is the receiver's queue
     (its length limit) or the sender's own buffer: an unconnected sender's POLLOUT says only
     the latter, so the former is waited for on a probe socket connected to the receiver, which
