@@ -29,9 +29,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="keep stdin attached (always the case; accepted for -it)")
     p.add_argument("-p", "--publish", metavar="[HOST_IP:]HOST_PORT:GUEST_PORT", action="append", default=[],
                    help="forward a host TCP port to a port the guest listens on (HOST_IP: 127.0.0.1)")
-    p.add_argument("--net", metavar="none|tap:NAME[,ip=A.B.C.D/N[,gw=G]]", default="none",
+    p.add_argument("--net", metavar="none|tap:NAME[,ip=A.B.C.D/N[,gw=G]][,offload=off]", default="none",
                    help="none: loopback only (the default); tap:NAME: linuxabi's own TCP/IP stack on TAP "
-                   "device NAME (created if missing), addressed by DHCP unless ip= is given")
+                   "device NAME (created if missing), addressed by DHCP unless ip= is given; offload=off: "
+                   "no checksum offload or TSO on the link")
     _add_capability_options(p)
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
 

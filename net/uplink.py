@@ -1,9 +1,10 @@
 """The sandbox's uplink: linuxabi's own stack on a TAP device, joined to the guests' sockets.
 
-``linuxabi run --net tap:NAME[,ip=A.B.C.D/N[,gw=G]]`` (DHCP without ip=). Guests' sockets stay
-host sockets in the sandbox's loopback-only network namespace (net/socklayer.py); what leaves
-the sandbox goes through this stack, its virtio-net device and the TAP, in one thread (the
-link's loop, which has entered the sandbox's namespace):
+``linuxabi run --net tap:NAME[,ip=A.B.C.D/N[,gw=G]][,offload=off]`` (DHCP without ip=; with
+offload=off the driver negotiates neither checksum offload nor TSO, so the TAP gets none either).
+Guests' sockets stay host sockets in the sandbox's loopback-only network namespace
+(net/socklayer.py); what leaves the sandbox goes through this stack, its virtio-net device and
+the TAP, in one thread (the link's loop, which has entered the sandbox's namespace):
 
 - outbound TCP: the translator connects the guest's socket to the hold port (holdport.py)
   and asks the stack to connect to the real destination; when the stack is established a
@@ -40,6 +41,8 @@ from .holdport import LOOPBACK, HoldPort
 from .ipv4 import aton, ntoa
 from .tap import TapBackend
 from .tcp import State, TcpSocket
+from .virtio import features as F
+from .virtio.driver import WANTED
 
 if TYPE_CHECKING:
     from .socklayer import GuestNet
@@ -47,16 +50,20 @@ if TYPE_CHECKING:
 Addr = tuple[str, int]
 _MAX_NAMES = 65536
 _ESTABLISHED = (State.ESTABLISHED, State.CLOSE_WAIT)
+# what offload=off leaves out: the TAP is then told to send only whole, checksummed frames
+_OFFLOADS = (F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
+             | F.VIRTIO_NET_F_GUEST_TSO4)
 
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A parsed ``--net`` value: ``none`` or ``tap:NAME[,ip=A.B.C.D/N[,gw=G]]``."""
+    """A parsed ``--net`` value: ``none`` or ``tap:NAME[,ip=A.B.C.D/N[,gw=G]][,offload=on|off]``."""
 
     tap: str = ""
     ip: str | None = None
     prefix: int = 24
     gateway: str | None = None
+    offload: bool = True  # checksum offload and TSO negotiated (as far as the device offers them)
 
     @property
     def none(self) -> bool:
@@ -75,8 +82,8 @@ class NetSpec:
         kw: dict[str, Any] = {}
         for opt in opts:
             key, eq, value = opt.partition("=")
-            if not eq or key not in ("ip", "gw") or key in kw:
-                raise ValueError(f"--net {text!r}: unknown or repeated option {opt!r} (ip=, gw=)")
+            if not eq or key not in ("ip", "gw", "offload") or key in kw:
+                raise ValueError(f"--net {text!r}: unknown or repeated option {opt!r} (ip=, gw=, offload=)")
             kw[key] = value
         spec: dict[str, Any] = {"tap": name}
         try:
@@ -89,6 +96,10 @@ class NetSpec:
                 if "ip" not in kw:
                     raise ValueError("gw= needs ip= (DHCP brings its own gateway)")
                 spec["gateway"] = str(ipaddress.IPv4Address(kw["gw"]))
+            if "offload" in kw:
+                if kw["offload"] not in ("on", "off"):
+                    raise ValueError(f"offload={kw['offload']}: expected on or off")
+                spec["offload"] = kw["offload"] == "on"
         except ValueError as e:
             raise ValueError(f"--net {text!r}: {e}") from None
         return cls(**spec)
@@ -177,7 +188,8 @@ class _Outbound:
 class Uplink:
     def __init__(self, spec: NetSpec, *, seed: int | None = None) -> None:
         self.spec = spec
-        self.link = UplinkLoop(TapBackend(spec.tap), seed=seed, name=spec.tap)
+        wanted = WANTED if spec.offload else WANTED & ~_OFFLOADS
+        self.link = UplinkLoop(TapBackend(spec.tap), seed=seed, name=spec.tap, wanted=wanted)
         self.stack = self.link.stack
         if spec.ip is not None:
             self.link.configure(spec.ip, spec.prefix, spec.gateway)
@@ -260,7 +272,8 @@ class Uplink:
         st = self.link.call(self.stack.stats)["interface"]
         how = "static" if self.spec.ip is not None else "DHCP"
         gw = f" gateway {st['gateway']}" if st.get("gateway") else ""
-        return f"{self.spec}: {st['address']}{gw} ({how}), mac {st['mac']}"
+        off = "" if self.spec.offload else ", offloads off"
+        return f"{self.spec}: {st['address']}{gw} ({how}), mac {st['mac']}{off}"
 
     def stats(self) -> dict[str, Any]:
         s = self.link.call(self.link.stats)
