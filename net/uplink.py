@@ -13,6 +13,8 @@ the TAP, in one thread (the link's loop, which has entered the sandbox's namespa
 - inbound TCP: a guest listening on 0.0.0.0:PORT gets a stack listener on PORT; each
   connection it accepts rings the guest's listener from inside the namespace (a "doorbell"
   connection from 127.0.0.1, as ``-p`` does) and is bridged to it.
+- outbound UDP: guest datagrams to outside addresses reach the stack through relays bound
+  to the remotes' addresses in the sandbox, and its replies come back from them (udp_relay.py).
 - names: the translator's getpeername/getsockname/accept report the outside addresses of
   these sockets (``Names``), keyed by the guest socket's inode and checked against the
   loopback peer the socket really has.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import selectors
 import socket
 import sys
@@ -41,6 +42,7 @@ from .holdport import LOOPBACK, HoldPort
 from .ipv4 import aton, ntoa
 from .tap import TapBackend
 from .tcp import State, TcpSocket
+from .udp_relay import UdpRelay
 from .virtio import features as F
 from .virtio.driver import WANTED
 
@@ -196,6 +198,7 @@ class Uplink:
         else:
             self.link.start_dhcp()
         self.hold: HoldPort | None = None
+        self.udp: UdpRelay | None = None       # made on the loop's thread, in the sandbox
         self._lock = threading.Lock()           # names and bells: both threads use them
         self._names: OrderedDict[int, Names] = OrderedDict()   # guest socket inode -> names
         self._bells: OrderedDict[Addr, Names] = OrderedDict()  # doorbell address -> names
@@ -226,6 +229,7 @@ class Uplink:
         self.hold = HoldPort()
         assert self.hold.capture is not None
         self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
+        self.udp = UdpRelay(self.link, self.stack)
 
     def close(self, drain: float = 5.0) -> None:
         """Stop; first let what the guests sent before they went away reach its peers (up to
@@ -252,6 +256,9 @@ class Uplink:
         for lst in self._listeners.values():
             lst.on_event = None
             lst.close(now)
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
         if self.hold is not None:
             self.link.unwatch(self.hold.capture.fileno())  # type: ignore[union-attr]
             self.hold.close()
@@ -277,13 +284,27 @@ class Uplink:
 
     def stats(self) -> dict[str, Any]:
         s = self.link.call(self.link.stats)
-        s["uplink"] = dict(self.counters, bridges=len(self._bridges), pending=len(self._pending))
+        udp = self.udp.counters if self.udp is not None else {}
+        s["uplink"] = dict(self.counters, **udp, bridges=len(self._bridges), pending=len(self._pending))
         return s
 
     def connect(self, guest: Addr, remote: Addr, ino: int) -> None:
         """Start the stack's connect for the guest socket `guest` (already connecting to the
         hold port). Raises OSError for what fails at once (ENETUNREACH: no route)."""
         self.link.call(lambda: self._connect(guest, remote, ino))
+
+    def udp_relay(self, remote: Addr) -> None:
+        """Datagrams the sandbox sends to `remote` go out through the stack from now on."""
+        self.link.call(lambda: self._udp().relay(remote))
+
+    def udp_flow(self, guest: Addr) -> int:
+        """The stack's port for the guest UDP socket bound (natively) at `guest`."""
+        return self.link.call(lambda: self._udp().flow(guest))
+
+    def _udp(self) -> UdpRelay:
+        if self.udp is None:
+            raise OSError(errno.ENETUNREACH, "the uplink is not attached")
+        return self.udp
 
     def routable(self, ip: str) -> bool:
         """Whether the stack has a route (and an address) for ip now. Read without the loop's

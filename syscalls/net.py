@@ -10,7 +10,9 @@ and getsockname are served here only on ports forwarded in with ``-p``.
 With an uplink (``--net tap:NAME``, net/uplink.py) an AF_INET stream connect to an address
 outside 127/8 is carried out by linuxabi's stack: the guest's socket waits on the hold port
 (net/holdport.py) meanwhile, so a blocking connect parks on it and a non-blocking one polls it,
-natively. A listen on 0.0.0.0 also listens on the stack. accept, getpeername and getsockname
+natively. A listen on 0.0.0.0 also listens on the stack. A UDP socket that connects or sendto's
+an outside address is bound to lo, where its native datagrams reach a relay to the stack
+(net/udp_relay.py). accept, getpeername and getsockname
 report the outside addresses of the sockets involved (getpeername is trapped for this, and
 continues at once while there is no uplink).
 """
@@ -132,10 +134,28 @@ def sys_connect(task: "Task", a: Args) -> Result:
                 dest = parse_inet(raw, F.AF_INET)
                 if uplink.outside(dest.ip) and uplink.tcp_state(g.fd) == uplink.TCP_CLOSE:
                     return uplink.connect_uplink(g, (dest.ip, dest.port), up)
+            elif up is not None and g.family == F.AF_INET:
+                return _connect_udp(g, raw, up)
+        elif up is not None and g.family == F.AF_INET:
+            up.drop_names(os.fstat(g.fd).st_ino)  # AF_UNSPEC: disconnected, its outside names go
     except BaseException:
         g.close()
         raise
     return connect_parked(g, raw)
+
+
+def _connect_udp(g: GuestSocket, raw: bytes, up: "Uplink") -> Result:
+    """A UDP connect (immediate, natively) to an outside address: the socket is set up so its
+    native sends reach the stack (net/udp_relay.py), and named as the outside sees it."""
+    dest = parse_inet(raw, F.AF_INET)
+    remote = (dest.ip, dest.port)
+    if not uplink.udp_outbound(g, dest.ip, up):
+        return connect_parked(g, raw)
+    code = uplink.udp_prepare(g, remote, up) or connect_nonblocking(g.fd, raw)
+    if not code:
+        uplink.udp_connected(g, remote, up)
+    g.close()  # (on an exception sys_connect closes it)
+    return -code
 
 
 def _unix_name_call(task: "Task", g: GuestSocket, raw: bytes, op: str) -> Result:
@@ -288,6 +308,18 @@ def sys_sendto(task: "Task", a: Args) -> Result:
         raise
     if path_name:
         return unix_names.sendto_path(task, g, raw, data, flags)
+    up = _uplink(task)
+    if up is not None and g.family == F.AF_INET and len(raw) >= 8:
+        dest = parse_inet(raw, F.AF_INET)
+        if uplink.udp_outbound(g, dest.ip, up):  # then sent natively, through lo to the stack
+            try:
+                code = uplink.udp_prepare(g, (dest.ip, dest.port), up)
+            except BaseException:
+                g.close()
+                raise
+            if code:
+                g.close()
+                return -code
     return send_now(task, g, data, flags, raw)
 
 

@@ -1,6 +1,7 @@
 """Guest sockets carried by the uplink (``--net tap``, net/uplink.py): binds to the sandbox's
 interface address, outbound connects through linuxabi's stack (the guest's socket waits on the
-hold port meanwhile, net/holdport.py), and the outside names of the sockets involved."""
+hold port meanwhile, net/holdport.py), UDP to the outside (net/udp_relay.py), and the outside
+names of the sockets involved."""
 from __future__ import annotations
 
 import ctypes
@@ -126,3 +127,42 @@ def uplink_local(up: "Uplink", g: GuestSocket, s: socket.socket) -> "tuple[str, 
         if native is not None and native != names.native_peer:
             return None
     return names.local
+
+
+# ---- UDP to the outside (net/udp_relay.py) ------------------------------------------------------
+
+_IPPROTO_UDP = 17
+
+
+def udp_outbound(g: GuestSocket, ip: str, up: "Uplink | None") -> bool:
+    """A guest UDP socket naming an outside address (ICMP ping sockets are datagram sockets too,
+    but not UDP: they stay as they were)."""
+    return (up is not None and g.family == F.AF_INET and g.type == F.SOCK_DGRAM and outside(ip)
+            and sockopt(g.fd, F.SO_PROTOCOL) == _IPPROTO_UDP)
+
+
+def udp_prepare(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> int:
+    """Make the guest socket's native datagrams to `remote` reach the stack: a relay bound to
+    `remote` in the sandbox, and the socket bound to lo, where Linux then routes any address
+    (see net/udp_relay.py). 0 or an errno (ENETUNREACH: the stack has no route)."""
+    if not up.routable(remote[0]):
+        return E.ENETUNREACH
+    try:
+        up.udp_relay(remote)
+    except OSError as e:          # the remote's address and port taken in the sandbox itself
+        return e.errno or E.ENETUNREACH
+    lo = b"lo\0"
+    libc_call(libc.setsockopt, g.fd, F.SOL_SOCKET, F.SO_BINDTODEVICE, lo, len(lo))
+    return 0
+
+
+def udp_connected(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> None:
+    """After the guest's native connect to `remote`: its names as the outside sees them (the
+    stack's port, the sandbox's address; natively it is 0.0.0.0 on lo)."""
+    from net.uplink import Names
+
+    with g.object() as s:
+        guest = v4(s.getsockname())
+    port = up.udp_flow(guest)
+    iface = up.address or "0.0.0.0"
+    up.set_names(os.fstat(g.fd).st_ino, Names((iface, port), remote, remote))

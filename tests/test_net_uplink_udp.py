@@ -1,0 +1,137 @@
+"""``linuxabi run --net tap:NAME``: guest UDP to the outside, through linuxabi's stack.
+
+The namespace, its TAP and servers come from tests/test_net_uplink.py's `net` fixture (a
+network namespace of its own for this module, torn down after it). Here the namespace also runs
+a UDP echo server and a tiny DNS responder (Python, bounded in time); a static C probe
+(tests/uplink_udp_probe.c) talks to the echo server under linuxabi and natively in the
+namespace, and the two outputs must agree but for the addresses (the sandbox's own address is
+the stack's, natively it is the namespace's). busybox nslookup asks the DNS responder.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from test_net_uplink import LINUXABI, POLICY, REPO, SERVER, STATIC, SUBNET, Net, net  # noqa: F401
+
+ECHO_PORT, DNS_PORT = 9500, 5353
+UDP_POLICY = POLICY.replace('"udp:127.0.0.0/8:*",', f'"udp:127.0.0.0/8:*", "udp:{SUBNET}.0/24:*", "udp:10.98.0.0/24:*",')
+
+_ECHO = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(1)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        data, a = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    s.sendto(data + b" seen=%s:%d" % (a[0].encode(), a[1]), a)
+"""
+
+# answers every A query with 10.1.2.3 (one answer, TTL 60); bounded in time
+_DNS = """
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(1)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        q, a = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    i = 12
+    while q[i]:
+        i += q[i] + 1
+    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+    question = q[12:i + 5]
+    answers = b""
+    if qtype == 1:
+        answers = b"\\xc0\\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 1, 2, 3])
+    head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if answers else 0, 0, 0)
+    s.sendto(head + question + answers, a)
+"""
+
+
+def _udp_bound(net: Net, port: int) -> bool:
+    return f":{port:04X} " in net.sh("cat /proc/net/udp").stdout
+
+
+@pytest.fixture(scope="module")
+def servers(net: Net) -> Iterator[Net]:  # noqa: F811 - the imported fixture
+    (net.workdir / "udp.toml").write_text(UDP_POLICY)
+    procs = [net.spawn(sys.executable, "-c", code, SERVER, str(port), "240", stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) for code, port in ((_ECHO, ECHO_PORT), (_DNS, DNS_PORT))]
+    end = time.monotonic() + 10
+    while not (_udp_bound(net, ECHO_PORT) and _udp_bound(net, DNS_PORT)):
+        assert time.monotonic() < end, "the UDP servers did not start"
+        time.sleep(0.05)
+    yield net
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+@pytest.fixture(scope="module")
+def udp_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc for the probe")
+    exe = tmp_path_factory.mktemp("udp_probe") / "probe"
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(Path(__file__).with_name("uplink_udp_probe.c"))],
+                       capture_output=True, timeout=60)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a static probe: {r.stderr.decode()[-300:]}")
+    return exe
+
+
+def _guest(net: Net, script: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    cmd = ["ip", "netns", "exec", net.ns, *LINUXABI, "run", "--net", f"tap:{net.tap},ip={STATIC}/24",
+           "--policy", str(net.workdir / "udp.toml"), "--", "sh", "-c", script]
+    return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO)
+
+
+def test_guest_udp_sendto_and_connect_match_native(servers: Net, udp_probe: Path) -> None:
+    """sendto+recvfrom/recvmsg and connect+send+recvfrom/read through the stack: the data, the
+    reply's source (the real server), getpeername, and the port the server saw being the
+    socket's own, as the same program sees them natively in the namespace."""
+    net = servers
+    native = net.sh(f"{udp_probe} {SERVER} {ECHO_PORT}", timeout=30)
+    assert native.returncode == 0, native.stdout + native.stderr
+    r = _guest(net, f"cat > /tmp/p && chmod +x /tmp/p && /tmp/p {SERVER} {ECHO_PORT}", input=udp_probe.read_bytes())
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    # natively the namespace reaches its own address (source SERVER); the guest is STATIC
+    expected = native.stdout.replace(f"seen_ip={SERVER}", f"seen_ip={STATIC}")
+    expected = expected.replace(f"connect=0 send=11 from={SERVER}:{ECHO_PORT} data=via-connect peer={SERVER}:{ECHO_PORT} "
+                                f"sock_ip={SERVER}",
+                                f"connect=0 send=11 from={SERVER}:{ECHO_PORT} data=via-connect peer={SERVER}:{ECHO_PORT} "
+                                f"sock_ip={STATIC}")
+    assert out == expected, (out, native.stdout)
+    assert f"from={SERVER}:{ECHO_PORT} data=via-sendto sock_ip=0.0.0.0 seen_ip={STATIC} own_port=1" in out
+
+
+def test_busybox_nslookup_through_the_stack(servers: Net) -> None:
+    """busybox nslookup asks the namespace's DNS responder (on a port of its own: busybox
+    takes SERVER:PORT) and prints its answer."""
+    r = _guest(servers, f"nslookup example.test {SERVER}:{DNS_PORT}", timeout=60)
+    out = r.stdout.decode()
+    assert "10.1.2.3" in out, out + r.stderr.decode()
+
+
+def test_udp_to_an_unrouted_address_is_enetunreach(servers: Net, udp_probe: Path) -> None:
+    """No gateway: an address off the subnet has no route in the stack, and sendto fails with
+    ENETUNREACH, as natively in the namespace (no route there either)."""
+    native = servers.sh(f"{udp_probe} 10.98.0.1 53", timeout=30)
+    r = _guest(servers, "cat > /tmp/p && chmod +x /tmp/p && /tmp/p 10.98.0.1 53", input=udp_probe.read_bytes())
+    first = r.stdout.decode().split(" ")[0]
+    assert first == native.stdout.split(" ")[0] == "sendto=-101", (r.stdout.decode(), native.stdout)
