@@ -242,9 +242,10 @@ class ControlServer:
             except CapabilityError as e:
                 raise ValueError(str(e)) from None
             stale = self.kernel.revoked()
-            from syscalls.netrevoke import shut_revoked_sockets
+            from syscalls.netrevoke import close_revoked_relays, shut_revoked_sockets
 
             sockets = shut_revoked_sockets(self.kernel)
+            close_revoked_relays(self.kernel)
             return {"ok": True, "revoked": count, "fds": [[p.pid, fd] for p, fd in stale],
                     "sockets": [[p.pid, fd] for p, fd in sockets]}
         raise ValueError(f"unknown op {op!r} (list, grant, revoke, net)")

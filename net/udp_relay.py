@@ -73,6 +73,13 @@ class UdpRelay:
         assert sock.local is not None
         return sock.local[1]
 
+    def drop_relays(self, keep: Callable[[Addr], bool]) -> list[Addr]:
+        """Close the relays of remotes ``keep`` refuses (a revoked capability); their remotes."""
+        gone = [r for r in self._relays.values() if not keep(r.remote)]
+        for r in gone:
+            self._drop_relay(r)
+        return [r.remote for r in gone]
+
     def close(self) -> None:
         for r in list(self._relays.values()):
             self._drop_relay(r)

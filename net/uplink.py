@@ -301,6 +301,13 @@ class Uplink:
         """The stack's port for the guest UDP socket bound (natively) at `guest`."""
         return self.link.call(lambda: self._udp().flow(guest))
 
+    def udp_revoke(self, allowed: Callable[[Addr], bool]) -> list[Addr]:
+        """After a revoke: datagrams to the remotes ``allowed`` refuses stop leaving."""
+        if self.udp is None:
+            return []
+        udp = self.udp
+        return self.link.call(lambda: udp.drop_relays(allowed))
+
     def _udp(self) -> UdpRelay:
         if self.udp is None:
             raise OSError(errno.ENETUNREACH, "the uplink is not attached")

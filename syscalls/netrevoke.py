@@ -47,6 +47,17 @@ def still_allowed(cs: "CSpace", sock: socket.socket, outside: "Names | None" = N
     return cs.allows_net("connect", proto, _unmapped(peer_ip), peer_port) or cs.allows_net("bind", proto, ip, port)
 
 
+def close_revoked_relays(kernel: "Kernel") -> list[tuple[str, int]]:
+    """The uplink's UDP relays to remotes no capability covers any more are closed: a guest's
+    native sends to them (its socket is bound to lo) then reach nothing."""
+    net = kernel.net_if_any
+    uplink = net.uplink if net is not None else None
+    cs = kernel.cspace
+    if uplink is None or cs is None:
+        return []
+    return uplink.udp_revoke(lambda remote: cs.allows_net("connect", "udp", remote[0], remote[1]))
+
+
 def shut_revoked_sockets(kernel: "Kernel") -> list[tuple["Process", int]]:
     """Shut every guest socket its sandbox may no longer use; the (process, fd) pairs shut."""
     cs = kernel.cspace

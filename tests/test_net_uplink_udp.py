@@ -9,7 +9,8 @@ the stack's, natively it is the namespace's). busybox nslookup asks the DNS resp
 """
 from __future__ import annotations
 
-import shutil
+import os
+import signal
 import struct
 import subprocess
 import sys
@@ -84,13 +85,10 @@ def servers(net: Net) -> Iterator[Net]:  # noqa: F811 - the imported fixture
 
 @pytest.fixture(scope="module")
 def udp_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("no gcc for the probe")
     exe = tmp_path_factory.mktemp("udp_probe") / "probe"
     r = subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(Path(__file__).with_name("uplink_udp_probe.c"))],
                        capture_output=True, timeout=60)
-    if r.returncode != 0:
-        pytest.skip(f"cannot build a static probe: {r.stderr.decode()[-300:]}")
+    assert r.returncode == 0, r.stderr.decode()[-300:]  # gcc comes with `make test`
     return exe
 
 
@@ -135,3 +133,70 @@ def test_udp_to_an_unrouted_address_is_enetunreach(servers: Net, udp_probe: Path
     r = _guest(servers, "cat > /tmp/p && chmod +x /tmp/p && /tmp/p 10.98.0.1 53", input=udp_probe.read_bytes())
     first = r.stdout.decode().split(" ")[0]
     assert first == native.stdout.split(" ")[0] == "sendto=-101", (r.stdout.decode(), native.stdout)
+
+
+_AFTER_REVOKE = r"""
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/socket.h>
+/* A connected UDP socket: one echo, then (after SIGUSR1) another send and a 1 s wait. */
+static void on_usr1(int sig) { (void)sig; }
+static void exchange(int s, const char *what) {
+    ssize_t n = send(s, what, 3, 0);
+    char buf[128] = {0};
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    int ready = n == 3 && poll(&p, 1, 1000) == 1 && recv(s, buf, sizeof buf - 1, MSG_DONTWAIT) > 0;
+    printf("%s send=%zd reply=%s\n", what, n, ready ? "yes" : "none");
+    fflush(stdout);
+}
+int main(int argc, char **argv) {
+    signal(SIGUSR1, on_usr1);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    if (connect(s, (void *)&a, sizeof a)) { perror("connect"); return 1; }
+    exchange(s, "one");
+    pause();
+    exchange(s, "two");
+    return 0;
+}
+"""
+
+
+def test_revoking_udp_connect_stops_the_datagrams(servers: Net, tmp_path: Path) -> None:
+    """The guest's sends are native (its socket reaches the stack through a relay): revoking
+    the capability closes the relay and shuts the socket, so nothing more leaves."""
+    net = servers
+    src = tmp_path / "after.c"
+    src.write_text(_AFTER_REVOKE)
+    exe = tmp_path / "after"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True, timeout=60)
+    idf = tmp_path / "id"
+    cmd = ["ip", "netns", "exec", net.ns, *LINUXABI, "run", "--net", f"tap:{net.tap},ip={STATIC}/24",
+           "--policy", str(net.workdir / "udp.toml"), "--id-file", str(idf), "--", "sh", "-c",
+           f"cat > /tmp/p && chmod +x /tmp/p && exec /tmp/p {SERVER} {ECHO_PORT}"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(exe.read_bytes())
+        p.stdin.close()
+        p.stdin = None  # communicate() must not flush it again
+        assert p.stdout.readline() == b"one send=3 reply=yes\n"
+        sandbox = idf.read_text().strip()
+        listing = subprocess.run([*LINUXABI, "ctl", "list", sandbox], capture_output=True, text=True,
+                                 cwd=REPO, timeout=30).stdout
+        slot = next(line.split()[0] for line in listing.splitlines() if f"udp:{SUBNET}.0/24:*" in line)
+        ctl = subprocess.run([*LINUXABI, "ctl", "revoke", sandbox, "--slot", slot], capture_output=True,
+                             text=True, cwd=REPO, timeout=30)
+        assert ctl.returncode == 0, ctl.stderr
+        os.kill(p.pid, signal.SIGUSR1)  # forwarded to the guest's init: the probe
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out.decode().split()[-1] == "reply=none", (out, err)
