@@ -97,8 +97,8 @@ class NetEndpoint:
     ports: range = ANY_PORT
 
     def __post_init__(self) -> None:
-        if self.proto not in ("tcp", "udp"):
-            raise ValueError(f"protocol must be tcp or udp, not {self.proto!r}")
+        if self.proto not in ("tcp", "udp", "icmp"):  # icmp: echo (ping) only; ports do not apply
+            raise ValueError(f"protocol must be tcp, udp or icmp, not {self.proto!r}")
         p = self.ports
         if p.step != 1 or len(p) == 0 or p.start < 0 or p.stop > 65536:
             raise ValueError(f"bad port range {p!r}")

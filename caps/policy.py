@@ -48,7 +48,7 @@ DEFAULT_POLICY_TOML = """\
 
 [network]         # the sandbox's own loopback (and ports forwarded in with -p); nothing outside
 bind = ["tcp:0.0.0.0:*", "udp:0.0.0.0:*", "tcp:[::]:*", "udp:[::]:*"]
-connect = ["tcp:127.0.0.0/8:*", "udp:127.0.0.0/8:*", "tcp:[::1]:*", "udp:[::1]:*"]
+connect = ["tcp:127.0.0.0/8:*", "udp:127.0.0.0/8:*", "icmp:127.0.0.0/8:*", "tcp:[::1]:*", "udp:[::1]:*"]
 
 [devices]
 allow = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]

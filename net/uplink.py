@@ -42,6 +42,7 @@ from .holdport import LOOPBACK, HoldPort
 from .ipv4 import aton, ntoa
 from .tap import TapBackend
 from .tcp import State, TcpSocket
+from .icmp_relay import IcmpRelay
 from .udp_relay import UdpRelay
 from .virtio import features as F
 from .virtio.driver import WANTED
@@ -199,6 +200,7 @@ class Uplink:
             self.link.start_dhcp()
         self.hold: HoldPort | None = None
         self.udp: UdpRelay | None = None       # made on the loop's thread, in the sandbox
+        self.icmp: IcmpRelay | None = None     # likewise
         self._lock = threading.Lock()           # names and bells: both threads use them
         self._names: OrderedDict[int, Names] = OrderedDict()   # guest socket inode -> names
         self._bells: OrderedDict[Addr, Names] = OrderedDict()  # doorbell address -> names
@@ -230,6 +232,7 @@ class Uplink:
         assert self.hold.capture is not None
         self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
         self.udp = UdpRelay(self.link, self.stack)
+        self.icmp = IcmpRelay(self.stack, self.link.now)
 
     def close(self, drain: float = 5.0) -> None:
         """Stop; first let what the guests sent before they went away reach its peers (up to
@@ -259,6 +262,9 @@ class Uplink:
         if self.udp is not None:
             self.udp.close()
             self.udp = None
+        if self.icmp is not None:
+            self.icmp.close()
+            self.icmp = None
         if self.hold is not None:
             self.link.unwatch(self.hold.capture.fileno())  # type: ignore[union-attr]
             self.hold.close()
@@ -285,6 +291,8 @@ class Uplink:
     def stats(self) -> dict[str, Any]:
         s = self.link.call(self.link.stats)
         udp = self.udp.counters if self.udp is not None else {}
+        if self.icmp is not None:
+            udp = dict(udp, **self.icmp.counters)
         s["uplink"] = dict(self.counters, **udp, bridges=len(self._bridges), pending=len(self._pending))
         return s
 
@@ -307,6 +315,14 @@ class Uplink:
             return []
         udp = self.udp
         return self.link.call(lambda: udp.drop_relays(allowed))
+
+    def ping(self, dst: str, msg: bytes) -> bool:
+        """A guest's ICMP echo request to ``dst`` goes out through the stack (its replies come
+        back into the sandbox's loopback); False when ``msg`` is no echo request."""
+        icmp = self.icmp
+        if icmp is None:
+            raise OSError(errno.ENETUNREACH, "the uplink is not attached")
+        return self.link.call(lambda: icmp.echo(dst, msg))
 
     def _udp(self) -> UdpRelay:
         if self.udp is None:

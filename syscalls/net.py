@@ -77,8 +77,9 @@ def sys_socket(task: "Task", a: Args) -> Result:
     if domain not in (F.AF_UNIX, *_INET):
         # netlink would configure the sandbox's namespace, packet sockets see raw frames
         raise err(E.EAFNOSUPPORT)
-    if domain in _INET and base in _RAW_TYPES:
-        raise err(E.EPERM)
+    if domain in _INET and base in _RAW_TYPES and not (
+            domain == F.AF_INET and base == F.SOCK_RAW and s32(a[2]) == F.IPPROTO_ICMP):
+        raise err(E.EPERM)  # raw ICMP (ping) is the kernel's own, in the sandbox's namespace
     return CONTINUE  # made in the sandbox's own network namespace; names are checked later
 
 
@@ -311,6 +312,12 @@ def sys_sendto(task: "Task", a: Args) -> Result:
     up = _uplink(task)
     if up is not None and g.family == F.AF_INET and len(raw) >= 8:
         dest = parse_inet(raw, F.AF_INET)
+        if g.type == F.SOCK_RAW and uplink.outside(dest.ip):  # ping: the stack sends it
+            g.close()
+            try:
+                return len(data) if up.ping(dest.ip, data) else -E.ENETUNREACH
+            except OSError as e:
+                return -(e.errno or E.ENETUNREACH)
         if uplink.udp_outbound(g, dest.ip, up):  # then sent natively, through lo to the stack
             try:
                 code = uplink.udp_prepare(g, (dest.ip, dest.port), up)

@@ -69,7 +69,8 @@ class GuestSocket:
 
     @property
     def proto(self) -> str:
-        return "tcp" if self.type == F.SOCK_STREAM else "udp"
+        # (the only raw sockets a guest may have are ICMP ones: see net.sys_socket)
+        return {F.SOCK_STREAM: "tcp", F.SOCK_RAW: "icmp"}.get(self.type, "udp")
 
     def object(self) -> socket.socket:
         """A socket object on a dup of our fd (closing it leaves ours open)."""

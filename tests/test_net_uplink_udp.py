@@ -23,7 +23,8 @@ import pytest
 from test_net_uplink import LINUXABI, POLICY, REPO, SERVER, STATIC, SUBNET, Net, net  # noqa: F401
 
 ECHO_PORT, DNS_PORT = 9500, 5353
-UDP_POLICY = POLICY.replace('"udp:127.0.0.0/8:*",', f'"udp:127.0.0.0/8:*", "udp:{SUBNET}.0/24:*", "udp:10.98.0.0/24:*",')
+UDP_POLICY = POLICY.replace('"udp:127.0.0.0/8:*",', f'"udp:127.0.0.0/8:*", "udp:{SUBNET}.0/24:*", "udp:10.98.0.0/24:*", '
+                                                    f'"icmp:{SUBNET}.0/24:*",')
 
 _ECHO = """
 import socket, sys, time
@@ -200,3 +201,14 @@ def test_revoking_udp_connect_stops_the_datagrams(servers: Net, tmp_path: Path) 
             p.kill()
             p.wait()
     assert out.decode().split()[-1] == "reply=none", (out, err)
+
+
+def test_guest_ping_through_the_stack(servers: Net) -> None:
+    """busybox ping (a raw ICMP socket in the sandbox's namespace): the echo requests leave
+    through the stack and the replies come back into the guest's socket; an address the policy
+    does not grant is refused."""
+    r = _guest(servers, f"ping -c 2 -W 3 {SERVER}; ping -c 1 -W 1 10.98.0.1; echo rc=$?", timeout=60)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert "2 packets transmitted, 2 packets received" in out, out + err
+    assert f"bytes from {SERVER}: seq=1" in out, out
+    assert out.rstrip().endswith("rc=1"), out + err

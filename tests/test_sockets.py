@@ -260,14 +260,16 @@ def test_socket_families_outside_the_sandbox_are_refused(image_copy: Path, tmp_p
 int main(void) {
     int r = socket(AF_NETLINK, SOCK_RAW, 0);  printf("netlink %d %d\n", r, r < 0 ? errno : 0);
     r = socket(AF_PACKET, SOCK_RAW, 0);       printf("packet %d %d\n", r, r < 0 ? errno : 0);
-    r = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); printf("raw %d %d\n", r, r < 0 ? errno : 0);
+    r = socket(AF_INET, SOCK_RAW, IPPROTO_TCP);  printf("raw %d %d\n", r, r < 0 ? errno : 0);
+    r = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); printf("ping %d\n", r >= 0);  /* ping's, in the sandbox */
     r = socket(AF_INET, SOCK_STREAM, 0);      printf("inet %d\n", r >= 0);
     return 0;
 }
 ''')
     subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "fam"), str(src)], check=True)
     r = run_translated(["/fam"], image_copy)
-    assert r.stdout.decode().splitlines() == ["netlink -1 97", "packet -1 97", "raw -1 1", "inet 1"]
+    assert r.stdout.decode().splitlines() == ["netlink -1 97", "packet -1 97", "raw -1 1", "ping 1",
+                                                "inet 1"]
     native = run_native(["/fam"], image_copy).stdout.decode().splitlines()
     assert native[-1] == "inet 1"  # the same program natively (as root it may open the others)
 
