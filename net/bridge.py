@@ -140,6 +140,11 @@ class Bridge:
                 self._reset_host(e.errno or errno.EPIPE)
                 return False
             self.up_bytes += len(data)
+            if len(data) < min(room, CHUNK):
+                # a short read drained the socket: another recv would only say EAGAIN (a
+                # syscall and an exception per turn); READ interest stays, so epoll (level-
+                # triggered) brings us back for whatever arrives next, end of stream included
+                return True
         return True
 
     # ---- endings ------------------------------------------------------------------------

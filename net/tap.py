@@ -83,7 +83,7 @@ class TapBackend:
 
     def send_frame(self, hdr: VirtioNetHdr, frame: bytes) -> None:
         try:
-            os.writev(self.fd, (hdr._replace(num_buffers=0).pack(), frame))
+            os.writev(self.fd, (hdr.pack_with(0), frame))
         except BlockingIOError:
             self.stats["tx_full"] += 1
             return
@@ -109,7 +109,7 @@ class TapBackend:
                 return None
         self.stats["rx_frames"] += 1
         self.stats["rx_bytes"] += len(buf) - HDR_LEN
-        return VirtioNetHdr.unpack(buf)._replace(num_buffers=1), buf[HDR_LEN:]
+        return VirtioNetHdr.unpack_with(buf, 1), buf[HDR_LEN:]
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -105,6 +105,8 @@ class VirtioNetDevice:
     def _tx(self) -> bool:
         q = self.queues[TX_QUEUE]
         assert q is not None
+        if not q.has_available():                # nothing posted: the notify state stays as set
+            return False
         feats = self.state.negotiated
         moved = False
         q.disable_notify()
@@ -174,7 +176,7 @@ class VirtioNetDevice:
                 if q.enable_notify():
                     continue
                 break
-            q.write(chains[0], hdr._replace(num_buffers=len(chains)).pack())
+            q.write(chains[0], hdr.pack_with(len(chains)))
             pos, offset = 0, HDR_LEN
             for chain in chains:
                 n = q.write(chain, memoryview(frame)[pos:], offset)

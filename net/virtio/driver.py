@@ -204,7 +204,8 @@ class VirtioNetDriver:
             if remaining:
                 continue
             self._partial = None
-            out.append((hdr._replace(num_buffers=1), b"".join(parts)))
+            out.append((hdr if hdr.num_buffers == 1 else hdr._replace(num_buffers=1),
+                        bytes(parts[0]) if len(parts) == 1 else b"".join(parts)))
             for blocks in owned:
                 self.rx_pool.free(blocks)
         if out:

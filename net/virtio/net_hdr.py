@@ -31,12 +31,22 @@ class VirtioNetHdr(NamedTuple):
     def pack(self) -> bytes:
         return _HDR.pack(*self)
 
+    def pack_with(self, num_buffers: int) -> bytes:
+        """``self._replace(num_buffers=n).pack()``, without building the copy."""
+        return _HDR.pack(self[0], self[1], self[2], self[3], self[4], self[5], num_buffers)
+
     def pack_into(self, buf: bytearray | memoryview, offset: int = 0) -> None:
         _HDR.pack_into(buf, offset, *self)
 
     @classmethod
     def unpack(cls, buf: bytes | memoryview, offset: int = 0) -> VirtioNetHdr:
-        return cls._make(_HDR.unpack_from(buf, offset))
+        return _new(cls, _HDR.unpack_from(buf, offset))
+
+    @classmethod
+    def unpack_with(cls, buf: bytes | memoryview, num_buffers: int, offset: int = 0) -> VirtioNetHdr:
+        """``unpack(buf, offset)._replace(num_buffers=n)`` in one step."""
+        f = _HDR.unpack_from(buf, offset)
+        return _new(cls, (f[0], f[1], f[2], f[3], f[4], f[5], num_buffers))
 
     @property
     def needs_csum(self) -> bool:
@@ -52,4 +62,5 @@ class VirtioNetHdr(NamedTuple):
         return self.gso_type & ~VIRTIO_NET_HDR_GSO_ECN
 
 
+_new = tuple.__new__        # what NamedTuple._make does, without its length check and call layers
 PLAIN = VirtioNetHdr()

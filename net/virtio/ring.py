@@ -111,6 +111,8 @@ class DriverQueue:
         mem[layout.avail:layout.avail + 6 + 2 * layout.size] = bytes(6 + 2 * layout.size)
         mem[layout.used:layout.end] = bytes(layout.end - layout.used)
         self._free = list(range(layout.size - 1, -1, -1))    # pop() hands out 0 first
+        self._desc_at, self._avail_idx_at, self._avail_ring_at = layout.desc, layout.avail_idx, layout.avail_ring
+        self._used_idx_at, self._used_ring_at, self._used_event_at = layout.used_idx, layout.used_ring, layout.used_event
         self._chains: list[list[int] | None] = [None] * layout.size
         self._tokens: list[object] = [None] * layout.size
         self._avail_idx = 0        # shadow of avail->idx
@@ -154,18 +156,25 @@ class DriverQueue:
         else:
             if len(self._free) < total:
                 return None
-            ids = [self._free.pop() for _ in range(total)]
-            base = self.layout.desc
-            for i, (addr, ln) in enumerate(bufs):
-                last = i + 1 == total
-                flags = (VIRTQ_DESC_F_WRITE if i >= nout else 0) | (0 if last else VIRTQ_DESC_F_NEXT)
-                pack(mem, base + 16 * ids[i], addr, ln, flags, 0 if last else ids[i + 1])
-            head = ids[0]
+            base = self._desc_at
+            if total == 1:                       # the common chain: one buffer
+                head = self._free.pop()
+                ids = [head]
+                addr, ln = bufs[0]
+                pack(mem, base + 16 * head, addr, ln, VIRTQ_DESC_F_WRITE if nout == 0 else 0, 0)
+            else:
+                ids = [self._free.pop() for _ in range(total)]
+                for i, (addr, ln) in enumerate(bufs):
+                    last = i + 1 == total
+                    flags = (VIRTQ_DESC_F_WRITE if i >= nout else 0) | (0 if last else VIRTQ_DESC_F_NEXT)
+                    pack(mem, base + 16 * ids[i], addr, ln, flags, 0 if last else ids[i + 1])
+                head = ids[0]
         self._chains[head] = ids
         self._tokens[head] = token
-        U16.pack_into(mem, self.layout.avail_ring + 2 * (self._avail_idx & self._mask), head)
-        self._avail_idx = (self._avail_idx + 1) & 0xFFFF
-        U16.pack_into(mem, self.layout.avail_idx, self._avail_idx)   # publish after the entry
+        idx = self._avail_idx
+        U16.pack_into(mem, self._avail_ring_at + 2 * (idx & self._mask), head)
+        self._avail_idx = idx = (idx + 1) & 0xFFFF
+        U16.pack_into(mem, self._avail_idx_at, idx)                  # publish after the entry
         return head
 
     def kick_needed(self) -> bool:
@@ -183,22 +192,22 @@ class DriverQueue:
 
     def get_used(self) -> tuple[object, int] | None:
         """The next used buffer as (token, bytes written by the device), or None."""
-        mem, lay = self.mem, self.layout
-        used_idx = U16.unpack_from(mem, lay.used_idx)[0]
-        if used_idx == self._last_used:
+        mem, last = self.mem, self._last_used
+        used_idx = U16.unpack_from(mem, self._used_idx_at)[0]
+        if used_idx == last:
             return None
-        if (used_idx - self._last_used) & 0xFFFF > self.size:
+        if (used_idx - last) & 0xFFFF > self.size:
             raise VirtqueueError("used idx ran ahead of the ring")
-        head, length = USED_ELEM.unpack_from(mem, lay.used_ring + 8 * (self._last_used & self._mask))
+        head, length = USED_ELEM.unpack_from(mem, self._used_ring_at + 8 * (last & self._mask))
         ids = self._chains[head] if head < self.size else None
         if ids is None:
             raise VirtqueueError(f"device used descriptor {head} that is not in flight")
         self._chains[head] = None
         self._free.extend(ids)
         token, self._tokens[head] = self._tokens[head], None
-        self._last_used = (self._last_used + 1) & 0xFFFF
+        self._last_used = last = (last + 1) & 0xFFFF
         if self.event_idx and self._interrupts:
-            U16.pack_into(mem, lay.used_event, self._last_used)   # interrupt me for the next one
+            U16.pack_into(mem, self._used_event_at, last)         # interrupt me for the next one
         return token, length
 
     def disable_interrupts(self) -> None:
@@ -225,11 +234,13 @@ class Chain:
 
     @property
     def readable_len(self) -> int:
-        return sum(ln for _, ln in self.readable)
+        r = self.readable
+        return r[0][1] if len(r) == 1 else sum(ln for _, ln in r)
 
     @property
     def writable_len(self) -> int:
-        return sum(ln for _, ln in self.writable)
+        w = self.writable
+        return w[0][1] if len(w) == 1 else sum(ln for _, ln in w)
 
 
 class DeviceQueue:
@@ -240,23 +251,29 @@ class DeviceQueue:
         self.mem, self.layout = mem, layout
         self.size, self.event_idx, self.indirect = layout.size, event_idx, indirect
         self._mask = layout.size - 1
+        # the layout's offsets as plain ints: they are read for every buffer
+        self._avail_idx_at, self._avail_ring_at = layout.avail_idx, layout.avail_ring
+        self._used_idx_at, self._used_ring_at = layout.used_idx, layout.used_ring
+        self._desc_at = layout.desc
+        self._used_event_at, self._avail_flags_at = layout.used_event, layout.avail_flags
+        self._used_flags_at, self._avail_event_at = layout.used_flags, layout.avail_event
         self._last_avail = 0
         self._used_idx = 0
         self._signalled = 0        # used idx when an interrupt was last decided
         self.interrupts = 0
 
     def has_available(self) -> bool:
-        return bool(U16.unpack_from(self.mem, self.layout.avail_idx)[0] != self._last_avail)
+        return bool(U16.unpack_from(self.mem, self._avail_idx_at)[0] != self._last_avail)
 
     def pop(self) -> Chain | None:
-        mem, lay = self.mem, self.layout
-        avail_idx = U16.unpack_from(mem, lay.avail_idx)[0]
+        mem = self.mem
+        avail_idx = U16.unpack_from(mem, self._avail_idx_at)[0]
         pending = (avail_idx - self._last_avail) & 0xFFFF
         if not pending:
             return None
         if pending > self.size:
             raise VirtqueueError(f"avail idx moved {pending} entries in a ring of {self.size}")
-        head = U16.unpack_from(mem, lay.avail_ring + 2 * (self._last_avail & self._mask))[0]
+        head = U16.unpack_from(mem, self._avail_ring_at + 2 * (self._last_avail & self._mask))[0]
         chain = self._walk(head)
         self._last_avail = (self._last_avail + 1) & 0xFFFF
         return chain
@@ -271,7 +288,7 @@ class DeviceQueue:
             raise VirtqueueError(f"head {head} out of range")
         readable: list[Buffer] = []
         writable: list[Buffer] = []
-        base, limit, i, seen, in_table = self.layout.desc, self.size, head, 0, False
+        base, limit, i, seen, in_table = self._desc_at, self.size, head, 0, False
         while True:
             addr, ln, flags, nxt = unpack(mem, base + 16 * i)
             seen += 1
@@ -329,10 +346,10 @@ class DeviceQueue:
         return pos
 
     def push(self, head: int, length: int) -> None:
-        mem, lay = self.mem, self.layout
-        USED_ELEM.pack_into(mem, lay.used_ring + 8 * (self._used_idx & self._mask), head, length)
-        self._used_idx = (self._used_idx + 1) & 0xFFFF
-        U16.pack_into(mem, lay.used_idx, self._used_idx)    # publish after the element
+        mem, idx = self.mem, self._used_idx
+        USED_ELEM.pack_into(mem, self._used_ring_at + 8 * (idx & self._mask), head, length)
+        self._used_idx = idx = (idx + 1) & 0xFFFF
+        U16.pack_into(mem, self._used_idx_at, idx)          # publish after the element
 
     def need_interrupt(self) -> bool:
         """Whether the buffers used since the last call need an interrupt to the driver."""
@@ -341,20 +358,20 @@ class DeviceQueue:
         if new == old:
             return False
         if self.event_idx:
-            need = vring_need_event(U16.unpack_from(self.mem, self.layout.used_event)[0], new, old)
+            need = vring_need_event(U16.unpack_from(self.mem, self._used_event_at)[0], new, old)
         else:
-            need = not U16.unpack_from(self.mem, self.layout.avail_flags)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+            need = not U16.unpack_from(self.mem, self._avail_flags_at)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
         self.interrupts += need
         return need
 
     def disable_notify(self) -> None:
         if not self.event_idx:
-            U16.pack_into(self.mem, self.layout.used_flags, VIRTQ_USED_F_NO_NOTIFY)
+            U16.pack_into(self.mem, self._used_flags_at, VIRTQ_USED_F_NO_NOTIFY)
 
     def enable_notify(self) -> bool:
         """Ask for kicks again; True if buffers became available meanwhile (pop again)."""
         if self.event_idx:
-            U16.pack_into(self.mem, self.layout.avail_event, self._last_avail)
+            U16.pack_into(self.mem, self._avail_event_at, self._last_avail)
         else:
-            U16.pack_into(self.mem, self.layout.used_flags, 0)
+            U16.pack_into(self.mem, self._used_flags_at, 0)
         return self.has_available()

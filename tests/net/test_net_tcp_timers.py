@@ -1,0 +1,110 @@
+"""TcpLayer's timer heap against the plain scan it replaced: same sockets fire, in the same
+order, and next_deadline agrees, under random rescheduling (including from inside on_timer)."""
+from __future__ import annotations
+
+import random
+
+from net.stack import Stack
+from net.tcp import State
+from net.tcp_layer import TcpLayer
+
+
+class FakeSock:
+    def __init__(self, name: int, log: list, rng: random.Random) -> None:
+        self.name, self.log, self.rng = name, log, rng
+        self.deadline: float | None = None
+        self.state = State.ESTABLISHED
+        self.layer: object = None
+        self.others: list["FakeSock"] = []
+
+    def on_timer(self, now: float) -> None:
+        self.log.append(self.name)
+        r = self.rng.random()
+        if r < 0.3:
+            self.deadline = None                    # fired for good
+        elif r < 0.5:
+            pass                                    # left due: must fire again next poll
+        else:
+            self.deadline = now + self.rng.choice([0.0, 0.001, 0.2, 1.0, 60.0])
+        self.layer.schedule(self)                   # type: ignore[attr-defined]
+        if self.others and self.rng.random() < 0.2:  # a timer touching another connection
+            o = self.rng.choice(self.others)
+            o.deadline = now + self.rng.random()
+            o.layer.schedule(o)                     # type: ignore[attr-defined]
+
+
+class ScanTimers:
+    """The former implementation: a dict scanned on every poll."""
+
+    def __init__(self) -> None:
+        self._timers: dict = {}
+
+    def schedule(self, sock: FakeSock) -> None:
+        d = sock.deadline
+        if d is None or sock.state == State.CLOSED:
+            self._timers.pop(sock, None)
+        else:
+            self._timers[sock] = d
+
+    def poll(self, now: float) -> None:
+        for s in [s for s, d in self._timers.items() if d <= now]:
+            s.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return min(self._timers.values(), default=None)
+
+
+def _run(seed: int, layer: object, n: int = 60, steps: int = 3000) -> tuple[list, list]:
+    rng = random.Random(seed)
+    log: list = []
+    socks = [FakeSock(i, log, rng) for i in range(n)]
+    for s in socks:
+        s.layer = layer
+        s.others = socks
+    deadlines: list = []
+    now = 0.0
+    for _ in range(steps):
+        r = rng.random()
+        s = rng.choice(socks)
+        if r < 0.45:
+            s.deadline = now + rng.choice([0.0, 0.0005, 0.04, 0.2, 1.0, 60.0]) * rng.random()
+            s.state = State.ESTABLISHED
+            layer.schedule(s)                       # type: ignore[attr-defined]
+        elif r < 0.55:
+            s.deadline = None
+            layer.schedule(s)                       # type: ignore[attr-defined]
+        elif r < 0.6:
+            s.state = State.CLOSED
+            layer.schedule(s)                       # type: ignore[attr-defined]
+        else:
+            nd = layer.next_deadline()              # type: ignore[attr-defined]
+            deadlines.append(nd)
+            now = nd if nd is not None and rng.random() < 0.5 else now + rng.random() * 0.05
+            log.append(("poll", now))
+            layer.poll(now)                         # type: ignore[attr-defined]
+    return log, deadlines
+
+
+def test_heap_timers_match_the_plain_scan() -> None:
+    for seed in range(20):
+        layer = TcpLayer(Stack(b"\x02\0\0\0\0\x01", seed=seed))
+        got = _run(seed, layer)
+        want = _run(seed, ScanTimers())
+        assert got == want, f"seed {seed}"
+        assert len(layer._heap) <= 64 + 4 * len(layer._timers) + 1
+
+
+def test_forgotten_sockets_leave_no_deadline() -> None:
+    layer = TcpLayer(Stack(b"\x02\0\0\0\0\x01", seed=1))
+    rng = random.Random(0)
+    socks = [FakeSock(i, [], rng) for i in range(10)]
+    for i, s in enumerate(socks):
+        s.layer = layer
+        s.deadline = 10.0 + i
+        layer.schedule(s)
+    for s in socks[:5]:
+        s.deadline = None
+        layer.schedule(s)
+    assert layer.next_deadline() == 15.0
+    layer.poll(100.0)
+    assert [len(s.log) for s in socks] == [0] * 5 + [1] * 5
