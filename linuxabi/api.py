@@ -153,9 +153,11 @@ class Sandbox:
     def _publish(self) -> "list[PortForwarder]":
         """Listen on the host for each -p before the guest starts: a taken port is the user's
         error, reported before anything runs."""
+        forwarders: list[PortForwarder] = []
+        if not self.config.publish:
+            return forwarders  # (and the socket layer is not imported at all)
         from .forward import PortForwarder, Published
 
-        forwarders: list[PortForwarder] = []
         try:
             for text in self.config.publish:
                 try:

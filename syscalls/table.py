@@ -11,7 +11,20 @@ from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
 
 from . import exec as ex
-from . import fs, net, process
+from . import fs, process
+
+
+def _net(name: str) -> Handler:
+    """A socket handler, imported on a guest's first socket call: the socket layer (socket,
+    ctypes, the uplink's modules) is not paid for by every sandbox's start-up."""
+    def handler(task, args):  # noqa: ANN001, ANN202
+        from . import net
+
+        return getattr(net, name)(task, args)
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 from .base import ArgRule, Cmp, Disposition, Handler, SyscallDecl, Trap
 
 N, T, D = Disposition.NATIVE, Disposition.TRANSLATED, Disposition.DENIED
@@ -63,9 +76,8 @@ HANDLERS: dict[str, Handler] = {
     "getdents": fs.sys_getdents, "getdents64": fs.sys_getdents64, "getcwd": fs.sys_getcwd,
     "chdir": fs.sys_chdir, "fchdir": fs.sys_fchdir, "chroot": fs.sys_chroot,
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
-    "socket": net.sys_socket, "bind": net.sys_bind, "listen": net.sys_listen,
-    "accept": net.sys_accept, "accept4": net.sys_accept4, "connect": net.sys_connect,
-    "getsockname": net.sys_getsockname, "getpeername": net.sys_getpeername,
+    **{name: _net(f"sys_{name}") for name in
+       "socket bind listen accept accept4 connect getsockname getpeername".split()},
     "clock_settime": process.sys_clock_settime,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
@@ -152,7 +164,7 @@ _ruled("fcntl", T, _allow_eq(1, _FCNTL_NATIVE, "fd flags, locks, dup"), handler=
        note="native for flags/locks/dup; seals only on the guest's own memfds")
 _ruled("ioctl", T, _allow_eq(1, _IOCTL_NATIVE, "tty and generic fd ioctls"), handler=process.sys_ioctl_other,
        note="native for termios/winsize/FIO*; everything else ENOTTY (no translated device yet)")
-_ruled("sendto", T, (ArgRule(4, Cmp.EQ, 0, N, why="no destination address"),), handler=net.sys_sendto,
+_ruled("sendto", T, (ArgRule(4, Cmp.EQ, 0, N, why="no destination address"),), handler=_net("sys_sendto"),
        note="native without an address; an address is checked against the capabilities, then sent")
 _ruled("prctl", T, _allow_eq(0, _PRCTL_NATIVE, "options about the caller itself"),
        handler=process.sys_prctl_other,
