@@ -60,7 +60,7 @@ class GuestNet:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             self._host_cookie = _netns_cookie(s)  # sockets with it are the host's (forwarded)
         self.counters = {"forwarded": 0, "refused": 0}
-        self._closer: queue.SimpleQueue[list[socket.socket]] = queue.SimpleQueue()
+        self._closer: queue.SimpleQueue[list[int | socket.socket]] = queue.SimpleQueue()
         threading.Thread(target=self._close_later, name="doorbell-closer", daemon=True).start()
         self.uplink: "Uplink | None" = None  # set by the embedder for --net tap:NAME
 
@@ -93,11 +93,6 @@ class GuestNet:
     def publish(self, guest_port: int, host_address: tuple[str, int]) -> None:
         self.published[guest_port] = host_address
 
-    def is_published(self, sock: socket.socket) -> bool:
-        """Whether accept() on this guest listener must be served here (its port is published)."""
-        if not self.published or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return False
-        return sock.getsockname()[1] in self.published
 
     def ring(self, conn: socket.socket, guest_port: int) -> bool:
         """Queue host connection ``conn`` on the guest's listener for ``guest_port`` (called in
@@ -128,21 +123,18 @@ class GuestNet:
         self.counters["forwarded"] += 1
         return True
 
-    def answer_door(self, accepted: socket.socket) -> socket.socket:
-        """What the guest gets for a connection accepted on a published port: the host
-        connection if ``accepted`` is a doorbell's (which is then closed), else itself."""
-        try:
-            ip, port = accepted.getpeername()[:2]
-        except OSError:
-            return accepted
-        peer = (ip.removeprefix("::ffff:"), port)  # a dual-stack listener sees v4-mapped peers
+    def answer_door(self, accepted: int, peer: tuple[str, int]) -> socket.socket | None:
+        """For a connection accepted on a published port (fd ``accepted``, from ``peer``): the
+        host connection the guest gets instead if it is a doorbell's (``accepted`` is then
+        closed), else None."""
+        peer = (peer[0].removeprefix("::ffff:"), peer[1])  # a dual-stack listener: v4-mapped
         with self.lock:
             d = self.doorbells.pop(peer, None)
             if d is None:
-                return accepted
+                return None
             d.answered = True
-            done = [accepted, d.bell] if d.rung else [accepted]  # else the forwarder closes the bell
-        self._closer.put(done)
+            done: list[int | socket.socket] = [accepted, d.bell] if d.rung else [accepted]  # else
+        self._closer.put(done)  # the forwarder, still in its connect(), closes the bell
         return d.conn
 
     def _close_later(self) -> None:
@@ -150,7 +142,10 @@ class GuestNet:
         of its own does it, off the loop that answers the guests."""
         while True:
             for sock in self._closer.get():
-                sock.close()
+                if isinstance(sock, int):
+                    os.close(sock)
+                else:
+                    sock.close()
 
     def host_local_name(self, sock: socket.socket) -> tuple[str, int] | None:
         """How the guest names the local end of a forwarded host connection: its own

@@ -33,8 +33,9 @@ from . import net_uplink as uplink
 from . import unix_names
 from .base import CONTINUE, InstallFd, Park, Result
 from .fsutil import err, s32
-from .sockutil import (GuestSocket, connect_nonblocking, connect_parked, libc, libc_call, pack_as,
-                       read_sockaddr, send_now, v4, write_sockaddr)
+from .sockutil import (GuestSocket, accept_raw, connect_nonblocking, connect_parked, inet_peer, inet_port,
+                       libc, libc_call, pack_as, read_sockaddr, send_now, sockname_raw, v4, write_sockaddr,
+                       write_sockaddr_known)
 
 if TYPE_CHECKING:
     from net.uplink import Uplink
@@ -189,55 +190,63 @@ def sys_accept4(task: "Task", a: Args) -> Result:
 
 
 def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Result:
+    """Served here only on a published (-p) or uplinked port; natively otherwise. Every system
+    call here is paid per connection, under load: the path is kept short (raw fds, no socket
+    objects)."""
     net = task.kernel.net_if_any
     if net is None or not (net.published or net.uplink is not None):
         return CONTINUE
     if flags & ~_SOCK_FLAGS:
         raise err(E.EINVAL)
-    g = GuestSocket(task, fd)
+    hfd = task.host_fd(s32(fd))
     try:
-        with g.object() as s:
-            served = net.is_published(s) or uplink.uplinked(net.uplink, s)
+        port = inet_port(sockname_raw(hfd))
+        up = net.uplink
+        served = port is not None and (port in net.published or (up is not None and port in up.listening_ports))
+        have = 0
         if served and addr:  # fail before taking the connection, which Linux would lose
             (have,) = struct.unpack("=i", task.mem.read(len_addr, 4))
             if have < 0:
                 raise err(E.EINVAL)
     except BaseException:
-        g.close()
+        os.close(hfd)
         raise
     if not served:
-        g.close()
+        os.close(hfd)
         return CONTINUE
-    return _accept_now(task, g, addr, len_addr, flags)
+    return _accept_now(task, hfd, addr, len_addr, have, flags)
 
 
-def _accept_now(task: "Task", g: GuestSocket, addr: int, len_addr: int, flags: int) -> Result:
-    if not select.select([g.fd], [], [], 0)[0]:
-        if os.get_blocking(g.fd):
-            return Park(g.fd, lambda: _accept_now(task, g, addr, len_addr, flags), cancel=g.close)
-        g.close()
+def _accept_now(task: "Task", hfd: int, addr: int, len_addr: int, have: int, flags: int) -> Result:
+    if not select.select([hfd], [], [], 0)[0]:
+        if os.get_blocking(hfd):
+            return Park(hfd, lambda: _accept_now(task, hfd, addr, len_addr, have, flags),
+                        cancel=lambda: os.close(hfd))
+        os.close(hfd)
         raise err(E.EAGAIN)
     try:
-        with g.object() as s:
-            conn_fd, _ = s._accept()  # type: ignore[attr-defined]  # the raw fd
+        conn_fd, raw = accept_raw(hfd, flags & F.SOCK_NONBLOCK)
     finally:
-        g.close()
+        os.close(hfd)
     net = task.kernel.net
-    conn = net.answer_door(socket.socket(fileno=conn_fd))
     try:
-        conn.setblocking(not flags & F.SOCK_NONBLOCK)
-        peer = conn.getpeername()
-        names = net.uplink.take_bell(v4(peer)) if net.uplink is not None else None
-        if names is not None:  # a connection the stack brought in: its outside addresses
-            net.uplink.set_names(os.fstat(conn.fileno()).st_ino, names)  # type: ignore[union-attr]
-            raw = pack_as(conn.family, names.peer)  # type: ignore[arg-type]
-        else:
-            raw = pack_inet(conn.family, peer[0], peer[1])
-        write_sockaddr(task, addr, len_addr, raw)
+        peer = inet_peer(raw)
+        host = net.answer_door(conn_fd, peer)
+        if host is not None:  # a -p doorbell: the guest gets the host connection instead
+            host.setblocking(not flags & F.SOCK_NONBLOCK)
+            ip, port = host.getpeername()[:2]
+            raw = pack_inet(host.family, ip, port)
+            conn_fd = host.detach()
+        elif net.uplink is not None:
+            names = net.uplink.take_bell(v4(peer))
+            if names is not None:  # a connection the stack brought in: its outside addresses
+                net.uplink.set_names(os.fstat(conn_fd).st_ino, names)
+                raw = pack_as(struct.unpack_from("=H", raw)[0], names.peer)  # type: ignore[arg-type]
+        write_sockaddr_known(task, addr, len_addr, have, raw)
     except BaseException:
-        conn.close()
+        os.close(conn_fd)
         raise
-    return InstallFd(conn.detach(), bool(flags & F.SOCK_CLOEXEC))
+    return InstallFd(conn_fd, bool(flags & F.SOCK_CLOEXEC))
 
 
 def sys_getsockname(task: "Task", a: Args) -> Result:

@@ -106,13 +106,6 @@ def disconnect(fd: int) -> None:
     sockopt(fd, F.SO_ERROR)
 
 
-def uplinked(up: "Uplink | None", sock: socket.socket) -> bool:
-    """A listener the stack also listens for (its connections come in by doorbell)."""
-    if up is None or not up.listening_ports or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
-    return sock.getsockname()[1] in up.listening_ports
-
-
 def uplink_local(up: "Uplink", g: GuestSocket, s: socket.socket) -> "tuple[str, int] | None":
     """How the uplink names the local end of a guest socket it carries (known by its inode;
     if connected, still to the loopback peer the uplink gave it), else None."""

@@ -80,6 +80,46 @@ class GuestSocket:
         os.close(self.fd)
 
 
+def sockname_raw(fd: int) -> bytes:
+    """getsockname(2) on our fd: the address as the kernel writes it (ENOTSOCK otherwise)."""
+    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
+    size = ctypes.c_uint32(SOCKADDR_MAX)
+    libc_call(libc.getsockname, fd, buf, ctypes.byref(size))
+    return buf.raw[:size.value]
+
+
+def accept_raw(fd: int, flags: int) -> tuple[int, bytes]:
+    """accept4(2) on our fd (close-on-exec for us): the new fd and its peer's address bytes."""
+    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
+    size = ctypes.c_uint32(SOCKADDR_MAX)
+    conn = libc_call(libc.accept4, fd, buf, ctypes.byref(size), flags | F.SOCK_CLOEXEC)
+    return conn, buf.raw[:size.value]
+
+
+def inet_port(raw: bytes) -> int | None:
+    """The port of a sockaddr_in/in6 (same offset in both), None for other families."""
+    if len(raw) < 4 or struct.unpack_from("=H", raw)[0] not in (F.AF_INET, F.AF_INET6):
+        return None
+    return struct.unpack_from("!H", raw, 2)[0]
+
+
+def inet_peer(raw: bytes) -> tuple[str, int]:
+    """(ip, port) of a sockaddr_in/in6 as the socket module names them."""
+    family = struct.unpack_from("=H", raw)[0]
+    if family == F.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack_from("!H", raw, 2)[0]
+    return socket.inet_ntop(socket.AF_INET6, raw[8:24]), struct.unpack_from("!H", raw, 2)[0]
+
+
+def write_sockaddr_known(task: "Task", addr: int, len_addr: int, have: int, raw: bytes) -> None:
+    """write_sockaddr when the caller's length (``have``) was already read."""
+    if addr == 0:
+        return
+    if have:
+        task.mem.write(addr, raw[:have])
+    task.mem.write(len_addr, struct.pack("=i", len(raw)))
+
+
 def sockopt(fd: int, name: int) -> int:
     val = ctypes.c_int(0)
     size = ctypes.c_uint32(4)
