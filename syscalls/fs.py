@@ -10,7 +10,9 @@ from caps import Rights
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
-from .base import InstallFd, Result, Task
+from vfs.special import SpecialInode
+
+from .base import InstallFd, Park, Result, Task
 from .fsutil import (
     AT_FDCWD, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
     stat_from_host,
@@ -44,7 +46,58 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int) -> R
         # O_PATH files cannot be injected: hand over a stand-in that names the same object
         os.close(opened.host_fd)
         return InstallFd(vfs.stand_in_fd(opened.location), bool(flags & F.O_CLOEXEC))
+    if isinstance(opened.location.inode, SpecialInode) and st.S_ISFIFO(opened.location.inode.mode):
+        return _fifo_opened(task, opened.location.inode, opened.host_fd, flags)
     return InstallFd(opened.host_fd, bool(flags & F.O_CLOEXEC))
+
+
+def _fifo_opened(task: Task, fifo: SpecialInode, fd: int, flags: int) -> Result:
+    """Linux blocks a fifo's open for reading until a writer is there, and for writing until a
+    reader is (a guest blocked in such an open counts as one). The VFS already opened the host
+    fifo without blocking; the answer waits here, parked, until the other end arrives, and a
+    signal interrupts it as it would the kernel's wait."""
+    acc = flags & F.O_ACCMODE
+    fifo.arrived(acc)
+    cloexec = bool(flags & F.O_CLOEXEC)
+    if flags & F.O_NONBLOCK or acc not in (F.O_RDONLY, F.O_WRONLY):
+        return InstallFd(fd, cloexec)
+    other = F.O_WRONLY if acc == F.O_RDONLY else F.O_RDONLY
+    if fifo.waiting(other) or _fifo_end_open(task, os.fstat(fd), want_write=other == F.O_WRONLY):
+        return InstallFd(fd, cloexec)
+    efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    fifo.wait(acc, efd)
+
+    def done() -> None:
+        fifo.unwait(acc, efd)
+        os.close(efd)
+
+    def finish() -> Result:
+        done()
+        return InstallFd(fd, cloexec)
+
+    def cancel() -> None:
+        done()
+        os.close(fd)
+    return Park(efd, finish, cancel=cancel)
+
+
+def _fifo_end_open(task: Task, fifo: os.stat_result, *, want_write: bool) -> bool:
+    """Whether some guest process holds the fifo open for writing (or reading): read off the
+    fd tables themselves, as fds travel natively (dup, fork, SCM_RIGHTS). Fifo opens are rare."""
+    kernel = task.kernel
+    for proc in list(kernel.processes.values()):
+        for gfd in kernel.proc_fds(proc):
+            try:
+                s = os.stat(f"/proc/{proc.host_pid}/fd/{gfd}")
+                if (s.st_dev, s.st_ino) != (fifo.st_dev, fifo.st_ino):
+                    continue
+                with open(f"/proc/{proc.host_pid}/fdinfo/{gfd}", "rb") as f:
+                    acc = int(f.read().split(b"flags:", 1)[1].split()[0], 8) & F.O_ACCMODE
+            except (OSError, IndexError, ValueError):
+                continue
+            if acc == F.O_RDWR or acc == (F.O_WRONLY if want_write else F.O_RDONLY):
+                return True
+    return False
 
 
 def sys_open(task: Task, a: Args) -> Result:

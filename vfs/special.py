@@ -20,12 +20,34 @@ def _clear_nonblock(fd: int) -> None:
 class SpecialInode(Inode):
     """A fifo, socket or device node (mode says which). No data of its own."""
 
-    __slots__ = ("_peer_hold",)
+    __slots__ = ("_peer_hold", "_waiting")
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         # A host fd of the opposite end the VFS holds while a guest waits for a partner.
         self._peer_hold: tuple[int, int] | None = None  # (fd, its access mode)
+        # Guests parked in a blocking open of this fifo: access mode -> their eventfds.
+        self._waiting: dict[int, list[int]] = {os.O_RDONLY: [], os.O_WRONLY: []}
+
+    # ---- blocking opens (Linux waits in open(2) until the other end is there) -----------------
+
+    def waiting(self, acc: int) -> bool:
+        return bool(self._waiting[acc])
+
+    def wait(self, acc: int, efd: int) -> None:
+        self._waiting[acc].append(efd)
+
+    def unwait(self, acc: int, efd: int) -> None:
+        if efd in self._waiting[acc]:
+            self._waiting[acc].remove(efd)
+
+    def arrived(self, acc: int) -> None:
+        """An open with access mode ``acc`` happened: wake the opens waiting for that end."""
+        ends = {os.O_RDONLY: (os.O_WRONLY,), os.O_WRONLY: (os.O_RDONLY,),
+                os.O_RDWR: (os.O_RDONLY, os.O_WRONLY)}.get(acc, ())
+        for end in ends:
+            for efd in self._waiting[end]:
+                os.eventfd_write(efd, 1)
 
     def open_host(self, flags: int) -> int:
         kind = self.mode & S_IFMT
@@ -45,9 +67,10 @@ class SpecialInode(Inode):
 
         Linux blocks a reader's open until a writer comes (and vice versa). The VFS cannot
         wait, so it opens non-blocking and holds a placeholder for the missing end until a
-        guest opens the real one: a reader then blocks in read() instead of open() and sees
-        EOF only after a real writer came and went; a writer's data waits in the pipe for
-        the reader. O_NONBLOCK opens and O_RDWR behave natively.
+        guest opens the real one (so a reader never sees a false EOF, and a writer's data
+        waits in the pipe); the open syscall's answer is then parked until the partner comes
+        (syscalls/fs.py, with ``wait``/``arrived`` below). O_NONBLOCK opens and O_RDWR behave
+        natively.
         """
         if self.shadow is None:
             scratch = self.fs.scratch
