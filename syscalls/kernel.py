@@ -58,6 +58,9 @@ class Kernel:
     # Set by the platform: replace each listed (process, guest fd) by an fd whose reads and
     # writes fail (their capability is gone but the host fd bypasses the translator).
     on_revoke_fds: "Callable[[list[tuple[Process, int]]], None] | None" = None
+    # Set by the platform: make each listed (process, [(start, end)]) range of guest memory
+    # inaccessible (a mapping of a file whose capability is gone).
+    on_revoke_maps: "Callable[[list[tuple[Process, list[tuple[int, int]]]]], None] | None" = None
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
     _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call
 
@@ -351,11 +354,46 @@ class Kernel:
                     out.append((proc, fd))
         return out
 
+    def stale_mappings(self) -> list[tuple[Process, list[tuple[int, int]]]]:
+        """Every guest memory range that maps a VFS file its process may no longer read: read
+        off /proc/PID/maps (mappings outlive their fds). Executable mappings (the running
+        programs and their libraries) are left alone: taking them would kill the process."""
+        guard = self.guard
+        if guard is None:
+            return []
+        from caps import Rights
+
+        out: list[tuple[Process, list[tuple[int, int]]]] = []
+        for proc in list(self.processes.values()):
+            ranges: list[tuple[int, int]] = []
+            try:
+                with open(f"/proc/{proc.host_pid}/maps") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                parts = line.split(None, 5)
+                if len(parts) < 5 or parts[4] == "0" or "x" in parts[1]:
+                    continue
+                major, minor = (int(x, 16) for x in parts[3].split(":"))
+                loc = self.vfs.location_of_host_key(os.makedev(major, minor), int(parts[4]))
+                if loc is None or guard.allows(loc.mount, loc.dentry, Rights.READ):
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                ranges.append((lo, hi))
+            if ranges:
+                out.append((proc, ranges))
+        return out
+
     def revoked(self) -> list[tuple[Process, int]]:
-        """After a revoke: hand the fds that must stop working to the platform's hook."""
+        """After a revoke: hand the fds that must stop working, and the mappings of files
+        that must stop being readable, to the platform's hooks."""
         stale = self.stale_fds()
         if stale and self.on_revoke_fds is not None:
             self.on_revoke_fds(stale)
+        maps = self.stale_mappings()
+        if maps and self.on_revoke_maps is not None:
+            self.on_revoke_maps(maps)
         return stale
 
     def audit_denied_syscall(self, task: "Task", nr: int, errno: int) -> None:

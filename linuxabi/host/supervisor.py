@@ -157,6 +157,7 @@ class Supervisor:
         self._register_task(launched.host_pid, init)
         kernel.dup_guest_fd = self._dup_guest_fd
         kernel.on_revoke_fds = self._revoke_fds
+        kernel.on_revoke_maps = self._revoke_maps
         self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
 
     def _revoke_fds(self, stale: list[tuple[Process, int]]) -> None:
@@ -166,20 +167,34 @@ class Supervisor:
         for proc, fd in stale:
             by_proc.setdefault(proc.host_pid, []).append(fd)
         for host_pid, fds in by_proc.items():
-            hp = self.procs.get(host_pid)
-            tids = sorted(hp.tasks) if hp is not None else []
-            if not tids:
-                continue
-            tid = host_pid if host_pid in tids else tids[0]
-            pending = self._removals.get(tid)
-            if pending is not None:
-                pending.fds.extend(f for f in fds if f not in pending.fds)
-                continue
-            self._removals[tid] = FdRemoval(tid, sorted(set(fds)))
-            try:
-                ptrace.interrupt(tid)
-            except OSError:
-                self._removals.pop(tid, None)
+            removal = self._removal_for(host_pid)
+            if removal is not None:
+                removal.fds.extend(f for f in sorted(set(fds)) if f not in removal.fds)
+
+    def _revoke_maps(self, stale: list[tuple[Process, list[tuple[int, int]]]]) -> None:
+        """Mappings of revoked files: replaced in each process by inaccessible memory."""
+        for proc, ranges in stale:
+            removal = self._removal_for(proc.host_pid)
+            if removal is not None:
+                removal.unmaps.extend(r for r in ranges if r not in removal.unmaps)
+
+    def _removal_for(self, host_pid: int) -> FdRemoval | None:
+        """The pending removal in a thread of the process (started now: PTRACE_INTERRUPT)."""
+        hp = self.procs.get(host_pid)
+        tids = sorted(hp.tasks) if hp is not None else []
+        if not tids:
+            return None
+        tid = host_pid if host_pid in tids else tids[0]
+        removal = self._removals.get(tid)
+        if removal is not None:
+            return removal
+        removal = self._removals[tid] = FdRemoval(tid, [])
+        try:
+            ptrace.interrupt(tid)
+        except OSError:
+            self._removals.pop(tid, None)
+            return None
+        return removal
 
     def _dup_guest_fd(self, proc: Process, fd: int) -> int:
         hp = self.procs.get(proc.host_pid)
