@@ -424,6 +424,26 @@ def sys_fchmodat(task: Task, a: Args) -> Result:
     return 0
 
 
+def sys_fchmodat2(task: Task, a: Args) -> Result:
+    """fchmodat with flags (Linux 6.6): AT_SYMLINK_NOFOLLOW (a symlink's own mode cannot be
+    changed: EOPNOTSUPP), AT_EMPTY_PATH (the dirfd itself)."""
+    flags = s32(a[3])
+    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH):
+        raise err(E.EINVAL)
+    vfs, ctx = task.kernel.vfs, task.process.fs
+    path = path_arg(task, a[1])
+    if not path:
+        if not flags & F.AT_EMPTY_PATH:
+            raise err(E.ENOENT)
+        loc = ctx.cwd if s32(a[0]) == AT_FDCWD else fd_location(task, a[0])
+        if loc is None:
+            raise err(E.EBADF)  # a pipe or socket: not a VFS object this chmod reaches
+    else:
+        loc = vfs.lookup(ctx, base_for(task, a[0], path), path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    vfs.chmod_location(ctx, loc, a[2] & 0o7777)
+    return 0
+
+
 def _id(v: int) -> int:
     v &= 0xFFFFFFFF
     return -1 if v == 0xFFFFFFFF else v

@@ -69,6 +69,7 @@ HANDLERS: dict[str, Handler] = {
     "link": fs.sys_link, "linkat": fs.sys_linkat, "symlink": fs.sys_symlink,
     "symlinkat": fs.sys_symlinkat, "readlink": fs.sys_readlink, "readlinkat": fs.sys_readlinkat,
     "chmod": fs.sys_chmod, "fchmod": fs.sys_fchmod, "fchmodat": fs.sys_fchmodat,
+    "fchmodat2": fs.sys_fchmodat2,
     "chown": fs.sys_chown, "fchown": fs.sys_fchown, "lchown": fs.sys_lchown, "fchownat": fs.sys_fchownat,
     "umask": fs.sys_umask, "truncate": fs.sys_truncate,
     "utime": fs.sys_utime, "utimes": fs.sys_utimes, "utimensat": fs.sys_utimensat,

@@ -146,6 +146,15 @@ ARM64_WANTS = ("__ARCH_WANT_RENAMEAT", "__ARCH_WANT_NEW_STAT", "__ARCH_WANT_SET_
 NOT_SYSCALLS = {"__NR_syscalls", "__NR_arch_specific_syscall"}
 
 
+# Syscalls newer than the uapi headers the table is generated from (Debian 12: Linux 6.1), with
+# the numbers Linux gave them (the same on x86_64 and in asm-generic); #ifndef keeps the headers'.
+SUPPLEMENT_SYSCALLS = """
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 452
+#endif
+"""
+
+
 def syscall_table(prelude: str) -> dict[str, int]:
     names = [n for n in gcc_macros(prelude) if n.startswith("__NR_") and n not in NOT_SYSCALLS]
     values, dropped = evaluate(prelude, names)
@@ -620,9 +629,9 @@ def gen_structs(pool: ThreadPoolExecutor) -> str:
 
 def generate() -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
-        x86 = pool.submit(syscall_table, includes("asm/unistd_64.h"))
+        x86 = pool.submit(syscall_table, includes("asm/unistd_64.h") + SUPPLEMENT_SYSCALLS)
         arm = pool.submit(syscall_table, "".join(f"#define {w}\n" for w in ARM64_WANTS) +
-                          includes("asm-generic/unistd.h"))
+                          includes("asm-generic/unistd.h") + SUPPLEMENT_SYSCALLS)
         errno = pool.submit(gen_errno)
         modules = {
             "flags.py": gen_flags(pool),

@@ -318,7 +318,8 @@ NR: dict[str, int] = {
     "process_mrelease": 448,
     "futex_waitv": 449,
     "set_mempolicy_home_node": 450,
+    "fchmodat2": 452,
 }
 
 NAMES: dict[int, str] = {nr: name for name, nr in NR.items()}
-MAX_NR: int = 450
+MAX_NR: int = 452
