@@ -1,6 +1,7 @@
 """Filesystem syscalls, carried out on the sandbox's VFS."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as st
 import struct
@@ -211,16 +212,19 @@ def _access(task: Task, dirfd: int, path_addr: int, mode: int, flags: int) -> Re
     if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EACCESS | F.AT_EMPTY_PATH):
         raise err(E.EINVAL)
     path = path_arg(task, path_addr)
+    ctx = task.process.fs
+    if not flags & F.AT_EACCESS and (ctx.ruid, ctx.rgid) != (ctx.uid, ctx.gid):
+        ctx = dataclasses.replace(ctx, uid=ctx.ruid, gid=ctx.rgid)  # access(2) asks as the real ids
     if not path:
         if not flags & F.AT_EMPTY_PATH:
             raise err(E.ENOENT)
-        loc = task.process.fs.cwd if s32(dirfd) == AT_FDCWD else fd_location(task, dirfd)
+        loc = ctx.cwd if s32(dirfd) == AT_FDCWD else fd_location(task, dirfd)
         if loc is None:
             return 0  # a pipe or socket: Linux grants access to what one already holds
-        task.kernel.vfs.access(task.process.fs, loc, b".", mode)
+        task.kernel.vfs.access(ctx, loc, b".", mode)
         return 0
     base = base_for(task, dirfd, path)
-    task.kernel.vfs.access(task.process.fs, base, path, mode, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    task.kernel.vfs.access(ctx, base, path, mode, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
     return 0
 
 

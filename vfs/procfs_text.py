@@ -71,8 +71,8 @@ def status_text(p: ProcInfo, tid: int | None = None) -> bytes:
             out.append(key + b":\t" + str(values[key] or 0).encode())
         elif key == b"Name":
             out.append(b"Name:\t" + _comm(p, line.split(b"\t", 1)[-1]))
-        elif key == b"Seccomp":
-            out.append(line)
+        elif key == b"Umask" and getattr(p, "fs", None) is not None:
+            out.append(b"Umask:\t%04o" % p.fs.umask)  # the guest's, which the translator keeps
         else:
             out.append(line)
     return b"\n".join(out) + b"\n"

@@ -35,6 +35,8 @@ class FsContext:
     uid: int = 0  # fsuid
     gid: int = 0  # fsgid
     groups: tuple[int, ...] = ()
+    ruid: int = 0  # real ids: access(2) checks with these
+    rgid: int = 0
 
     def copy(self) -> "FsContext":
         return replace(self)

@@ -120,9 +120,9 @@ class HostTask:
             with open(f"/proc/{self.host_tid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"Uid:"):
-                        fs.uid = int(line.split()[4])
+                        fs.ruid, fs.uid = int(line.split()[1]), int(line.split()[4])
                     elif line.startswith(b"Gid:"):
-                        fs.gid = int(line.split()[4])
+                        fs.rgid, fs.gid = int(line.split()[1]), int(line.split()[4])
                     elif line.startswith(b"Groups:"):
                         fs.groups = tuple(int(g) for g in line.split()[1:])
         except OSError:
