@@ -232,7 +232,12 @@ def wrk_in(net: TapNet, url: str, *, connections: int = 10, seconds: int = 2, cl
 # ---------------------------------------------------------------------------------------------
 
 _SKIP = why_not()
-pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _environment() -> None:
+    """What these tests need is installed by `make test`: if it is missing, that is a failure."""
+    assert _SKIP is None, _SKIP
 
 
 @pytest.fixture(scope="module")

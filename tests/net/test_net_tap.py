@@ -72,7 +72,12 @@ def _why_not() -> str | None:
 
 
 _SKIP = _why_not()
-pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _environment() -> None:
+    """What these tests need is installed by `make test`: if it is missing, that is a failure."""
+    assert _SKIP is None, _SKIP
 
 
 class Env:
