@@ -12,7 +12,6 @@ addresses inside the namespace created here.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from netns_env import netns_environment  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parent.parent
 LINUXABI = [sys.executable, "-m", "linuxabi"]
@@ -42,29 +42,7 @@ allow = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "
 """
 
 
-def _why_not() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "needs root on Linux (network namespaces, TAP)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    if shutil.which("ip") is None:
-        return "no ip(8) (iproute2)"
-    bb = shutil.which("busybox")
-    if bb is None:
-        return "no busybox"
-    applets = set(subprocess.run([bb, "--list"], capture_output=True, text=True, timeout=10).stdout.split())
-    if not {"udhcpd", "ping"} <= applets:
-        return "no busybox with udhcpd and ping"
-    return None
-
-
-_SKIP = _why_not()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _environment() -> None:
-    """What these tests need is installed by `make test`: if it is missing, that is a failure."""
-    assert _SKIP is None, _SKIP
+pytestmark = pytest.mark.usefixtures("netns_environment")
 
 
 class Net:

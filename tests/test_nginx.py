@@ -153,14 +153,31 @@ class NginxServer:
                 out.append(f"--- {self.kind} {name}:\n" + p.read_text(errors="replace"))
         return "\n".join(out)
 
+    # What a variant (tests/test_nginx_uplink.py) changes: where its files go, whether it runs
+    # natively (the guest's environment then), and how it is asked whether it answers.
+    def _new_workdir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"nginx_helper_{self.kind}_", dir="/tmp"))
+
+    def _native(self) -> bool:
+        return self.kind == "native"
+
+    def _answers(self) -> str | None:
+        """None once GET /index.html answers 200; else what happened instead."""
+        try:
+            status = http_raw(self.port, "/index.html", timeout=1.0).split(b"\r\n", 1)[0]
+        except OSError as e:
+            return repr(e)
+        return None if status == b"HTTP/1.1 200 OK" else repr(status)
+
     def start(self) -> "NginxServer":
         t0 = time.monotonic()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"nginx_helper_{self.kind}_", dir="/tmp"))
+        self.workdir = self._new_workdir()
         (self.workdir / "big.bin").write_bytes(big_file())
         with open(self.workdir / "big.bin", "rb") as stdin, open(self.workdir / "stdout", "wb") as out, \
                 open(self.workdir / "stderr", "wb") as err:
+            # (a launcher under `ip netns exec` execs in place: the session is still its pid's)
             self.proc = subprocess.Popen(self.command(), stdin=stdin, stdout=out, stderr=err, cwd=REPO,
-                                         env=dict(GUEST_ENV) if self.kind == "native" else None,
+                                         env=dict(GUEST_ENV) if self._native() else None,
                                          start_new_session=True)
         try:
             self._wait_ready(t0 + START_TIMEOUT)
@@ -171,22 +188,19 @@ class NginxServer:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
-        """Until GET /index.html answers 200 (a forwarder may accept before nginx listens)."""
+        """Until it answers (a forwarder may accept before nginx listens)."""
         assert self.proc is not None
         last = "no attempt"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerFailed(f"{self.kind} nginx exited with status {self.proc.returncode} before "
-                                   f"answering on port {self.port}\n{self.log()}")
-            try:
-                status = http_raw(self.port, "/index.html", timeout=1.0).split(b"\r\n", 1)[0]
-                if status == b"HTTP/1.1 200 OK":
-                    return
-                last = repr(status)
-            except OSError as e:
-                last = repr(e)
+                                   f"answering on {self.url()}\n{self.log()}")
+            answer = self._answers()
+            if answer is None:
+                return
+            last = answer
             time.sleep(0.1)
-        raise ServerFailed(f"{self.kind} nginx did not answer on 127.0.0.1:{self.port} within "
+        raise ServerFailed(f"{self.kind} nginx did not answer on {self.url()} within "
                            f"{START_TIMEOUT:.0f}s (last: {last})\n{self.log()}")
 
     def stop(self) -> None:

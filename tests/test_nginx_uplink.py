@@ -15,23 +15,20 @@ teardown: processes stopped by pid (their own process groups), the TAP, veth and
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from oracle import GUEST_ENV, REPO
-from test_nginx import (_NATIVE_NGINX, BIG_SHA256, BIG_SIZE, GUEST_PORT, IMAGE, INDEX, WRK_NON_2XX,
-                        WRK_REQUESTS, WRK_RPS, WRK_SOCKET_ERRORS, big_file, guest_script, nginx_image)
+from test_nginx import (_NATIVE_NGINX, BIG_SHA256, BIG_SIZE, GUEST_PORT, IMAGE, INDEX, WRK_NON_2XX, NginxServer,
+                        WRK_REQUESTS, WRK_RPS, WRK_SOCKET_ERRORS, guest_script, nginx_image)
+from netns_env import missing, netns_environment  # noqa: F401 - the fixture
 
 SUBNET = "10.81.0"
 HOST_SIDE = f"{SUBNET}.1"        # the client namespace's address on the TAP
@@ -52,15 +49,12 @@ allow = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "
 """
 
 
+NETNS_TOOLS = ("ip", "curl", "wrk")
+
+
 def why_not() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "needs root on Linux (network namespaces, TAP)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    for tool in ("ip", "curl", "wrk"):
-        if shutil.which(tool) is None:
-            return f"no {tool}"
-    return None
+    """What is missing to run nginx behind a TAP (tools/nginx_rps.py --via tap asks too)."""
+    return missing(NETNS_TOOLS)
 
 
 class TapNet:
@@ -116,7 +110,7 @@ class TapNet:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class NsNginx:
+class NsNginx(NginxServer):
     """nginx from the image, answering on port 80 of ``address``:
 
     - ``"tap"``: under ``linuxabi run --image nginx --net tap:TAP,ip=SANDBOX/24`` run inside
@@ -132,7 +126,7 @@ class NsNginx:
         self.net, self.kind, self.net_opts = net, kind, net_opts
         self.address = SANDBOX if kind == "tap" else VETH_SERVER
         self.proc: subprocess.Popen[bytes] | None = None
-        self.dir = net.workdir / f"nginx-{kind}-{secrets.token_hex(2)}"
+        self.workdir: Path | None = None
         self.start_seconds = 0.0
 
     def url(self, path: str = "/") -> str:
@@ -150,63 +144,18 @@ class NsNginx:
                 "/bin/sh", "-c", _NATIVE_NGINX, str(nginx_image()), "/bin/sh", "-c",
                 guest_script(f"{VETH_SERVER}:{GUEST_PORT}")]
 
-    def log(self) -> str:
-        return "\n".join(f"--- nginx ({self.kind}) {n}:\n" + (self.dir / n).read_text(errors="replace")
-                         for n in ("stdout", "stderr") if (self.dir / n).exists())
+    def _new_workdir(self) -> Path:
+        path = self.net.workdir / f"nginx-{self.kind}-{secrets.token_hex(2)}"
+        path.mkdir(parents=True)
+        return path
 
-    def start(self) -> "NsNginx":
-        t0 = time.monotonic()
-        self.dir.mkdir(parents=True)
-        (self.dir / "big.bin").write_bytes(big_file())
-        with open(self.dir / "big.bin", "rb") as stdin, open(self.dir / "stdout", "wb") as out, \
-                open(self.dir / "stderr", "wb") as err:
-            # `ip netns exec` execs in place: the pid (and the new session's group) is the launcher's
-            self.proc = subprocess.Popen(self.command(), stdin=stdin, stdout=out, stderr=err, cwd=REPO,
-                                         env=dict(GUEST_ENV) if self.kind == "veth" else None,
-                                         start_new_session=True)
-        try:
-            self._wait_ready(t0 + START_TIMEOUT)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - t0
-        return self
+    def _native(self) -> bool:
+        return self.kind == "veth"
 
-    def _wait_ready(self, deadline: float) -> None:
-        assert self.proc is not None
-        last = "no attempt"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx ({self.kind}) exited with status {self.proc.returncode}\n{self.log()}")
-            r = self.net.sh(f"curl -s -o /dev/null -w '%{{http_code}}' --noproxy '*' -m 2 "
-                            f"-H 'Connection: close' {self.url('/index.html')}", timeout=10)
-            if r.stdout == "200":
-                return
-            last = f"curl status {r.returncode}, http {r.stdout!r}"
-            time.sleep(0.2)
-        raise RuntimeError(f"nginx ({self.kind}) did not answer on {self.url()} within {START_TIMEOUT:.0f}s "
-                           f"(last: {last})\n{self.log()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(10)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        (self.dir / "big.bin").unlink(missing_ok=True)
-
-    def __enter__(self) -> "NsNginx":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _answers(self) -> str | None:
+        r = self.net.sh(f"curl -s -o /dev/null -w '%{{http_code}}' --noproxy '*' -m 2 "
+                        f"-H 'Connection: close' {self.url('/index.html')}", timeout=10)
+        return None if r.stdout == "200" else f"curl status {r.returncode}, http {r.stdout!r}"
 
 
 def curl_in(net: TapNet, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -231,13 +180,7 @@ def wrk_in(net: TapNet, url: str, *, connections: int = 10, seconds: int = 2, cl
 
 # ---------------------------------------------------------------------------------------------
 
-_SKIP = why_not()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _environment() -> None:
-    """What these tests need is installed by `make test`: if it is missing, that is a failure."""
-    assert _SKIP is None, _SKIP
+pytestmark = pytest.mark.usefixtures("netns_environment")
 
 
 @pytest.fixture(scope="module")
@@ -296,5 +239,6 @@ def test_wrk(net: TapNet, server: NsNginx, close: bool) -> None:
 
 
 def test_error_log_clean(server: NsNginx) -> None:
-    log = (server.dir / "stderr").read_text(errors="replace")
+    assert server.workdir is not None
+    log = (server.workdir / "stderr").read_text(errors="replace")
     assert not re.search(r"\[(emerg|alert|crit)\]", log), log

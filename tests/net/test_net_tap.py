@@ -30,54 +30,14 @@ from net.ipv4 import aton, ntoa
 from net.stats import render
 from net.tap import TapBackend
 from net.virtio.impair import ImpairedBackend
+from netns_env import netns_environment  # noqa: F401 - the fixture
 
 PEER = Path(__file__).with_name("netns_peer.py")
 SUBNET = "10.77.0"
 SERVER = f"{SUBNET}.1"
 
 
-def _install_missing() -> None:
-    """busybox (udhcpd, ping) and iproute2 (ip, tc), from Debian's archive if absent."""
-    missing = [pkg for tool, pkg in (("busybox", "busybox"), ("ip", "iproute2")) if shutil.which(tool) is None]
-    if not missing or shutil.which("apt-get") is None or os.geteuid() != 0:
-        return
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-    try:
-        if subprocess.run(cmd, capture_output=True, timeout=300).returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
-            subprocess.run(cmd, capture_output=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _busybox_applets() -> set[str]:
-    bb = shutil.which("busybox")
-    if bb is None:
-        return set()
-    out = subprocess.run([bb, "--list"], capture_output=True, text=True, timeout=10).stdout
-    return set(out.split())
-
-
-def _why_not() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "needs root on Linux (network namespaces, TAP)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    _install_missing()
-    if shutil.which("ip") is None:
-        return "no ip(8) (iproute2)"
-    if not {"udhcpd", "ping"} <= _busybox_applets():
-        return "no busybox with udhcpd and ping"
-    return None
-
-
-_SKIP = _why_not()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _environment() -> None:
-    """What these tests need is installed by `make test`: if it is missing, that is a failure."""
-    assert _SKIP is None, _SKIP
+pytestmark = pytest.mark.usefixtures("netns_environment")
 
 
 class Env:
