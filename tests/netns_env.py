@@ -49,6 +49,23 @@ def missing(tools: tuple[str, ...] = ("ip", "busybox")) -> str | None:
     return None
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop what a test started in a namespace (by PID): SIGTERM, then SIGKILL after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def udp_port_bound(sh, port: int) -> bool:  # noqa: ANN001 - a namespace's shell runner
+    """Whether something in the namespace (``sh(cmd)`` runs there) is bound to UDP ``port``."""
+    return f":{port:04X} " in sh("cat /proc/net/udp").stdout
+
+
 @pytest.fixture(scope="module")
 def netns_environment(request: pytest.FixtureRequest) -> None:
     """Fails the module's tests when something is missing (its NETNS_TOOLS, else ip and busybox)."""

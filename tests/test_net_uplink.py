@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from netns_env import netns_environment  # noqa: F401 - the fixture
+from netns_env import netns_environment, stop, udp_port_bound  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parent.parent
 LINUXABI = [sys.executable, "-m", "linuxabi"]
@@ -89,18 +89,11 @@ class Net:
         return p
 
     def stop_procs(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        stop(self.procs)
 
 
 def _udp_port_bound(net: Net, port: int) -> bool:
-    return f":{port:04X} " in net.sh("cat /proc/net/udp").stdout
+    return udp_port_bound(net.sh, port)
 
 
 def _tcp_listening(net: Net, port: int) -> bool:

@@ -30,7 +30,7 @@ from net.ipv4 import aton, ntoa
 from net.stats import render
 from net.tap import TapBackend
 from net.virtio.impair import ImpairedBackend
-from netns_env import netns_environment  # noqa: F401 - the fixture
+from netns_env import netns_environment, stop, udp_port_bound  # noqa: F401 - the fixture
 
 PEER = Path(__file__).with_name("netns_peer.py")
 SUBNET = "10.77.0"
@@ -69,19 +69,11 @@ class Env:
         return self.link.call(lambda: ntoa(self.link.stack.addr))
 
     def stop_procs(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        stop(self.procs)
 
 
 def _udp_port_bound(env: Env, port: int) -> bool:
-    out = env.sh("cat /proc/net/udp").stdout
-    return f":{port:04X} " in out
+    return udp_port_bound(env.sh, port)
 
 
 @contextmanager
