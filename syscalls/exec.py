@@ -11,13 +11,11 @@ import io
 import os
 import stat as st
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
 from .base import ExecPlan, Result, Task
+from .elfverdicts import ElfVerdicts, default_path
 from .fsutil import AT_FDCWD, base_for, err, fd_location, s32
 
 Args = tuple[int, int, int, int, int, int]
@@ -62,49 +60,12 @@ def _check_exec(task: Task, loc) -> None:
             raise err(E.EACCES)
 
 
-_ELF_VERDICTS: dict[tuple[int, int, int, int], tuple[int, bytes]] = {}  # identity -> (errno, PT_INTERP)
+_ELF_VERDICTS = ElfVerdicts(default_path())
 
 
 def _check_elf(fd: int) -> bytes:
-    """ENOEXEC unless an x86-64 executable; returns its PT_INTERP (b"" for a static one).
-
-    Parsing with pyelftools costs ~0.5 ms, so verdicts are cached per file identity
-    (device, inode, size, mtime): a rewritten file gets a fresh look.
-    """
-    st_ = os.fstat(fd)
-    key = (st_.st_dev, st_.st_ino, st_.st_size, st_.st_mtime_ns)
-    verdict = _ELF_VERDICTS.get(key)
-    if verdict is None:
-        try:
-            verdict = (0, _parse_elf(fd))
-        except OSError as e:
-            verdict = (e.errno or E.ENOEXEC, b"")
-        if len(_ELF_VERDICTS) > 4096:
-            _ELF_VERDICTS.clear()
-        _ELF_VERDICTS[key] = verdict
-    if verdict[0]:
-        raise err(verdict[0])
-    return verdict[1]
-
-
-def _parse_elf(fd: int) -> bytes:
-    try:
-        with os.fdopen(os.dup(fd), "rb") as f:
-            elf = ELFFile(f)
-            if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
-                raise err(E.ENOEXEC)
-            if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
-                raise err(E.ENOEXEC)
-            for seg in elf.iter_segments():
-                if seg["p_type"] == "PT_INTERP":
-                    raw = seg.data()
-                    interp = raw.split(b"\0", 1)[0]
-                    if not interp or len(raw) > 4096:
-                        raise err(E.ENOEXEC)
-                    return interp
-            return b""
-    except ELFError:
-        raise err(E.ENOEXEC) from None
+    """ENOEXEC unless an x86-64 executable; returns its PT_INTERP (b"" for a static one)."""
+    return _ELF_VERDICTS.check(fd)
 
 
 def _open_interp(task: Task, interp: bytes) -> int:

@@ -1,4 +1,5 @@
-"""Raw system calls the host platform needs that the stdlib lacks (cffi, ABI mode).
+"""Raw system calls the host platform needs that the stdlib lacks (cffi, out-of-line ABI mode:
+the declarations are in libc_decls.py, compiled into _libc_cffi.py).
 
 Everything goes through libc's ``syscall()`` so the kernel's semantics are what we get, not a
 libc wrapper's; errors come back as ``OSError`` with the kernel's errno.
@@ -7,16 +8,8 @@ from __future__ import annotations
 
 import os
 
-from cffi import FFI
+from linuxabi.host._libc_cffi import ffi
 
-ffi = FFI()
-ffi.cdef(
-    """
-    long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
-    int *__errno_location(void);
-    int sched_getcpu(void);
-    """
-)
 _lib = ffi.dlopen(None)
 
 
