@@ -13,6 +13,7 @@ from linuxabi.abi import flags as F
 
 from vfs.special import SpecialInode
 
+from . import dirents
 from .base import InstallFd, Park, Result, Task
 from .fsutil import (
     AT_FDCWD, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
@@ -591,11 +592,6 @@ def sys_utime(task: Task, a: Args) -> Result:
 # ---- directories ----------------------------------------------------------------------------
 
 
-_DIRENT64 = struct.Struct("=QqHB")  # d_ino, d_off, d_reclen, d_type; then the name
-_DIRENT = struct.Struct("=QqH")  # legacy: d_ino, d_off, d_reclen; name; pad; d_type last
-_PAD = bytes(8)
-
-
 def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
     count = a[2] & 0xFFFFFFFF
     hfd = task.host_fd(s32(a[0]))
@@ -609,27 +605,14 @@ def _getdents(task: Task, a: Args, *, legacy: bool) -> Result:
         # The guest's own open file description keeps the position (f_pos): shared with our
         # dup, so telldir/seekdir/rewinddir (native lseek) just work.
         cookie = os.lseek(hfd, 0, os.SEEK_CUR)
-        parts: list[bytes] = []
-        size = 0
-        fixed = 18 if legacy else 19
-        for ent in task.kernel.vfs.getdents(loc, cookie):
-            name = ent.name
-            # the name, its NUL (legacy records end with a d_type byte), padded to 8
-            reclen = (fixed + len(name) + (2 if legacy else 1) + 7) & ~7
-            if size + reclen > count:
-                if not parts:
-                    raise err(E.EINVAL)
-                break
-            if legacy:
-                parts += (_DIRENT.pack(ent.ino, ent.next_cookie, reclen), name,
-                          _PAD[: reclen - fixed - len(name) - 1], bytes((ent.dtype,)))
-            else:
-                parts += (_DIRENT64.pack(ent.ino, ent.next_cookie, reclen, ent.dtype), name,
-                          _PAD[: reclen - fixed - len(name)])
-            size += reclen
-            cookie = ent.next_cookie
-        if parts:
-            task.mem.write(a[1], b"".join(parts))
+        entries, parent_ino = task.kernel.vfs.listing(loc)
+        taken = dirents.packed(loc.inode, parent_ino, entries, legacy).take(cookie, count)
+        if taken is None:
+            raise err(E.EINVAL)  # the next record alone is larger than the buffer
+        records, cookie = taken
+        size = len(records)
+        if size:
+            task.mem.write(a[1], records)
         os.lseek(hfd, cookie, os.SEEK_SET)
         return size
     finally:

@@ -721,21 +721,27 @@ class Vfs:
     def getdents(self, loc: Location, cookie: int) -> Iterator[DirEntry]:
         """Entries from position ``cookie`` on: "." (cookie 0), ".." (1), then each entry at
         its own cookie (a per-directory sequence number, stable while others come and go)."""
+        entries, parent_ino = self.listing(loc)
+        return self._dirents(loc.inode, parent_ino, entries, cookie)
+
+    @staticmethod
+    def listing(loc: Location) -> tuple[Sequence[Dentry], int]:
+        """A directory's entries in cookie order, and the inode number of its "..". The
+        sequence is the same object until the directory changes (callers may cache by it)."""
         inode = loc.inode
         if not _is_dir(inode):
             fail(E.ENOTDIR)
         if isinstance(inode, DirInode) and inode.removed:
             fail(E.ENOENT)
-        entries = inode.listing()
-        return self._dirents(loc, inode, entries, cookie)
+        parent = loc.dentry.parent
+        return inode.listing(), (parent.inode.ino if parent is not None else inode.ino)
 
     @staticmethod
-    def _dirents(loc: Location, inode: Inode, entries: Sequence[Dentry], cookie: int) -> Iterator[DirEntry]:
+    def _dirents(inode: Inode, parent_ino: int, entries: Sequence[Dentry], cookie: int) -> Iterator[DirEntry]:
         if cookie <= 0:
             yield DirEntry(inode.ino, 1, 4, b".")
         if cookie <= 1:
-            parent = loc.dentry.parent
-            yield DirEntry(parent.inode.ino if parent is not None else inode.ino, 2, 4, b"..")
+            yield DirEntry(parent_ino, 2, 4, b"..")
         start = bisect.bisect_left(entries, max(cookie, 2), key=lambda d: d.cookie)
         for d in entries[start:]:
             child = d.inode
