@@ -14,11 +14,13 @@ from .build import DYNAMIC_TRUE, GUEST_BINARY, PYTHON3, TAR_TREE
 @dataclass(frozen=True)
 class Op:
     name: str
-    kind: str  # "micro" or "workload"
+    kind: str  # "micro", "workload" or "server"
     argv: tuple[str, ...]  # for a workload: the guest command; for a micro op: unused
     iters: int = 0  # micro: iterations of a full run (~0.1-0.3 s natively)
     quick_iters: int = 0  # micro: iterations under --quick
     expect: str | None = None  # workload: a line its stdout must contain (so a failure is seen)
+    close: bool = False  # server: each request on a new connection (Connection: close)
+    runners: tuple[str, ...] | None = None  # the runners that can run it; None: every one
 
     def guest_argv(self, *, quick: bool, max_seconds: float) -> list[str]:
         if self.kind == "workload":
@@ -34,6 +36,11 @@ def micro(name: str, iters: int) -> Op:
 def workload(name: str, script: str | list[str], expect: str | None = None) -> Op:
     argv = ("/bin/sh", "-c", script) if isinstance(script, str) else tuple(script)
     return Op(name, "workload", argv, expect=expect)
+
+
+def server(name: str, *, close: bool) -> Op:
+    # A peer's sandbox would need port forwarding of its own: native and linuxabi only.
+    return Op(name, "server", (), close=close, runners=("native", "linuxabi"))
 
 
 MICRO_OPS: tuple[Op, ...] = (
@@ -66,12 +73,18 @@ WORKLOADS: tuple[Op, ...] = (
     workload("python3_startup_x10", f"for i in $(seq 10); do {PYTHON3} -c pass; done"),
 )
 
-ALL_OPS: tuple[Op, ...] = MICRO_OPS + WORKLOADS
-GROUPS = {"micro": MICRO_OPS, "workloads": WORKLOADS, "all": ALL_OPS}
+# nginx under wrk: per-request time (1 / requests per second), keep-alive and not.
+SERVERS: tuple[Op, ...] = (
+    server("nginx_keepalive", close=False),
+    server("nginx_close", close=True),
+)
+
+ALL_OPS: tuple[Op, ...] = MICRO_OPS + WORKLOADS + SERVERS
+GROUPS = {"micro": MICRO_OPS, "workloads": WORKLOADS, "servers": SERVERS, "all": ALL_OPS}
 
 
 def select(spec: str | None) -> list[Op]:
-    """Ops named in a comma list of op names and groups (micro, workloads, all); default all."""
+    """Ops named in a comma list of op names and groups (micro, workloads, servers, all); default all."""
     if not spec:
         return list(ALL_OPS)
     by_name = {op.name: op for op in ALL_OPS}

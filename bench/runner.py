@@ -86,6 +86,8 @@ def measure(ops: list[Op], runners: list[Runner], images: dict[str, Path], round
         t0 = time.monotonic()
         for op in ops:
             for runner in runners:
+                if op.runners is not None and runner.name not in op.runners:
+                    continue
                 if (op.name, runner.name) in hung or hangs.get(runner.name, 0) >= MAX_HANGS:
                     samples.append(Sample(op.name, runner.name, rnd, None, error="skipped after time-outs"))
                     continue
@@ -133,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     _compile_bytecode()
     unavailable = {r.name: why for r in runners if (why := r.unavailable()) is not None}
     active = [r for r in runners if r.name not in unavailable]
+    not_measured = _servers_unavailable(ops)
+    ops = [op for op in ops if op.name not in not_measured]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="linuxabi-bench-") as tmp:
         base = _base_image(args.image)
@@ -145,8 +149,12 @@ def run(args: argparse.Namespace) -> int:
     names = [r.name for r in runners]
     op_names = [op.name for op in ops]
     kinds = {op.name: op.kind for op in ops}
-    sys.stdout.write(report.format_table(summary, op_names, names, unavailable, kinds=kinds))
-    sys.stdout.write(f"{rounds} round(s), {elapsed:.0f} s; micro ops: guest ns/op; workloads: whole-process wall time\n")
+    only = {op.name: op.runners for op in ops if op.runners is not None}
+    sys.stdout.write(report.format_table(summary, op_names, names, unavailable, kinds=kinds, only=only))
+    for name, why in not_measured.items():
+        sys.stdout.write(f"{name}: not measured: {why}\n")
+    sys.stdout.write(f"{rounds} round(s), {elapsed:.0f} s; micro ops: guest ns/op; workloads: whole-process wall time; "
+                     f"servers: wall time per request (1 / requests per second)\n")
     commit = history.git_commit(REPO)
     if args.json:
         doc = {"commit": commit, "runners": names, "unavailable": unavailable, "rounds": rounds, "quick": args.quick,
@@ -158,6 +166,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_record:
         history.append(hist_path, history.make_entry(summary, [r.name for r in active], commit, quick=args.quick))
     return 1 if any(s.error for s in samples) else 0
+
+
+def _servers_unavailable(ops: list[Op]) -> dict[str, str]:
+    """Server ops that cannot run here (no wrk, no nginx image), with the reason."""
+    servers = [op for op in ops if op.kind == "server"]
+    if not servers:
+        return {}
+    from . import nginx
+
+    why = nginx.prepare()
+    return {op.name: why for op in servers} if why else {}
 
 
 def _compile_bytecode() -> None:

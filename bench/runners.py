@@ -105,7 +105,11 @@ def ensure_installed(runner: Runner, log: Callable[[str], None]) -> None:
 
 def run_sample(runner: Runner, op: Op, root: Path, round_no: int, *, quick: bool, max_seconds: float,
                pin: str | None = None) -> Sample:
-    """Run `op` once under `runner` on the image copy `root`."""
+    """Run `op` once under `runner` on the image copy `root` (a server op brings its own image)."""
+    if op.kind == "server":
+        from . import nginx
+
+        return nginx.sample(op.name, runner.name, round_no, close=op.close, quick=quick)
     cmd = runner.command(root, op.guest_argv(quick=quick, max_seconds=max_seconds))
     if pin is not None:
         cmd = ["taskset", "-c", pin, *cmd]

@@ -178,3 +178,38 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     report.plot(summary, ["a"], ["native", "linuxabi"], path)
     assert path.read_bytes()[:4] == b"\x89PNG"
 
+
+
+def test_server_ops_apply_to_their_runners_only() -> None:
+    nginx_op = next(op for op in select("servers") if op.name == "nginx_keepalive")
+    assert nginx_op.runners == ("native", "linuxabi")
+    assert measure([nginx_op], [RUNNERS["proot"]], {"proot": Path("/nonexistent")}, rounds=2, quick=True) == []
+    summary = report.summarize(_samples("nginx_keepalive", "native", [1e-5]) +
+                               _samples("nginx_keepalive", "linuxabi", [8e-5]))
+    table = report.format_table(summary, ["nginx_keepalive"], ["native", "linuxabi", "proot"],
+                                kinds={"nginx_keepalive": "server"}, only={"nginx_keepalive": nginx_op.runners})
+    assert "n/a (native and linuxabi only)" in table
+    assert "8.00x" in table and "geomean server" in table
+
+
+def test_servers_that_cannot_run_are_reported_not_measured(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.nginx
+
+    monkeypatch.setattr(bench.nginx.shutil, "which", lambda name: None)
+    rc = main(["--quick", "--compare", "native", "--ops", "nginx_close,getpid", "--no-record",
+               "--json", str(tmp_path / "s.json")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "nginx_close: not measured: wrk is not installed" in text
+    assert {s["op"] for s in json.loads((tmp_path / "s.json").read_text())["samples"]} == {"getpid"}
+
+
+@needs_native
+def test_a_server_sample_is_the_time_per_request() -> None:
+    from bench import nginx
+
+    s = nginx.sample("nginx_keepalive", "native", 0, close=False, quick=True)
+    assert s.error is None and s.seconds is not None and s.iters is not None
+    rate = 1 / s.seconds  # wrk's requests per second...
+    assert 0.5 < s.iters / (rate * nginx.QUICK_SECONDS) < 2.0  # ...agrees with its request count
