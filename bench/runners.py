@@ -87,7 +87,7 @@ RUNNERS: dict[str, Runner] = {
 }
 
 # Peers the harness may install itself when asked for (Debian package name).
-INSTALLABLE = {"proot": "proot"}
+INSTALLABLE = {"proot": "proot", "runsc": "runsc"}
 
 
 def ensure_installed(runner: Runner, log: Callable[[str], None]) -> None:
