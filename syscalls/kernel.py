@@ -73,6 +73,7 @@ class Kernel:
         # Set by the platform: the process whose call is being served (procfs's "self"),
         # and how to get a host fd for a guest fd of any process (procfs's fd/ links).
         self.current: Process | None = None
+        self.current_tid: int | None = None  # the host thread whose call is being served
         self.dup_guest_fd: Callable[[Process, int], int] | None = None
 
     @property

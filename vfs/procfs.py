@@ -167,8 +167,8 @@ class PidDir(DynamicDir):
         loc_link = lambda get: MagicLink(  # noqa: E731
             fs, fs.new_ino(), lambda: p.proc_location_path(proc, get()), get, lambda fl: self._open_loc(get(), fl))
         self._files: dict[bytes, Inode] = {
-            b"stat": f(lambda: text.stat_text(proc)),
-            b"status": f(lambda: text.status_text(proc, thread_host_tid)),
+            b"stat": f(lambda: text.stat_text(proc, getattr(p, "current_tid", None))),
+            b"status": f(lambda: text.status_text(proc, thread_host_tid, getattr(p, "current_tid", None))),
             b"cmdline": f(lambda: text.cmdline_text(proc)),
             b"environ": f(lambda: text.environ_text(proc)),
             b"comm": f(lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"),

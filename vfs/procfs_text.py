@@ -40,13 +40,17 @@ def _ns_field(status: bytes, key: bytes) -> int | None:
     return None
 
 
-def stat_text(p: ProcInfo) -> bytes:
+def stat_text(p: ProcInfo, caller_tid: int | None = None) -> bytes:
+    """``caller_tid``: the host thread whose call is reading this; Linux shows it running,
+    while the host shows it sleeping in the trapped call."""
     raw = _read_host(p.host_pid, "stat")
     status = _read_host(p.host_pid, "status")
     head, _, rest = raw.rpartition(b") ")
     comm = _comm(p, head.split(b" (", 1)[1])
     fields = rest.split()
     # fields[0] is state; then ppid, pgrp, session, tty_nr, tpgid
+    if caller_tid == p.host_pid:
+        fields[0] = b"R"
     fields[1] = str(p.ppid).encode()
     fields[2] = str(_ns_field(status, b"NSpgid") or 0).encode()
     fields[3] = str(_ns_field(status, b"NSsid") or 0).encode()
@@ -57,8 +61,9 @@ def stat_text(p: ProcInfo) -> bytes:
 _STATUS_REWRITE = {b"Tgid", b"Pid", b"PPid", b"TracerPid", b"NStgid", b"NSpid", b"NSpgid", b"NSsid"}
 
 
-def status_text(p: ProcInfo, tid: int | None = None) -> bytes:
-    status = _read_host(p.host_pid if tid is None else tid, "status")
+def status_text(p: ProcInfo, tid: int | None = None, caller_tid: int | None = None) -> bytes:
+    shown = p.host_pid if tid is None else tid
+    status = _read_host(shown, "status")
     values = {
         b"Tgid": p.pid, b"Pid": p.pid if tid is None else _ns_field(status, b"NSpid"), b"PPid": p.ppid,
         b"TracerPid": 0, b"NStgid": p.pid, b"NSpid": p.pid if tid is None else _ns_field(status, b"NSpid"),
@@ -71,6 +76,8 @@ def status_text(p: ProcInfo, tid: int | None = None) -> bytes:
             out.append(key + b":\t" + str(values[key] or 0).encode())
         elif key == b"Name":
             out.append(b"Name:\t" + _comm(p, line.split(b"\t", 1)[-1]))
+        elif key == b"State" and caller_tid == shown:
+            out.append(b"State:\tR (running)")  # see stat_text
         elif key == b"Umask" and getattr(p, "fs", None) is not None:
             out.append(b"Umask:\t%04o" % p.fs.umask)  # the guest's, which the translator keeps
         else:

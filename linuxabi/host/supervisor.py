@@ -417,6 +417,7 @@ class Supervisor:
         if task.hp.proc.creds_stale:
             task.refresh_creds()
         self.kernel.current = task.hp.proc
+        self.kernel.current_tid = task.host_tid
         try:
             result = self.dispatcher.dispatch(task, n.nr, n.args)
         except Exception:  # a handler bug must not take the supervisor down
@@ -667,6 +668,7 @@ class Supervisor:
         if task.hp.proc.creds_stale:
             task.refresh_creds()
         self.kernel.current = task.hp.proc
+        self.kernel.current_tid = task.host_tid
         decl = SYSCALLS.get(nr)
         try:
             if decl is None or decl.handler is None:
