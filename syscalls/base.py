@@ -135,6 +135,7 @@ class Task(Protocol):
     process: "Process"
     kernel: "Kernel"
     mem: Memory
+    creds_stale: bool  # set by a set*id handler: the platform re-reads this thread's credentials
 
     def host_fd(self, guest_fd: int) -> int:
         """A host fd (owned by the caller) for the guest's ``guest_fd``; EBADF if none."""

@@ -43,7 +43,9 @@ class Process:
     fs: FsContext  # shared between threads; copied on fork (CLONE_FS shares it)
     exe: bytes = b""  # guest path of the program image
     threads: set[int] = field(default_factory=set)  # host tids
-    creds_stale: bool = False  # a set*id call ran natively: re-read before the next check
+    # A set*id call ran natively in one of its threads: from then on each thread's own
+    # credentials are put in place before its calls are checked (see HostTask.refresh_creds).
+    creds_stale: bool = False
     # The kernel names an fd-exec'd task after the file (e.g. "busybox"); Linux would name it
     # after the path exec'd ("cat"). procfs shows ``comm`` while the kernel still says that.
     comm: bytes = b""

@@ -42,8 +42,10 @@ def sys_setdomainname(task: Task, a: Args) -> Result:
 
 
 def sys_set_creds(task: Task, a: Args) -> Result:
-    """set*id: the host kernel applies Linux's rules; we re-read the result before the next check."""
+    """set*id: the host kernel applies Linux's rules to the calling thread (glibc's wrappers
+    make every thread call it); its result is re-read before that thread's next check."""
     task.process.creds_stale = True
+    task.creds_stale = True
     return CONTINUE
 
 

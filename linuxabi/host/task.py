@@ -63,14 +63,19 @@ class HostProcess:
             self._pidfd = -1
 
 
+Creds = tuple[int, int, int, int, tuple[int, ...]]  # ruid, fsuid, rgid, fsgid, groups
+
+
 class HostTask:
-    __slots__ = ("host_tid", "tid", "hp", "kernel")
+    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale")
 
     def __init__(self, host_tid: int, tid: int, hp: HostProcess, kernel: Kernel) -> None:
         self.host_tid = host_tid
         self.tid = tid
         self.hp = hp
         self.kernel = kernel
+        self.creds: Creds | None = None  # this thread's, once its process has changed any
+        self.creds_stale = False  # this thread ran a set*id natively
 
     @property
     def process(self) -> Process:
@@ -114,20 +119,38 @@ class HostTask:
         raw_syscall(_TGKILL, self.hp.proc.host_pid, self.host_tid, signo)
 
     def refresh_creds(self) -> None:
-        """Re-read credentials the host kernel changed natively (set*id ran with CONTINUE)."""
+        """Put this thread's credentials in its process's context before a check.
+
+        Linux's credentials are per thread: a raw set*id changes the calling thread only. Once
+        a process has run one (natively, with CONTINUE), each of its threads' credentials are
+        read from the host on its first call and after its own set*id, and applied to the
+        process's FsContext when the thread being served is not the one they came from.
+        """
+        if self.creds is None or self.creds_stale:
+            creds = self._read_creds()
+            if creds is None:
+                return
+            self.creds, self.creds_stale = creds, False
         fs = self.hp.proc.fs
+        creds = self.creds
+        if (fs.ruid, fs.uid, fs.rgid, fs.gid, fs.groups) != creds:
+            fs.ruid, fs.uid, fs.rgid, fs.gid, fs.groups = creds
+
+    def _read_creds(self) -> Creds | None:
+        ruid = uid = rgid = gid = 0
+        groups: tuple[int, ...] = ()
         try:
             with open(f"/proc/{self.host_tid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"Uid:"):
-                        fs.ruid, fs.uid = int(line.split()[1]), int(line.split()[4])
+                        ruid, uid = int(line.split()[1]), int(line.split()[4])
                     elif line.startswith(b"Gid:"):
-                        fs.rgid, fs.gid = int(line.split()[1]), int(line.split()[4])
+                        rgid, gid = int(line.split()[1]), int(line.split()[4])
                     elif line.startswith(b"Groups:"):
-                        fs.groups = tuple(int(g) for g in line.split()[1:])
+                        groups = tuple(int(g) for g in line.split()[1:])
         except OSError:
-            return
-        self.hp.proc.creds_stale = False
+            return None
+        return ruid, uid, rgid, gid, groups
 
 
 def guest_tid_of(host_tid: int) -> int:
