@@ -319,13 +319,11 @@ class Kernel:
         check = {"bind": cs.authorize_bind, "listen": cs.authorize_listen, "connect": cs.authorize_connect}[op]
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]  # an IPv4 peer seen through a dual-stack socket is that IPv4 address
-        elif ip == "::" and op != "connect":
+        elif ip == "::" and op != "connect" and not cs.allows_net(op, proto, ip, port):
             # A dual-stack wildcard takes IPv4 too: the IPv4 wildcard's capability covers it.
-            try:
-                check(proto, ip, port)
-                return
-            except OSError:
-                ip = "0.0.0.0"
+            # (Asked without recording first, so that the log holds one decision, not a
+            # refusal of "::" followed by the IPv4 wildcard's grant.)
+            ip = "0.0.0.0"
         check(proto, ip, port)
 
     def stale_fds(self) -> list[tuple[Process, int]]:
