@@ -83,8 +83,11 @@ def task_comm(proc, host_tid: int) -> bytes:
     file ("busybox"), where Linux names it after the path exec'd ("cat", or "exe" for
     /proc/self/exe, which busybox then renames itself)."""
     try:
-        with open(f"/proc/{host_tid}/comm", "rb") as f:
-            host = f.read().rstrip(b"\n")
+        fd = os.open(f"/proc/{host_tid}/comm", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            host = os.read(fd, 64).rstrip(b"\n")
+        finally:
+            os.close(fd)
     except OSError:
         return proc.comm
     return proc.comm if proc.comm and host == proc.kernel_comm else host

@@ -153,39 +153,66 @@ class ProcRoot(DynamicDir):
         return [str(pid).encode() for pid in self.fs.provider.proc_pids()] + list(self._static)  # type: ignore[attr-defined]
 
 
-class PidDir(DynamicDir):
-    """/proc/PID (also used for /proc/PID/task/TID, with the same files)."""
+_PID_FILES = (b"stat", b"status", b"cmdline", b"environ", b"comm", b"maps", b"mounts", b"mountinfo",
+              b"limits", b"auxv", b"exe", b"cwd", b"root", b"fd", b"fdinfo")
 
-    __slots__ = ("proc", "_files")
+
+class PidDir(DynamicDir):
+    """/proc/PID (also used for /proc/PID/task/TID, with the same files).
+
+    Each file's inode is made on first lookup: most processes are looked at for one file
+    (a program reading /proc/self/exe as it starts, say), and there is a PidDir per process."""
+
+    __slots__ = ("proc", "_files", "_thread_host_tid", "_with_task")
 
     def __init__(self, fs: ProcFs, ino: int, proc: ProcEntry, *, with_task: bool = True,
                  thread_host_tid: int | None = None) -> None:
         super().__init__(fs, ino)
         self.proc = proc
-        p = fs.provider
-        f = lambda gen: SyntheticFile(fs, fs.new_ino(), gen)  # noqa: E731
-        loc_link = lambda get: MagicLink(  # noqa: E731
-            fs, fs.new_ino(), lambda: p.proc_location_path(proc, get()), get, lambda fl: self._open_loc(get(), fl))
-        self._files: dict[bytes, Inode] = {
-            b"stat": f(lambda: text.stat_text(proc, getattr(p, "current_tid", None))),
-            b"status": f(lambda: text.status_text(proc, thread_host_tid, getattr(p, "current_tid", None))),
-            b"cmdline": f(lambda: text.cmdline_text(proc)),
-            b"environ": f(lambda: text.environ_text(proc)),
-            b"comm": f(lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"),
-            b"maps": f(lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))),
-            b"mounts": f(lambda: text.mounts_text(p.proc_mounts())),
-            b"mountinfo": f(lambda: text.mountinfo_text(p.proc_mounts())),
-            b"limits": f(lambda: text.limits_text(proc)),
-            b"auxv": f(lambda: text.auxv_text(proc)),
-            b"exe": MagicLink(fs, fs.new_ino(), lambda: proc.exe, lambda: p.proc_lookup(proc, proc.exe),
-                              lambda fl: self._open_exe(fl)),
-            b"cwd": loc_link(lambda: proc.fs.cwd),
-            b"root": loc_link(lambda: proc.fs.root),
-            b"fd": FdDir(fs, fs.new_ino(), proc),
-            b"fdinfo": FdInfoDir(fs, fs.new_ino(), proc),
-        }
-        if with_task:
-            self._files[b"task"] = TaskDir(fs, fs.new_ino(), proc)
+        self._files: dict[bytes, Inode] = {}
+        self._thread_host_tid = thread_host_tid
+        self._with_task = with_task
+
+    def _make(self, name: bytes) -> Inode:
+        fs: ProcFs = self.fs  # type: ignore[assignment]
+        proc, p = self.proc, fs.provider
+        gen: Callable[[], bytes] | None = None
+        if name == b"stat":
+            gen = lambda: text.stat_text(proc, getattr(p, "current_tid", None))  # noqa: E731
+        elif name == b"status":
+            tid = self._thread_host_tid
+            gen = lambda: text.status_text(proc, tid, getattr(p, "current_tid", None))  # noqa: E731
+        elif name == b"cmdline":
+            gen = lambda: text.cmdline_text(proc)  # noqa: E731
+        elif name == b"environ":
+            gen = lambda: text.environ_text(proc)  # noqa: E731
+        elif name == b"comm":
+            gen = lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"  # noqa: E731
+        elif name == b"maps":
+            gen = lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))  # noqa: E731
+        elif name == b"mounts":
+            gen = lambda: text.mounts_text(p.proc_mounts())  # noqa: E731
+        elif name == b"mountinfo":
+            gen = lambda: text.mountinfo_text(p.proc_mounts())  # noqa: E731
+        elif name == b"limits":
+            gen = lambda: text.limits_text(proc)  # noqa: E731
+        elif name == b"auxv":
+            gen = lambda: text.auxv_text(proc)  # noqa: E731
+        if gen is not None:
+            return SyntheticFile(fs, fs.new_ino(), gen)
+        if name == b"exe":
+            return MagicLink(fs, fs.new_ino(), lambda: proc.exe, lambda: p.proc_lookup(proc, proc.exe),
+                             lambda fl: self._open_exe(fl))
+        if name in (b"cwd", b"root"):
+            get: Callable[[], Location] = (lambda: proc.fs.cwd) if name == b"cwd" else (lambda: proc.fs.root)
+            return MagicLink(fs, fs.new_ino(), lambda: p.proc_location_path(proc, get()), get,
+                             lambda fl: self._open_loc(get(), fl))
+        if name == b"fd":
+            return FdDir(fs, fs.new_ino(), proc)
+        if name == b"fdinfo":
+            return FdInfoDir(fs, fs.new_ino(), proc)
+        assert name == b"task"
+        return TaskDir(fs, fs.new_ino(), proc)
 
     def _open_loc(self, loc: Location, flags: int) -> int:
         p = self.fs.provider  # type: ignore[attr-defined]
@@ -195,10 +222,13 @@ class PidDir(DynamicDir):
         return self.fs.provider.proc_open_path(self.proc, self.proc.exe, flags)  # type: ignore[attr-defined]
 
     def generate(self, name: bytes) -> Inode | None:
-        return self._files.get(name)
+        inode = self._files.get(name)
+        if inode is None and (name in _PID_FILES or (name == b"task" and self._with_task)):
+            inode = self._files[name] = self._make(name)
+        return inode
 
     def names(self) -> Iterable[bytes]:
-        return list(self._files)
+        return _PID_FILES + ((b"task",) if self._with_task else ())
 
 
 class TaskDir(DynamicDir):

@@ -153,18 +153,31 @@ class HostTask:
         return ruid, uid, rgid, gid, groups
 
 
+def read_proc_file(path: str) -> bytes:
+    """A small /proc file in one read (about half the cost of open().read() on this path,
+    which the fork, exec and prctl paths take once per process)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 16384)
+    finally:
+        os.close(fd)
+
+
+def _status_field(host_tid: int, key: bytes) -> list[bytes]:
+    try:
+        status = read_proc_file(f"/proc/{host_tid}/status")
+    except FileNotFoundError:
+        raise ProcessLookupError(host_tid) from None
+    at = status.find(b"\n" + key)
+    if at < 0:
+        raise ProcessLookupError(host_tid)
+    return status[at + len(key) + 1:status.index(b"\n", at + 1)].split()
+
+
 def guest_tid_of(host_tid: int) -> int:
     """The thread's id in the sandbox's pid namespace (last NSpid field)."""
-    with open(f"/proc/{host_tid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"NSpid:"):
-                return int(line.split()[-1])
-    raise ProcessLookupError(host_tid)
+    return int(_status_field(host_tid, b"NSpid:")[-1])
 
 
 def host_tgid_of(host_tid: int) -> int:
-    with open(f"/proc/{host_tid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Tgid:"):
-                return int(line.split()[1])
-    raise ProcessLookupError(host_tid)
+    return int(_status_field(host_tid, b"Tgid:")[0])
