@@ -11,6 +11,7 @@ from caps import Rights
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
+from vfs.scoped import RESOLVE_ALL, RESOLVE_BENEATH, RESOLVE_IN_ROOT
 from vfs.special import SpecialInode
 
 from . import dirents
@@ -33,7 +34,7 @@ _OPEN_VALID = (
 # ---- open ---------------------------------------------------------------------------------
 
 
-def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int) -> Result:
+def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int, resolve: int = 0) -> Result:
     path = path_arg(task, path_addr)
     if not path:
         raise err(E.ENOENT)
@@ -41,9 +42,11 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int) -> R
     flags &= _OPEN_VALID | 0xFFFFFFFF
     if flags & F.O_TMPFILE == F.O_TMPFILE and flags & F.O_ACCMODE == F.O_RDONLY:
         raise err(E.EINVAL)
-    base = base_for(task, dirfd, path)
+    # RESOLVE_BENEATH/IN_ROOT scope even an absolute path to the dirfd's directory
+    scoped = resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT)
+    base = dir_location(task, dirfd) if scoped else base_for(task, dirfd, path)
     vfs = task.kernel.vfs
-    opened = vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777)
+    opened = vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777, resolve)
     if flags & F.O_PATH:
         # O_PATH files cannot be injected: hand over a stand-in that names the same object
         os.close(opened.host_fd)
@@ -115,7 +118,6 @@ def sys_creat(task: Task, a: Args) -> Result:
 
 
 _OPEN_HOW = struct.Struct("=QQQ")
-_RESOLVE_ALL = 0x1F
 
 
 def sys_openat2(task: Task, a: Args) -> Result:
@@ -126,15 +128,15 @@ def sys_openat2(task: Task, a: Args) -> Result:
     if any(raw[_OPEN_HOW.size:]):
         raise err(E.E2BIG)
     flags, mode, resolve = _OPEN_HOW.unpack_from(raw)
-    if flags & ~_OPEN_VALID or resolve & ~_RESOLVE_ALL:
+    if flags & ~_OPEN_VALID or resolve & ~RESOLVE_ALL:
         raise err(E.EINVAL)
     if mode and not flags & (F.O_CREAT | F.O_TMPFILE):
         raise err(E.EINVAL)
     if mode & ~0o7777:
         raise err(E.EINVAL)
-    if resolve:
-        raise err(E.ENOSYS)  # RESOLVE_* restrictions are not translated yet
-    return _do_open(task, a[0], a[1], flags, mode)
+    if resolve & RESOLVE_BENEATH and resolve & RESOLVE_IN_ROOT:
+        raise err(E.EINVAL)
+    return _do_open(task, a[0], a[1], flags, mode, resolve)
 
 
 # ---- stat family ----------------------------------------------------------------------------

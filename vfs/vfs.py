@@ -21,6 +21,7 @@ from .inode import (
     S_IFSOCK, S_ISGID, S_ISUID, S_ISVTX, S_IXGRP, Dentry, DirInode, Inode,
 )
 from .mount import Mount, MountTable
+from .scoped import RESOLVE_CACHED, ScopedWalk
 from .perm import MAY_EXEC, MAY_READ, MAY_WRITE, in_group, is_owner, permitted
 from .scratch import HostScratch
 from .tmpfs import MemDir, MemFile, TmpFs
@@ -106,6 +107,9 @@ class Vfs:
     def _walk(self, ctx: FsContext) -> Walk:
         return Walk(self.table, ctx)
 
+    def _walk_for(self, ctx: FsContext, base: Location, resolve: int) -> Walk:
+        return ScopedWalk(self.table, ctx, base, resolve) if resolve & ~RESOLVE_CACHED else Walk(self.table, ctx)
+
     def lookup(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True,
                directory: bool = False) -> Location:
         m, d = Walk(self.table, ctx).resolve(base, path, follow=follow, directory=directory)
@@ -163,16 +167,20 @@ class Vfs:
 
     # ---- open -----------------------------------------------------------------------------------
 
-    def open(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int) -> Opened:
+    def open(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int,
+             resolve: int = 0) -> Opened:
+        """open(2); ``resolve``: openat2's RESOLVE_* restrictions on the walk (vfs/scoped.py)."""
+        if resolve & RESOLVE_CACHED and flags & (os.O_CREAT | os.O_TRUNC | os.O_TMPFILE):
+            fail(E.EAGAIN)  # a cached-only lookup cannot promise what these need
         if flags & os.O_TMPFILE == os.O_TMPFILE:
-            return self._open_tmpfile(ctx, base, path, flags, mode)
+            return self._open_tmpfile(ctx, base, path, flags, mode, resolve)
         if flags & os.O_PATH:
             flags &= _O_PATH_KEEP
         elif flags & os.O_CREAT and flags & os.O_DIRECTORY:
             fail(E.EINVAL)
         creat = bool(flags & os.O_CREAT)
         follow = not (flags & os.O_NOFOLLOW or (creat and flags & os.O_EXCL))
-        w = Walk(self.table, ctx)
+        w = self._walk_for(ctx, base, resolve)
         m, d, last, slash = w.parent(base.mount, base.dentry, path)
         created = False
         while True:  # the last component; loops while following symlinks (open_last_lookups)
@@ -200,6 +208,7 @@ class Vfs:
                 m, d = self.table.down(m, child)
                 break
             if child.inode.mode & S_IFMT == S_IFLNK and (follow or slash):
+                w.check_symlink(child)
                 if getattr(child.inode, "jump", None) is not None:
                     m, d = w.follow_link(m, d, child, slash)
                     break
@@ -272,10 +281,12 @@ class Vfs:
         if flags & os.O_NOATIME and not is_owner(ctx, inode):
             fail(E.EPERM)
 
-    def _open_tmpfile(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int) -> Opened:
+    def _open_tmpfile(self, ctx: FsContext, base: Location, path: bytes, flags: int, mode: int,
+                      resolve: int = 0) -> Opened:
         if flags & os.O_ACCMODE == os.O_RDONLY:
             fail(E.EINVAL)
-        loc = self.lookup(ctx, base, path, directory=True)
+        m, d = self._walk_for(ctx, base, resolve).resolve(base, path, directory=True)
+        loc = Location(m, d)
         self._want_write(loc.mount)
         dir_ = loc.inode
         if not isinstance(dir_, MemDir):

@@ -149,6 +149,9 @@ class Walk:
             return self.table.down(m, parent)
         return m, parent
 
+    def check_symlink(self, link: Dentry) -> None:
+        """Whether this walk may follow ``link`` (openat2's RESOLVE_NO_SYMLINKS says no)."""
+
     def follow_link(self, m: Mount, d: Dentry, link: Dentry, want_dir: bool) -> tuple[Mount, Dentry]:
         """Continue the walk at ``link``'s target (relative to its directory d)."""
         self.links += 1
