@@ -18,6 +18,7 @@ test: setup
 # where PYTHONDONTWRITEBYTECODE is set, and compileall only redoes what is stale.
 setup: $(VENV)/.installed
 	$(BIN)/python -m compileall -q linuxabi syscalls vfs net caps bench >/dev/null
+	$(BIN)/python -m linuxabi.host.vm_build
 
 $(VENV)/.installed: pyproject.toml | system-packages
 	$(PY) -m venv $(VENV)

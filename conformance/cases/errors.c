@@ -3,6 +3,7 @@
 // EBADF for bad fds, ENOTDIR for file components; and the sync family.
 // syscalls: open stat lstat mkdir unlink rmdir rename link symlink readlink chdir access truncate chmod chown fsync fdatasync sync syncfs sync_file_range
 #include "verdict.h"
+#include <sys/mman.h>
 
 #define NSYS(name) syscall(SYS_##name
 
@@ -141,6 +142,19 @@ static void test_pointers(void)
     CHECK_RET("efault_pipe", syscall(SYS_pipe, BADPTR));
     CHECK_RET("efault_high_address", syscall(SYS_open, (char *)0xffff800000000000UL, O_RDONLY));
     CHECK_RET("efault_null_path", syscall(SYS_open, NULL, O_RDONLY));
+
+    /* Mapped memory the caller may not write (or read): the kernel's copies fault there too. */
+    char *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK_RET("efault_stat_into_readonly", syscall(SYS_stat, "file", ro));
+    checkf("readonly_page_untouched", "first=%d", ro[0]);
+    CHECK_RET("efault_stat_into_code", syscall(SYS_stat, "file", (void *)test_pointers));
+    CHECK_RET("efault_stat_into_prot_none", syscall(SYS_stat, "file", none));
+    CHECK_RET("efault_getcwd_into_readonly", syscall(SYS_getcwd, ro, 256));
+    CHECK_RET("efault_readlink_into_readonly", syscall(SYS_readlink, "self", ro, 64));
+    CHECK_RET("efault_path_in_prot_none", syscall(SYS_open, none, O_RDONLY));
+    munmap(ro, 4096);
+    munmap(none, 4096);
 }
 
 static void test_bad_fds(void)

@@ -48,3 +48,16 @@ def block_all_signals() -> None:
 
 def restore_signals() -> None:
     _lib.syscall(_SIGPROCMASK, 2, _SAVED_ADDR, 0, 8, 0, 0)  # SIG_SETMASK
+
+
+
+_IOV = ffi.new("struct iovec[2]")  # [0] local, [1] remote; the trap loop is single-threaded
+
+
+def vm_write(pid: int, addr: int, data: object, n: int) -> int:
+    """process_vm_writev of ``n`` bytes of ``data`` to ``addr``: bytes moved, or -errno."""
+    src = ffi.from_buffer(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    _IOV[0].iov_base, _IOV[0].iov_len = src, n
+    _IOV[1].iov_base, _IOV[1].iov_len = ffi.cast("void *", addr), n
+    put = _lib.process_vm_writev(pid, _IOV, 1, _IOV + 1, 1, 0)
+    return int(put) if put >= 0 else -_lib.__errno_location()[0]

@@ -15,6 +15,9 @@ DECLARATIONS = """
     long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
     int *__errno_location(void);
     int sched_getcpu(void);
+    struct iovec { void *iov_base; size_t iov_len; };
+    ssize_t process_vm_writev(int pid, const struct iovec *local, unsigned long liovcnt,
+                              const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
 """
 MODULE = "_libc_cffi"
 GENERATED = Path(__file__).with_name(MODULE + ".py")

@@ -10,7 +10,7 @@ from linuxabi.abi import x86_64
 from syscalls.kernel import Kernel, Process
 
 from .libc import raw_syscall
-from .memory import GuestMemory
+from .memory import GuestMemory, open_mem
 
 _PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
 _PIDFD_OPEN = x86_64.NR["pidfd_open"]
@@ -19,18 +19,18 @@ _PIDFD_THREAD = os.O_EXCL  # a pidfd for one thread (Linux 6.9)
 
 
 class HostProcess:
-    """Host-side handles of a guest process: its pidfd (for fds) and its memory.
+    """Host-side handles of a guest process: its pidfd (for fds) and a read fd for its memory.
 
     Both are opened on first use: most forked children exec at once, and an exec makes the
-    memory handle useless anyway (it stays bound to the old address space).
+    memory fd useless anyway (it stays bound to the old address space).
     """
 
-    __slots__ = ("proc", "_pidfd", "_mem", "tasks")
+    __slots__ = ("proc", "_pidfd", "_mem_fd", "tasks")
 
     def __init__(self, proc: Process) -> None:
         self.proc = proc
         self._pidfd = -1
-        self._mem: GuestMemory | None = None
+        self._mem_fd = -1
         self.tasks: dict[int, "HostTask"] = {}  # host tid -> task
 
     @property
@@ -39,22 +39,20 @@ class HostProcess:
             self._pidfd = raw_syscall(_PIDFD_OPEN, self.proc.host_pid, 0)
         return self._pidfd
 
-    @property
-    def mem(self) -> GuestMemory:
-        return self.mem_via(self.proc.host_pid)
-
-    def mem_via(self, host_tid: int) -> GuestMemory:
+    def mem_fd(self, host_tid: int) -> int:
         """Opened through the calling thread: the leader may have exited (a zombie has no
         memory to read) while the other threads go on. The fd then stays valid on its own."""
-        if self._mem is None:
-            self._mem = GuestMemory(host_tid)
-        return self._mem
+        if self._mem_fd < 0:
+            self._mem_fd = open_mem(host_tid)
+        return self._mem_fd
 
     def exec_happened(self) -> None:
-        """The address space is new: the next access opens a fresh /proc/PID/mem."""
-        if self._mem is not None:
-            self._mem.close()
-            self._mem = None
+        """The address space is new: the next access opens a fresh memory fd."""
+        for task in self.tasks.values():
+            task._mem = None
+        if self._mem_fd >= 0:
+            os.close(self._mem_fd)
+            self._mem_fd = -1
 
     def close(self) -> None:
         self.exec_happened()
@@ -67,7 +65,7 @@ Creds = tuple[int, int, int, int, tuple[int, ...]]  # ruid, fsuid, rgid, fsgid, 
 
 
 class HostTask:
-    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale")
+    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale", "_mem")
 
     def __init__(self, host_tid: int, tid: int, hp: HostProcess, kernel: Kernel) -> None:
         self.host_tid = host_tid
@@ -76,6 +74,7 @@ class HostTask:
         self.kernel = kernel
         self.creds: Creds | None = None  # this thread's, once its process has changed any
         self.creds_stale = False  # this thread ran a set*id natively
+        self._mem: GuestMemory | None = None
 
     @property
     def process(self) -> Process:
@@ -83,7 +82,11 @@ class HostTask:
 
     @property
     def mem(self) -> GuestMemory:
-        return self.hp.mem_via(self.host_tid)
+        """This thread's view of its process's memory (writes go through the thread itself)."""
+        mem = self._mem
+        if mem is None:
+            mem = self._mem = GuestMemory(self.host_tid, self.hp.mem_fd(self.host_tid))
+        return mem
 
     def host_fd(self, guest_fd: int) -> int:
         if guest_fd < 0:

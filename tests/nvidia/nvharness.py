@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from caps.audit import AuditLog, show
-from linuxabi.host.memory import GuestMemory
+from linuxabi.host.memory import GuestMemory, open_mem
 from syscalls.nvidia.abi import Abi
 from syscalls.nvidia.codec import Layouts
 from syscalls.nvidia.core import NvDevice
@@ -123,7 +123,7 @@ class FakeGuest:
 
 class _Mem:
     def __init__(self, pid: int) -> None:
-        self._mem = GuestMemory(pid)
+        self._mem = GuestMemory(pid, open_mem(pid))
         self._maps = ProcMaps(pid)
 
     def read(self, addr: int, size: int) -> bytes:
