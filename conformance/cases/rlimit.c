@@ -109,6 +109,16 @@ static void child_exec_at_limit(void)
     printf("exec=%s\n", errname(errno));
 }
 
+static void child_exec_at_soft_limit(void)
+{
+    struct rlimit rl = {16, 32};
+    setrlimit(RLIMIT_NOFILE, &rl);
+    fill_fds();
+    fflush(stdout);
+    execve(SELF, (char *[]){"rlimit", "limits", NULL}, environ);
+    printf("exec=%s\n", errname(errno));
+}
+
 static void child_exec_limits(void)
 {
     struct rlimit rl = {40, 50};
@@ -216,6 +226,7 @@ int main(int argc, char **argv)
     test_basic();
     capture("nofile_limits_fds", child_nofile);
     capture("execve_at_nofile_limit", child_exec_at_limit);
+    capture("execve_at_soft_nofile_limit", child_exec_at_soft_limit);
     capture("limits_inherited_by_exec", child_exec_limits);
     capture("lower_then_raise_hard", child_lower_raise);
     capture("fsize_limit", child_fsize);

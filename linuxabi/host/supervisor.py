@@ -75,6 +75,9 @@ class _ExecDance:
     deferred: list[int] = field(default_factory=list)
     saved_regs: "ptrace.Regs | None" = None  # a failed exec's registers, while its fd is closed
     tgid: int = 0  # the thread group's host id (an exec from a thread finishes under it)
+    # (pid, (soft, hard)): RLIMIT_NOFILE raised by one to lend the program file a slot, to be
+    # put back once the exec is over (Linux's exec needs no free fd).
+    lent_nofile: "tuple[int, tuple[int, int]] | None" = None
 
 
 @dataclass
@@ -729,10 +732,14 @@ class Supervisor:
         return base
 
     def _exec_inject_fd(self, n: Notification, task: HostTask, dance: _ExecDance) -> None:
+        newfd = _spare_fd(n.pid)
+        if newfd is None:
+            newfd, dance.lent_nofile = _lend_fd_slot(task.hp.proc.host_pid)
         try:
             dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True,
-                                                 newfd=_spare_fd(n.pid))
+                                                 newfd=newfd)
         except OSError as e:
+            _return_fd_slot(dance)
             self.listener.reply_errno(n.id, e.errno or E.EMFILE)
         dance.stage = "exec"
 
@@ -764,6 +771,7 @@ class Supervisor:
             return
         if dance.stage == "close-exit":
             self.execs.pop(tid, None)
+            _return_fd_slot(dance)
             assert dance.saved_regs is not None
             ptrace.set_regs(tid, dance.saved_regs)  # execve's own failure, as if nothing else ran
             ptrace.cont(tid)
@@ -797,6 +805,7 @@ class Supervisor:
     def _on_exec_exit(self, tid: int, dance: _ExecDance, regs: ptrace.Regs) -> None:
         if regs.rax == 0:  # the new program runs (no exec event stop: memory reopens on use)
             self.execs.pop(tid, None)
+            _return_fd_slot(dance)  # the program file's fd closed on exec
             task = self.tasks.get(tid) or self.tasks.get(host_tgid_of(tid))
             if task is not None:
                 proc = task.hp.proc
@@ -861,6 +870,32 @@ def _spare_fd(host_tid: int) -> int | None:
         if fd not in used:
             return fd
     return None
+
+
+def _lend_fd_slot(tgid: int) -> tuple[int | None, "tuple[int, tuple[int, int]] | None"]:
+    """Every fd under the soft RLIMIT_NOFILE is taken: raise it by one for the exec, so that
+    the program file has a slot (an execve at the limit succeeds on Linux). Returns the slot
+    and what to restore. At the hard limit that takes CAP_SYS_RESOURCE; without it the exec
+    fails with EMFILE as before."""
+    try:
+        soft, hard = resource.prlimit(tgid, resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft >= 1 << 20:
+            return None, None
+        resource.prlimit(tgid, resource.RLIMIT_NOFILE,
+                         (soft + 1, hard if hard == resource.RLIM_INFINITY or hard > soft else soft + 1))
+    except (OSError, ValueError):
+        return None, None
+    return soft, (tgid, (soft, hard))
+
+
+def _return_fd_slot(dance: _ExecDance) -> None:
+    if dance.lent_nofile is not None:
+        tgid, limits = dance.lent_nofile
+        dance.lent_nofile = None
+        try:
+            resource.prlimit(tgid, resource.RLIMIT_NOFILE, limits)
+        except OSError:
+            pass  # the process is gone
 
 
 def _file_name(fd: int) -> bytes:
