@@ -5,7 +5,8 @@ loopback answers. When it sends an echo request to an outside address (the trans
 that sendto), the request is sent by a stack ping socket with the guest's identifier; each echo
 reply the stack receives is written into the sandbox's loopback by a raw socket of ours
 (IP_HDRINCL, with the remote as its source), so the guest's own raw socket receives it, IP
-header included, as it would on Linux. Runs on the uplink loop's thread.
+header included, as it would on Linux. ICMP errors about guest datagrams relayed by
+net/udp_relay.py go the same way (``inject``). Runs on the uplink loop's thread.
 """
 from __future__ import annotations
 
@@ -41,6 +42,25 @@ def echo_reply_packet(src: str, dst: str, ident: int, seq: int, data: bytes, ttl
     return header + icmp
 
 
+def error_packet(src: str, dst: str, type_: int, code: int, quoted: bytes, ttl: int = 64) -> bytes:
+    """An IPv4 packet carrying an ICMP error from ``src`` to ``dst`` about ``quoted`` (the
+    offending datagram's IP header and first 8 bytes), checksums set."""
+    icmp = struct.pack("!BBHI", type_, code, 0, 0) + quoted
+    icmp = icmp[:2] + struct.pack("!H", internet_checksum(icmp)) + icmp[4:]
+    header = _IP_HEADER.pack(0x45, 0, 20 + len(icmp), 0, 0, ttl, socket.IPPROTO_ICMP, 0,
+                             socket.inet_aton(src), socket.inet_aton(dst))
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+    return header + icmp
+
+
+def udp_quote(src: tuple[str, int], dst: tuple[str, int]) -> bytes:
+    """The header part of a UDP datagram from ``src`` to ``dst``, as an ICMP error quotes it."""
+    ip = _IP_HEADER.pack(0x45, 0, 28, 0, 0x4000, 64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
+    return ip + struct.pack("!HHHH", src[1], dst[1], 8, 0)
+
+
 class IcmpRelay:
     def __init__(self, stack: "Stack", now: Callable[[], float]) -> None:
         self.stack, self.now = stack, now
@@ -73,6 +93,13 @@ class IcmpRelay:
                 self.counters["icmp_in"] += 1
             except OSError:
                 pass
+
+    def inject(self, packet: bytes) -> None:
+        """Write an IPv4 packet (IP header included) into the sandbox's loopback."""
+        try:
+            self._inject.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+        except OSError:
+            pass
 
     def close(self) -> None:
         for sock in self._pings.values():

@@ -64,6 +64,9 @@ class UdpSocket:
         self.error = 0                                  # pending SO_ERROR
         self.closed = False
         self.on_event: Callable[[UdpSocket], None] | None = None
+        # ICMP errors about an unconnected socket's datagrams (Linux drops them unless
+        # IP_RECVERR): a relay that carries several peers' datagrams takes them here.
+        self.on_icmp: Callable[[icmp.Quote, int, int], None] | None = None
         self._rx: deque[tuple[bytes, tuple[int, int]]] = deque()
         self._rx_bytes = 0
 
@@ -226,6 +229,9 @@ class UdpLayer:
     def error(self, q: icmp.Quote, type_: int, code: int) -> None:
         """An ICMP error about a datagram we sent: Linux reports it on connected sockets only."""
         sock = self._lookup(q.src, q.sport)
+        if sock is not None and sock.remote is None and sock.on_icmp is not None:
+            sock.on_icmp(q, type_, code)
+            return
         if sock is None or sock.remote != (q.dst, q.dport):
             return
         if type_ == icmp.DEST_UNREACH:

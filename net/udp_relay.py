@@ -23,7 +23,11 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from .icmp_relay import error_packet, udp_quote
+from .ipv4 import ntoa
+
 if TYPE_CHECKING:
+    from .icmp import Quote
     from .stack import Stack
     from .udp import UdpSocket
 
@@ -56,11 +60,12 @@ class _Relay:
 
 
 class UdpRelay:
-    def __init__(self, loop: Loop, stack: "Stack") -> None:
+    def __init__(self, loop: Loop, stack: "Stack", inject: Callable[[bytes], None] | None = None) -> None:
         self.loop, self.stack = loop, stack
+        self.inject = inject  # writes an IPv4 packet into the sandbox's loopback (ICMP errors)
         self._relays: dict[Addr, _Relay] = {}
         self._flows: dict[Addr, _Flow] = {}
-        self.counters = {"udp_out": 0, "udp_in": 0, "udp_dropped": 0}
+        self.counters = {"udp_out": 0, "udp_in": 0, "udp_dropped": 0, "udp_errors": 0}
 
     # ---- what the translator asks for (on the loop's thread, through Uplink.call) -------------
     def relay(self, remote: Addr) -> None:
@@ -147,7 +152,18 @@ class UdpRelay:
             sock.bind(0, 0)
         f = self._flows[guest] = _Flow(sock, guest, now)
         sock.on_event = lambda _s: self.loop.soon(lambda: self._inbound(f))
+        sock.on_icmp = lambda q, type_, code: self._error(f, q, type_, code)
         return f
+
+    def _error(self, f: _Flow, q: "Quote", type_: int, code: int) -> None:
+        """An ICMP error about a datagram this flow sent (a closed port, say): the same error
+        about the guest's own datagram, into the loopback it came through, where the guest's
+        kernel socket takes it as Linux would (ECONNREFUSED on a connected socket)."""
+        if self.inject is None:
+            return
+        remote = (ntoa(q.dst), q.dport)
+        self.inject(error_packet(remote[0], f.guest[0], type_, code, udp_quote(f.guest, remote)))
+        self.counters["udp_errors"] += 1
 
     def _drop_flow(self, f: _Flow) -> None:
         if self._flows.get(f.guest) is f:

@@ -231,8 +231,8 @@ class Uplink:
         self.hold = HoldPort()
         assert self.hold.capture is not None
         self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
-        self.udp = UdpRelay(self.link, self.stack)
         self.icmp = IcmpRelay(self.stack, self.link.now)
+        self.udp = UdpRelay(self.link, self.stack, self.icmp.inject)
 
     def close(self, drain: float = 5.0) -> None:
         """Stop; first let what the guests sent before they went away reach its peers (up to

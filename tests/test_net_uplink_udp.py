@@ -119,6 +119,19 @@ def test_guest_udp_sendto_and_connect_match_native(servers: Net, udp_probe: Path
     assert f"from={SERVER}:{ECHO_PORT} data=via-sendto sock_ip=0.0.0.0 seen_ip={STATIC} own_port=1" in out
 
 
+def test_a_closed_port_refuses_a_connected_socket_as_natively(servers: Net, udp_probe: Path) -> None:
+    """The namespace answers a datagram to a closed port with ICMP port unreachable; through
+    the stack and the relay, the guest's connected socket gets ECONNREFUSED as it would
+    natively, and an unconnected one hears nothing (its recv times out)."""
+    net, closed = servers, ECHO_PORT + 7
+    native = net.sh(f"{udp_probe} {SERVER} {closed} refused", timeout=30)
+    assert native.returncode == 0, native.stdout + native.stderr
+    assert "recv=Connection refused so_error_after=0" in native.stdout  # the oracle says so
+    r = _guest(net, f"cat > /tmp/p && chmod +x /tmp/p && /tmp/p {SERVER} {closed} refused", input=udp_probe.read_bytes())
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    assert r.stdout.decode() == native.stdout
+
+
 def test_busybox_nslookup_through_the_stack(servers: Net) -> None:
     """busybox nslookup asks the namespace's DNS responder (on a port of its own: busybox
     takes SERVER:PORT) and prints its answer."""

@@ -46,9 +46,36 @@ static void seen(const char *reply, int s) {
     printf(" seen_ip=%.*s own_port=%d", (int)(colon - p - 6), p + 6, atoi(colon + 1) == ntohs(me.sin_port));
 }
 
+/* `udp_probe SERVER CLOSED_PORT refused`: a connected socket's datagram to a port nobody
+ * listens on; the ICMP port unreachable it draws is the socket's error (recv, then SO_ERROR
+ * is clear again; an unconnected socket hears nothing). */
+static int refused(const struct sockaddr_in *srv) {
+    char buf[64];
+    int s = udp();
+    printf("connect=%d", connect(s, (const struct sockaddr *)srv, sizeof *srv));
+    printf(" send=%zd", send(s, "anyone?", 7, 0));
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    printf(" recv=%s", n < 0 ? strerror(errno) : "data");
+    int err = -1;
+    socklen_t len = sizeof err;
+    getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+    printf(" so_error_after=%d", err);
+    close(s);
+    s = udp();
+    struct timeval tv = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    printf(" unconnected_sendto=%zd", sendto(s, "anyone?", 7, 0, (const struct sockaddr *)srv, sizeof *srv));
+    n = recv(s, buf, sizeof buf, 0);
+    printf(" unconnected_recv=%s\n", n < 0 ? strerror(errno) : "data");
+    close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct sockaddr_in srv = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
     inet_aton(argv[1], &srv.sin_addr);
+    if (argc > 3 && !strcmp(argv[3], "refused"))
+        return refused(&srv);
     char buf[512];
     struct sockaddr_in from, me, peer;
     socklen_t len;

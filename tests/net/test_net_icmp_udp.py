@@ -152,6 +152,19 @@ def test_icmp_error_reaches_connected_socket_only():
     assert v.error == 0
 
 
+def test_icmp_error_about_an_unconnected_socket_goes_to_its_hook():
+    """A relay's socket carries datagrams to many peers: it hears of each error, with the peer."""
+    s, peer = make()
+    heard = []
+    v = s.udp_socket()
+    v.on_icmp = lambda q, type_, code: heard.append((q.dst, q.dport, type_, code))
+    v.sendto(b"q", ("10.0.0.99", 53), 0.0)
+    (d,) = peer.take()
+    peer.send(peer.ip(1, icmp.error(icmp.DEST_UNREACH, icmp.PORT_UNREACH, bytes(d.frame[14:]))), 0.0)
+    assert heard == [(aton("10.0.0.99"), 53, icmp.DEST_UNREACH, icmp.PORT_UNREACH)]
+    assert v.error == 0  # the socket itself keeps Linux's rule
+
+
 def test_rcvbuf_limit():
     s, peer = make()
     u = s.udp_socket(); u.rcvbuf = 1000
