@@ -99,24 +99,25 @@ static void child_nofile(void)
     printf("open_dir_at_limit: %s\n", res(open(".", O_RDONLY | O_DIRECTORY)));
 }
 
-static void child_exec_at_limit(void)
+/* every fd under the soft limit taken, then exec SELF with `arg` */
+static void exec_with_fds_full(rlim_t soft, rlim_t hard, char *arg)
 {
-    struct rlimit rl = {16, 16};
+    struct rlimit rl = {soft, hard};
     setrlimit(RLIMIT_NOFILE, &rl);
     fill_fds();
     fflush(stdout);
-    execve(SELF, (char *[]){"rlimit", "ok", NULL}, environ);
+    execve(SELF, (char *[]){"rlimit", arg, NULL}, environ);
     printf("exec=%s\n", errname(errno));
+}
+
+static void child_exec_at_limit(void)
+{
+    exec_with_fds_full(16, 16, "ok");
 }
 
 static void child_exec_at_soft_limit(void)
 {
-    struct rlimit rl = {16, 32};
-    setrlimit(RLIMIT_NOFILE, &rl);
-    fill_fds();
-    fflush(stdout);
-    execve(SELF, (char *[]){"rlimit", "limits", NULL}, environ);
-    printf("exec=%s\n", errname(errno));
+    exec_with_fds_full(16, 32, "limits");
 }
 
 static void child_exec_limits(void)
