@@ -143,16 +143,16 @@ class HostTask:
         ruid = uid = rgid = gid = 0
         groups: tuple[int, ...] = ()
         try:
-            with open(f"/proc/{self.host_tid}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        ruid, uid = int(line.split()[1]), int(line.split()[4])
-                    elif line.startswith(b"Gid:"):
-                        rgid, gid = int(line.split()[1]), int(line.split()[4])
-                    elif line.startswith(b"Groups:"):
-                        groups = tuple(int(g) for g in line.split()[1:])
+            status = read_proc_file(f"/proc/{self.host_tid}/status")
         except OSError:
             return None
+        for line in status.splitlines():
+            if line.startswith(b"Uid:"):
+                ruid, uid = int(line.split()[1]), int(line.split()[4])
+            elif line.startswith(b"Gid:"):
+                rgid, gid = int(line.split()[1]), int(line.split()[4])
+            elif line.startswith(b"Groups:"):
+                groups = tuple(int(g) for g in line.split()[1:])
         return ruid, uid, rgid, gid, groups
 
 
