@@ -7,6 +7,7 @@ import os
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
+from linuxabi.abi import x86_64
 
 from .base import CONTINUE, Result, Task
 from .fsutil import err, s32
@@ -91,6 +92,30 @@ def task_comm(proc, host_tid: int) -> bytes:
     except OSError:
         return proc.comm
     return proc.comm if proc.comm and host == proc.kernel_comm else host
+
+
+def _process_vm(task: Task, a: Args, name: str) -> Result:
+    """process_vm_readv/writev: natively on the caller's own process. Another guest process's
+    memory is refused (EPERM, audited) as ptrace of it is: reading and writing another
+    program's memory is debugging it, which the sandbox does not grant."""
+    pid = s32(a[0])
+    proc, kernel = task.process, task.kernel
+    if pid <= 0 or pid in (proc.pid, task.tid):
+        return CONTINUE  # the kernel's own answer (ESRCH for 0 and below)
+    if pid not in kernel.processes and pid in kernel.proc_thread_map(proc):
+        return CONTINUE  # another thread of the caller's process
+    if pid in kernel.processes or any(pid in kernel.proc_thread_map(p) for p in list(kernel.processes.values())):
+        kernel.audit_denied_syscall(task, x86_64.NR[name], E.EPERM)
+        raise err(E.EPERM)
+    raise err(E.ESRCH)
+
+
+def sys_process_vm_readv(task: Task, a: Args) -> Result:
+    return _process_vm(task, a, "process_vm_readv")
+
+
+def sys_process_vm_writev(task: Task, a: Args) -> Result:
+    return _process_vm(task, a, "process_vm_writev")
 
 
 def sys_clock_settime(task: Task, a: Args) -> Result:

@@ -51,7 +51,7 @@ mq_open mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr waitid io
 ioprio_get migrate_pages pselect6 ppoll set_robust_list get_robust_list splice tee
 sync_file_range vmsplice move_pages epoll_pwait signalfd timerfd_create eventfd fallocate
 timerfd_settime timerfd_gettime signalfd4 eventfd2 epoll_create1 dup3 pipe2 preadv pwritev
-rt_tgsigqueueinfo prlimit64 syncfs getcpu process_vm_readv process_vm_writev kcmp
+rt_tgsigqueueinfo prlimit64 syncfs getcpu kcmp
 sched_setattr sched_getattr seccomp getrandom memfd_create membarrier mlock2 copy_file_range
 preadv2 pwritev2 pkey_mprotect pkey_alloc pkey_free io_pgetevents rseq pidfd_send_signal
 pidfd_open close_range process_madvise epoll_pwait2 process_mrelease futex_waitv
@@ -80,6 +80,7 @@ HANDLERS: dict[str, Handler] = {
     **{name: _net(f"sys_{name}") for name in
        "socket bind listen accept accept4 connect getsockname getpeername".split()},
     "clock_settime": process.sys_clock_settime,
+    "process_vm_readv": process.sys_process_vm_readv, "process_vm_writev": process.sys_process_vm_writev,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
     **{name: process.sys_set_creds for name in (

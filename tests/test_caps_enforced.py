@@ -102,6 +102,8 @@ PROBE = r"""
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void report(const char *what, long r) {
@@ -143,6 +145,14 @@ int main(void) {
     report("bpf", syscall(SYS_bpf, 0, buf, 16));
     report("perf_event_open", syscall(SYS_perf_event_open, buf, 0, -1, -1, 0));
     report("ptrace", ptrace(PTRACE_ATTACH, 1, 0, 0));
+    pid_t child = fork();  /* another guest process reading this one's memory: debugging it */
+    if (child == 0) {
+        struct iovec mine = {buf, 8}, theirs = {buf, 8};
+        report("process_vm_readv", process_vm_readv(getppid(), &mine, 1, &theirs, 1, 0));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
     report("unshare", unshare(CLONE_NEWNS));
     report("read-ok", op("/data/sub/g", O_RDONLY));
     report("write-ok", op("/work/sub/new", O_WRONLY | O_CREAT));
@@ -157,6 +167,7 @@ EXPECTED = {
     "openat-dotdot": "EACCES", "hardlink-out": "EACCES", "rename-out": "EACCES", "rename-subtree": "EACCES",
     "write-ro-inner": "EACCES", "bind-mount": "EPERM", "mount": "EPERM", "pivot_root": "EPERM",
     "io_uring_setup": "EPERM", "bpf": "EPERM", "perf_event_open": "EPERM", "ptrace": "EPERM",
+    "process_vm_readv": "EPERM",
     "unshare": "EPERM", "read-ok": "OK", "write-ok": "OK",
 }
 
@@ -178,7 +189,8 @@ def test_escape_attempts_fail_and_are_audited(image_copy: Path, tmp_path: Path) 
     assert paths.count("/secret/s") >= 8  # every route to it ended at the same object
     assert {"/data/f", "/work/sub"} <= set(paths)  # the write reopen, the link, the subtree move
     syscalls = {d["syscall"] for d in denials if d["kind"] == "syscall"}
-    assert syscalls == {"mount", "pivot_root", "io_uring_setup", "bpf", "perf_event_open", "ptrace", "unshare"}
+    assert syscalls == {"mount", "pivot_root", "io_uring_setup", "bpf", "perf_event_open", "ptrace", "unshare",
+                        "process_vm_readv"}
     assert _verify(log).returncode == 0
 
 
