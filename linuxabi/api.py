@@ -20,6 +20,7 @@ from .host.launch import launch
 from .host.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from syscalls.nvidia.host import NvidiaHost
     from net.uplink import Uplink
 
     from .forward import PortForwarder
@@ -64,6 +65,8 @@ class SandboxConfig:
     # The sandbox's link beyond its loopback: "none", or "tap:NAME[,ip=A.B.C.D/N[,gw=G]]" (linuxabi's
     # own TCP/IP stack on TAP device NAME, addressed by DHCP unless ip= is given; net/uplink.py)
     net: str = "none"
+    # Where NVIDIA devices come from (syscalls.nvidia.host.NvidiaHost); None: the host's driver.
+    nvidia: "NvidiaHost | None" = None
 
     def guest_env(self) -> dict[str, str]:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": self.hostname}
@@ -139,11 +142,21 @@ class Sandbox:
         self.kernel.install_cspace(self.cspace)
         # The host's NVIDIA devices appear in /dev only where the policy grants them. (The shim
         # package is imported only on hosts that have them: start-up time counts.)
-        if any(name.startswith("nvidia") for name in os.listdir("/dev")):
+        nvidia = cfg.nvidia
+        if nvidia is None and any(name.startswith("nvidia") for name in os.listdir("/dev")):
+            from syscalls.nvidia.host import NvidiaHost
+
+            nvidia = NvidiaHost.real()
+        if nvidia is not None:
             from syscalls.nvidia import devices as nvidia_devices
 
-            nvidia_devices.install(_devfs(self.vfs), nvidia_devices.discover(),
-                                   nvidia_devices.capability_allows(self.cspace))
+            shown = nvidia_devices.install(_devfs(self.vfs), nvidia.nodes,
+                                           nvidia_devices.capability_allows(self.cspace))
+            if shown:  # the driver's /proc files too, for its libraries (not without a device)
+                procfs = next(m.fs for m in self.vfs.table.mounts if isinstance(m.fs, ProcFs))
+                for path, gen in nvidia.proc.items():
+                    procfs.add_file(path, gen)
+            self.kernel.nvidia_host = nvidia
         self.dispatcher.on_denied = self.kernel.audit_denied_syscall
         # Refused calls trap (instead of failing in the filter) so that each one is audited;
         # they are rare, and the guest gets the same errno.

@@ -64,6 +64,7 @@ class Kernel:
     # inaccessible (a mapping of a file whose capability is gone).
     on_revoke_maps: "Callable[[list[tuple[Process, list[tuple[int, int]]]]], None] | None" = None
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
+    nvidia_host = None  # syscalls.nvidia.host.NvidiaHost: the driver behind the devices shown
     _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call
 
     def __init__(self, vfs: Vfs, *, hostname: bytes = b"linuxabi") -> None:
@@ -251,9 +252,11 @@ class Kernel:
         from .nvidia.platform import TaskContext
         from .nvidia.shim import NvidiaShim
 
+        host = self.nvidia_host
         if self._nvidia is None:
             cs = self.cspace
             self._nvidia = NvidiaShim.for_host(
+                version=host.version if host is not None else None,
                 audit=getattr(cs, "audit", None), cspace_name=getattr(cs, "name", "sandbox"),
                 authorize=(lambda p: cs.authorize_device(p, _ioctl_right())) if cs is not None else None)
 
@@ -264,6 +267,8 @@ class Kernel:
             raise OSError(95, "installing driver fds is not supported on this platform")
 
         ctx = TaskContext(task, task.process.host_pid, device_lookup, no_install)
+        if host is not None:
+            ctx.host_ioctl = host.ioctl
         if describe:
             if device_lookup(guest_fd) is None:
                 raise ValueError("not an NVIDIA device fd")

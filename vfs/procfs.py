@@ -60,6 +60,19 @@ class ProcFs(SyntheticFs):
     def make_root(self) -> Inode:
         return ProcRoot(self, 1)
 
+    def add_file(self, path: bytes, gen: Callable[[], bytes]) -> None:
+        """Show a file at ``path`` (relative to /proc, e.g. b"driver/nvidia/version") whose
+        content ``gen`` makes at each open; missing directories are made."""
+        *dirs, leaf = path.split(b"/")
+        node: DynamicDir = self.root.inode  # type: ignore[assignment]
+        for name in dirs:
+            sub = node.generate(name)
+            if sub is None:
+                sub = _StaticDir(self, self.new_ino(), {})
+                node.add(name, sub)  # type: ignore[attr-defined]
+            node = sub  # type: ignore[assignment]
+        node.add(leaf, SyntheticFile(self, self.new_ino(), gen))  # type: ignore[attr-defined]
+
     def pid_dir(self, pid: int) -> "PidDir | None":
         proc = self.provider.proc_get(pid)
         if proc is None:
@@ -102,6 +115,9 @@ class _StaticDir(DynamicDir):
 
     def names(self) -> Iterable[bytes]:
         return list(self._children)
+
+    def add(self, name: bytes, inode: Inode) -> None:
+        self._children[name] = inode
 
 
 class ProcRoot(DynamicDir):
@@ -151,6 +167,9 @@ class ProcRoot(DynamicDir):
 
     def names(self) -> Iterable[bytes]:
         return [str(pid).encode() for pid in self.fs.provider.proc_pids()] + list(self._static)  # type: ignore[attr-defined]
+
+    def add(self, name: bytes, inode: Inode) -> None:
+        self._static[name] = inode
 
 
 _PID_FILES = (b"stat", b"status", b"cmdline", b"environ", b"comm", b"maps", b"mounts", b"mountinfo",

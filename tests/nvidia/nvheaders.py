@@ -34,12 +34,8 @@ def _apt(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["apt-get", *opts, *args], cwd=work, capture_output=True, text=True, timeout=600)
 
 
-def headers_dir() -> Path:
-    """The include root (holding common/inc and nvidia-uvm); downloads on first use."""
-    root = CACHE / DEB_VERSION
-    marker = root / ".complete"
-    if marker.exists():
-        return root / "modules" / "nvidia-kernel"
+def _private_apt() -> Path:
+    """A fresh apt state directory over bookworm's non-free component (lists updated)."""
     work = CACHE / "apt"
     shutil.rmtree(work, ignore_errors=True)
     (work / "lists" / "partial").mkdir(parents=True)
@@ -48,10 +44,39 @@ def headers_dir() -> Path:
     r = _apt(work, "update")
     if r.returncode != 0:
         raise RuntimeError(f"apt-get update (private sources) failed: {r.stderr[-2000:]}")
-    r = _apt(work, "download", f"{DEB_PACKAGE}={DEB_VERSION}")
+    return work
+
+
+def _download(work: Path, package: str, version: str) -> Path:
+    r = _apt(work, "download", f"{package}={version}")
     if r.returncode != 0:
-        raise RuntimeError(f"apt-get download {DEB_PACKAGE}={DEB_VERSION} failed: {r.stderr[-2000:]}")
-    deb = next(work.glob(f"{DEB_PACKAGE}_*.deb"))
+        raise RuntimeError(f"apt-get download {package}={version} failed: {r.stderr[-2000:]}")
+    return next(work.glob(f"{package}_*.deb"))
+
+
+def debs(packages: tuple[str, ...], version: str = DEB_VERSION) -> list[Path]:
+    """The .deb files of ``packages`` at ``version`` from bookworm non-free, cached under
+    ~/.cache/linuxabi/nvidia-headers/debs/ (downloaded on first use)."""
+    cache = CACHE / "debs"
+    wanted = {p: cache / f"{p}_{version}_amd64.deb" for p in packages}
+    missing = [p for p, path in wanted.items() if not path.exists()]
+    if missing:
+        work = _private_apt()
+        cache.mkdir(parents=True, exist_ok=True)
+        for p in missing:
+            shutil.copy(_download(work, p, version), wanted[p])
+        shutil.rmtree(work, ignore_errors=True)
+    return list(wanted.values())
+
+
+def headers_dir() -> Path:
+    """The include root (holding common/inc and nvidia-uvm); downloads on first use."""
+    root = CACHE / DEB_VERSION
+    marker = root / ".complete"
+    if marker.exists():
+        return root / "modules" / "nvidia-kernel"
+    work = _private_apt()
+    deb = _download(work, DEB_PACKAGE, DEB_VERSION)
     unpack = work / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(unpack)], check=True)
     shutil.rmtree(root, ignore_errors=True)
