@@ -1,6 +1,7 @@
 """Exec resolved in the VFS: static ELF, #! scripts, the errors Linux gives, argv/envp, cloexec."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,3 +65,24 @@ int main(void) {
     subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "cloexec"), str(src)], check=True)
     r = run_translated(["/cloexec"], image_copy)
     assert r.stdout.decode().splitlines() == ["fds 3 4 flags 1 0", "closed 3", "open 4"], r.stderr
+
+
+def test_an_interpreter_is_staged_again_in_a_root_that_looks_like_a_finished_one(tmp_path: Path) -> None:
+    """Sandbox roots are tmpfs mounts: a new one can have a finished one's device number (and
+    the root inode number is always the same), so "staged there before" must be checked."""
+    from linuxabi.host.interp import stage_into
+
+    root = tmp_path / "root"
+    root.mkdir()
+    src = tmp_path / "ld.so"
+    src.write_bytes(b"\x7fELF" + bytes(100))
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        stage_into(str(root).encode(), b"/lib64/ld-linux-x86-64.so.2", fd)
+        staged = root / "lib64" / "ld-linux-x86-64.so.2"
+        assert staged.read_bytes() == src.read_bytes()
+        shutil.rmtree(root / "lib64")  # the same root identity, now without the file
+        stage_into(str(root).encode(), b"/lib64/ld-linux-x86-64.so.2", fd)
+        assert staged.read_bytes() == src.read_bytes()
+    finally:
+        os.close(fd)

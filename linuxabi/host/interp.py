@@ -15,6 +15,14 @@ import os
 _staged: dict[tuple[int, int, bytes], tuple[int, int, int, int]] = {}
 
 
+def _present(path: bytes, size: int) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return st.st_size == size
+
+
 def _relative(interp: bytes) -> bytes:
     """PT_INTERP as a path below the root; the guest's kernel-level cwd is always "/"."""
     parts = [p for p in interp.split(b"/") if p not in (b"", b".")]
@@ -25,14 +33,19 @@ def _relative(interp: bytes) -> bytes:
 
 def stage_interpreter(host_tid: int, interp: bytes, src_fd: int) -> None:
     """Make ``interp`` (a PT_INTERP string) name a copy of ``src_fd`` in ``host_tid``'s root."""
-    root = f"/proc/{host_tid}/root".encode()
+    stage_into(f"/proc/{host_tid}/root".encode(), interp, src_fd)
+
+
+def stage_into(root: bytes, interp: bytes, src_fd: int) -> None:
     rst = os.stat(root)
     sst = os.fstat(src_fd)
     key = (rst.st_dev, rst.st_ino, interp)
     ident = (sst.st_dev, sst.st_ino, sst.st_size, sst.st_mtime_ns)
-    if _staged.get(key) == ident:
-        return
     rel = _relative(interp)
+    if _staged.get(key) == ident and _present(root + b"/" + rel, sst.st_size):
+        return
+    # (A hit alone is not enough: a later sandbox's root tmpfs can reuse a finished one's device
+    # number, and its root inode number is always the same.)
     parent, _, name = rel.rpartition(b"/")
     dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
