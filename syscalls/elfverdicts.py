@@ -18,6 +18,7 @@ Key = tuple[int, int, int, int, int]
 Verdict = tuple[int, bytes]  # (errno, or 0 for an executable; its PT_INTERP, b"" if static)
 
 MAX_ENTRIES = 4096
+MAX_SAVED = 512  # the file is rewritten on each miss: kept small, newest first to stay
 MAX_INTERP = 4096
 _FORMAT = 1
 
@@ -74,8 +75,9 @@ class ElfVerdicts:
     def _save(self) -> None:
         """Replace the file atomically; a concurrent sandbox's entries may be lost (re-parsed later)."""
         assert self.path is not None
-        doc = {"format": _FORMAT,
-               "verdicts": [[*k, v[0], v[1].hex()] for k, v in self._memory.items() if k[0] != self._ram_dev()]}
+        ram = self._ram_dev()
+        kept = [[*k, v[0], v[1].hex()] for k, v in self._memory.items() if k[0] != ram][-MAX_SAVED:]
+        doc = {"format": _FORMAT, "verdicts": kept}
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
