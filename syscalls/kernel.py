@@ -11,7 +11,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from vfs import FsContext, Location, Vfs
 
@@ -78,6 +78,8 @@ class Kernel:
         self.current: Process | None = None
         self.current_tid: int | None = None  # the host thread whose call is being served
         self.dup_guest_fd: Callable[[Process, int], int] | None = None
+        # and how to give the guest a host fd during the trapped call a task is in
+        self.install_fd: "Callable[[Any, int, bool], int] | None" = None
 
     @property
     def net_if_any(self) -> "GuestNet | None":
@@ -247,8 +249,9 @@ class Kernel:
 
     def nvidia_ioctl(self, task, guest_fd: int, request: int, argp: int, *, describe: bool = False):  # noqa: ANN001, ANN201
         """An ioctl on an NVIDIA device fd: decoded, checked and re-issued by the shim (one per
-        sandbox, made on first use). Commands that must run in the guest's own context (UVM)
-        are refused here: this platform has no in-guest execution path yet."""
+        sandbox, made on first use). Fds the driver makes (a dma-buf) are installed in the guest
+        through the platform's install_fd. Commands that must run in the guest's own context
+        (UVM) are refused here: this platform has no in-guest execution path yet."""
         from .nvidia.platform import TaskContext
         from .nvidia.shim import NvidiaShim
 
@@ -263,10 +266,14 @@ class Kernel:
         def device_lookup(fd: int):  # noqa: ANN202
             return self.nvidia_device_of(task, fd)
 
-        def no_install(host_fd: int, cloexec: bool) -> int:
-            raise OSError(95, "installing driver fds is not supported on this platform")
+        install = self.install_fd
 
-        ctx = TaskContext(task, task.process.host_pid, device_lookup, no_install)
+        def installer(host_fd: int, cloexec: bool) -> int:
+            if install is None:
+                raise OSError(95, "installing driver fds is not supported on this platform")
+            return install(task, host_fd, cloexec)
+
+        ctx = TaskContext(task, task.process.host_pid, device_lookup, installer)
         if host is not None:
             ctx.host_ioctl = host.ioctl
         if describe:

@@ -159,6 +159,7 @@ class Supervisor:
         self._adopt(init)
         self._register_task(launched.host_pid, init)
         kernel.dup_guest_fd = self._dup_guest_fd
+        kernel.install_fd = self._install_fd
         kernel.on_revoke_fds = self._revoke_fds
         kernel.on_revoke_maps = self._revoke_maps
         self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
@@ -198,6 +199,11 @@ class Supervisor:
             self._removals.pop(tid, None)
             return None
         return removal
+
+    def _install_fd(self, task: HostTask, host_fd: int, cloexec: bool) -> int:
+        """A host fd of the translator's, given to the guest during the trapped call ``task``
+        is in (its result is sent separately): the guest's fd number."""
+        return self.listener.addfd(task.notif_id, host_fd, cloexec=cloexec, send=False)
 
     def _dup_guest_fd(self, proc: Process, fd: int) -> int:
         hp = self.procs.get(proc.host_pid)
@@ -421,6 +427,7 @@ class Supervisor:
             task.refresh_creds()
         self.kernel.current = task.hp.proc
         self.kernel.current_tid = task.host_tid
+        task.notif_id = n.id
         try:
             result = self.dispatcher.dispatch(task, n.nr, n.args)
         except Exception:  # a handler bug must not take the supervisor down

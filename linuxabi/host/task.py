@@ -65,7 +65,7 @@ Creds = tuple[int, int, int, int, tuple[int, ...]]  # ruid, fsuid, rgid, fsgid, 
 
 
 class HostTask:
-    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale", "_mem")
+    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale", "_mem", "notif_id")
 
     def __init__(self, host_tid: int, tid: int, hp: HostProcess, kernel: Kernel) -> None:
         self.host_tid = host_tid
@@ -75,6 +75,7 @@ class HostTask:
         self.creds: Creds | None = None  # this thread's, once its process has changed any
         self.creds_stale = False  # this thread ran a set*id natively
         self._mem: GuestMemory | None = None
+        self.notif_id = 0  # the notification of the trapped call being served (fd installs)
 
     @property
     def process(self) -> Process:

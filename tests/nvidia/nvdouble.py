@@ -14,10 +14,11 @@ then finds no device (libnvidia-ml treats a driver that probed nothing at all as
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 from dataclasses import dataclass, field
 
-from syscalls.nvidia.core import CAPS, CTL
+from syscalls.nvidia.core import CAPS, CTL, GPU
 from syscalls.nvidia.devices import HostNode
 from syscalls.nvidia.host import NvidiaHost
 
@@ -27,6 +28,7 @@ NV_OK, NV_ERR_NOT_SUPPORTED = 0, 0x56
 EXCLUDED_GPU_ID = 0x100
 # escape numbers (nv_escape.h / nv-ioctl-numbers.h)
 RM_FREE, RM_CONTROL, RM_ALLOC, CARD_INFO, CHECK_VERSION_STR = 41, 42, 43, 200, 210
+EXPORT_TO_DMABUF_FD = 217
 # NV0000 controls answered with lists of GPU ids (NV0000_CTRL_GPU_INVALID_ID = all ones)
 GET_ATTACHED_IDS, GET_PROBED_IDS = 0x201, 0x214
 _MAX_GPUS = 32  # NV0000_CTRL_GPU_MAX_PROBED_GPUS: GET_PROBED_IDS is gpuIds[32], excludedGpuIds[32]
@@ -37,11 +39,16 @@ class NoGpuDriver:
     version: str = VERSION
     calls: list[tuple[int, int]] = field(default_factory=list)  # (escape nr, control cmd or class)
     handles: int = 0
+    # /dev/nvidia0 too (for escapes that need a GPU device's fd), and what a dma-buf export gives
+    gpu_node: bool = False
+    dmabuf: bytes = b"dma-buf contents\n"
 
     def host(self) -> NvidiaHost:
         nodes = [HostNode(b"nvidiactl", "/dev/null", NV_MAJOR, CTL_MINOR, CTL),
                  HostNode(b"nvidia-caps/nvidia-cap1", "/dev/null", CAPS_MAJOR, 1, CAPS),
                  HostNode(b"nvidia-caps/nvidia-cap2", "/dev/null", CAPS_MAJOR, 2, CAPS)]
+        if self.gpu_node:
+            nodes.append(HostNode(b"nvidia0", "/dev/null", NV_MAJOR, 0, GPU))
         proc = {
             b"driver/nvidia/version": lambda: (
                 f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {self.version}  (stand-in)\n"
@@ -87,5 +94,11 @@ class NoGpuDriver:
                     ctypes.memmove(params + 4 * _MAX_GPUS, struct.pack("<I", EXCLUDED_GPU_ID), 4)
                 status = NV_OK
             struct.pack_into("<I", buf, 28, status)
+        elif nr == EXPORT_TO_DMABUF_FD:  # {fd (out), hClient, ...; status at 2592}: a new fd here
+            fd = os.memfd_create("dmabuf", os.MFD_CLOEXEC)
+            os.write(fd, self.dmabuf)
+            os.lseek(fd, 0, os.SEEK_SET)
+            struct.pack_into("<i", buf, 0, fd)
+            struct.pack_into("<I", buf, 2592, NV_OK)
         self.calls.append((nr, detail))
         return 0

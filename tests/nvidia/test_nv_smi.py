@@ -19,7 +19,8 @@ from caps import parse_policy
 from linuxabi.api import Sandbox, SandboxConfig
 from linuxabi.images import build_image
 from linuxabi.images.progress import Quiet
-from nvdouble import CARD_INFO, CHECK_VERSION_STR, GET_PROBED_IDS, RM_ALLOC, RM_CONTROL, NoGpuDriver
+from nvdouble import (CARD_INFO, CHECK_VERSION_STR, EXPORT_TO_DMABUF_FD, GET_PROBED_IDS, RM_ALLOC, RM_CONTROL,
+                      NoGpuDriver)
 from nvheaders import debs
 
 SMI = "/usr/lib/nvidia/current/nvidia-smi"  # Debian's path (/usr/bin/nvidia-smi is an alternative)
@@ -66,3 +67,21 @@ def test_without_the_device_capability_there_is_no_driver_to_reach(smi_image: Pa
     rc, out = _run(smi_image, driver, None, tmp_path, capfd)  # the default policy: no NVIDIA device
     assert rc == 9 and "couldn't communicate with the NVIDIA driver" in out, out
     assert driver.calls == []
+
+
+def test_a_dma_buf_the_driver_makes_reaches_the_guest(smi_image: Path, tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """NV_ESC_EXPORT_TO_DMABUF_FD: the driver creates an fd in the translator (the stand-in: a
+    memfd); the shim installs it in the guest, close-on-exec, in place of the translator's."""
+    probe = smi_image / "dmabuf_probe"
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(probe), str(Path(__file__).with_name("dmabuf_probe.c"))],
+                   check=True)
+    driver = NoGpuDriver(gpu_node=True)
+    cfg = SandboxConfig(root=smi_image, nvidia=driver.host(), policy=parse_policy(GPU_POLICY),
+                        audit=str(tmp_path / "audit.log"), control=False)
+    capfd.readouterr()
+    rc = Sandbox(cfg).run(["/dmabuf_probe"])
+    out = capfd.readouterr().out
+    assert rc == 0, out
+    assert out == f"size=2600 ioctl=0 status=0 fd_ok=1 cloexec=1 read={driver.dmabuf.decode()}", out
+    assert (EXPORT_TO_DMABUF_FD, 0) in driver.calls
