@@ -78,8 +78,10 @@ class Kernel:
         self.current: Process | None = None
         self.current_tid: int | None = None  # the host thread whose call is being served
         self.dup_guest_fd: Callable[[Process, int], int] | None = None
-        # and how to give the guest a host fd during the trapped call a task is in
+        # and how to give the guest a host fd during the trapped call a task is in, and to reap
+        # a thread (guest tid) that has exited and is only kept by its ptracer
         self.install_fd: "Callable[[Any, int, bool], int] | None" = None
+        self.reap_exited_thread: Callable[[int], None] | None = None
 
     @property
     def net_if_any(self) -> "GuestNet | None":

@@ -118,6 +118,25 @@ def sys_process_vm_writev(task: Task, a: Args) -> Result:
     return _process_vm(task, a, "process_vm_writev")
 
 
+def _signal_thread(task: Task, tid: int) -> Result:
+    """tkill/tgkill run natively, after the platform has reaped ``tid`` if it is a thread that
+    has exited: its ptracer (the translator) keeps it a zombie until it waits for it, where
+    Linux releases an exited thread at once, so a tgkill right after pthread_join would
+    otherwise find it (0 instead of ESRCH)."""
+    reap = task.kernel.reap_exited_thread
+    if reap is not None and tid > 0:
+        reap(tid)
+    return CONTINUE
+
+
+def sys_tkill(task: Task, a: Args) -> Result:
+    return _signal_thread(task, s32(a[0]))
+
+
+def sys_tgkill(task: Task, a: Args) -> Result:
+    return _signal_thread(task, s32(a[1]))
+
+
 def sys_clock_settime(task: Task, a: Args) -> Result:
     """Setting a clock is never a guest's right; Linux refuses unsettable clocks first."""
     if s32(a[0]) != F.CLOCK_REALTIME:

@@ -42,11 +42,11 @@ getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwai
 rt_sigqueueinfo rt_sigsuspend sigaltstack personality getpriority setpriority sched_setparam
 sched_getparam sched_setscheduler sched_getscheduler sched_get_priority_max
 sched_get_priority_min sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl
-setrlimit sync gettid readahead tkill time futex sched_setaffinity sched_getaffinity
+setrlimit sync gettid readahead time futex sched_setaffinity sched_getaffinity
 set_thread_area io_setup io_destroy io_getevents io_submit io_cancel get_thread_area
 epoll_create remap_file_pages set_tid_address restart_syscall semtimedop fadvise64 timer_create
 timer_settime timer_gettime timer_getoverrun timer_delete clock_gettime clock_getres
-clock_nanosleep exit_group epoll_wait epoll_ctl tgkill mbind set_mempolicy get_mempolicy
+clock_nanosleep exit_group epoll_wait epoll_ctl mbind set_mempolicy get_mempolicy
 mq_open mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr waitid ioprio_set
 ioprio_get migrate_pages pselect6 ppoll set_robust_list get_robust_list splice tee
 sync_file_range vmsplice move_pages epoll_pwait signalfd timerfd_create eventfd fallocate
@@ -81,6 +81,7 @@ HANDLERS: dict[str, Handler] = {
        "socket bind listen accept accept4 connect getsockname getpeername".split()},
     "clock_settime": process.sys_clock_settime,
     "process_vm_readv": process.sys_process_vm_readv, "process_vm_writev": process.sys_process_vm_writev,
+    "tkill": process.sys_tkill, "tgkill": process.sys_tgkill,
     "uname": process.sys_uname, "sethostname": process.sys_sethostname,
     "setdomainname": process.sys_setdomainname,
     **{name: process.sys_set_creds for name in (

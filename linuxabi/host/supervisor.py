@@ -36,7 +36,7 @@ from .interp import stage_interpreter
 from .launch import Launched
 from .libc import current_cpu, raw_syscall
 from .notify import Listener, Notification
-from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of
+from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
 NR = x86_64.NR
 _SIGTRAP_SYSCALL = signal.SIGTRAP | 0x80
@@ -160,6 +160,7 @@ class Supervisor:
         self._register_task(launched.host_pid, init)
         kernel.dup_guest_fd = self._dup_guest_fd
         kernel.install_fd = self._install_fd
+        kernel.reap_exited_thread = self._reap_exited_thread
         kernel.on_revoke_fds = self._revoke_fds
         kernel.on_revoke_maps = self._revoke_maps
         self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
@@ -204,6 +205,24 @@ class Supervisor:
         """A host fd of the translator's, given to the guest during the trapped call ``task``
         is in (its result is sent separately): the guest's fd number."""
         return self.listener.addfd(task.notif_id, host_fd, cloexec=cloexec, send=False)
+
+    def _reap_exited_thread(self, guest_tid: int) -> None:
+        """Wait now for guest thread ``guest_tid`` if it has exited (a zombie kept for us)."""
+        for t in list(self.tasks.values()):
+            if t.tid != guest_tid or t.host_tid == t.hp.proc.host_pid:
+                continue  # (a group leader is waited for with its whole group)
+            try:
+                state = read_proc_file(f"/proc/{t.host_tid}/stat").rpartition(b") ")[2][:1]
+            except OSError:
+                state = b"X"
+            if state not in (b"Z", b"X"):
+                continue
+            try:
+                pid, status = os.waitpid(t.host_tid, _WAIT_ANY)
+            except ChildProcessError:
+                continue
+            if pid == t.host_tid:  # (a zombie has nothing but its exit to report)
+                self._on_wait_status(pid, status)
 
     def _dup_guest_fd(self, proc: Process, fd: int) -> int:
         hp = self.procs.get(proc.host_pid)
