@@ -82,6 +82,8 @@ class Kernel:
         # a thread (guest tid) that has exited and is only kept by its ptracer
         self.install_fd: "Callable[[Any, int, bool], int] | None" = None
         self.reap_exited_thread: Callable[[int], None] | None = None
+        # and how to run an ioctl in a task's own context (the NVIDIA shim's UVM commands)
+        self.run_ioctl_in_guest: "Callable[[Any, int, int, bytes], tuple[int, bytes]] | None" = None
 
     @property
     def net_if_any(self) -> "GuestNet | None":
@@ -252,8 +254,8 @@ class Kernel:
     def nvidia_ioctl(self, task, guest_fd: int, request: int, argp: int, *, describe: bool = False):  # noqa: ANN001, ANN201
         """An ioctl on an NVIDIA device fd: decoded, checked and re-issued by the shim (one per
         sandbox, made on first use). Fds the driver makes (a dma-buf) are installed in the guest
-        through the platform's install_fd. Commands that must run in the guest's own context
-        (UVM) are refused here: this platform has no in-guest execution path yet."""
+        through the platform's install_fd; commands that must run in the guest's own context
+        (UVM) through its run_ioctl_in_guest (refused where a platform has none)."""
         from .nvidia.platform import TaskContext
         from .nvidia.shim import NvidiaShim
 
@@ -275,7 +277,9 @@ class Kernel:
                 raise OSError(95, "installing driver fds is not supported on this platform")
             return install(task, host_fd, cloexec)
 
-        ctx = TaskContext(task, task.process.host_pid, device_lookup, installer)
+        run = self.run_ioctl_in_guest
+        in_guest = (lambda fd, request, params: run(task, fd, request, params)) if run is not None else None
+        ctx = TaskContext(task, task.process.host_pid, device_lookup, installer, in_guest)
         if host is not None:
             ctx.host_ioctl = host.ioctl
         if describe:

@@ -29,7 +29,7 @@ from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
 from syscalls.table import SYSCALLS
 
-from . import ptrace
+from . import in_guest, ptrace
 from .filter import TRACE_MARKER
 from .inject import FdRemoval
 from .interp import stage_interpreter
@@ -147,6 +147,10 @@ class Supervisor:
         self.exec_error: int | None = None
         self.errors = 0  # internal errors survived (a handler bug), for tests and the CLI
         self._signals: list[int] = []
+        # Notifications received while a thread's ioctl ran in the guest (in_guest.py), to be
+        # served next; and the threads held at such an ioctl's exit until their answer.
+        self._stashed: list[Notification] = []
+        self._held: dict[int, in_guest.Held] = {}
         self._in_recv = False
         # Signals the embedder handles itself instead of forwarding (SIGWINCH with a pty).
         self.signal_hooks: dict[int, Callable[[], None]] = {}
@@ -161,6 +165,7 @@ class Supervisor:
         kernel.dup_guest_fd = self._dup_guest_fd
         kernel.install_fd = self._install_fd
         kernel.reap_exited_thread = self._reap_exited_thread
+        kernel.run_ioctl_in_guest = self._run_ioctl_in_guest
         kernel.on_revoke_fds = self._revoke_fds
         kernel.on_revoke_maps = self._revoke_maps
         self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
@@ -205,6 +210,29 @@ class Supervisor:
         """A host fd of the translator's, given to the guest during the trapped call ``task``
         is in (its result is sent separately): the guest's fd number."""
         return self.listener.addfd(task.notif_id, host_fd, cloexec=cloexec, send=False)
+
+    def _run_ioctl_in_guest(self, task: HostTask, fd: int, request: int, params: bytes) -> tuple[int, bytes]:
+        """ioctl(fd, request, params) run by the calling thread itself, every other thread of its
+        process stopped meanwhile (in_guest.py); the thread is answered by ``_answer``."""
+        if task.host_tid in self._held:
+            raise OSError(_errno.EBUSY, "an in-guest call is already held")
+        others = [t for t in task.hp.tasks if t != task.host_tid]
+        ret, out, held = in_guest.run_ioctl(self.listener, task, others, self._stashed.append,
+                                            self._wait_stop, fd, request, params)
+        self._held[task.host_tid] = held
+        return ret, out
+
+    def _wait_stop(self, tid: int) -> int:
+        """``tid``'s next wait status, if it is a stop; if it ended, the loop's bookkeeping runs
+        and OSError(ESRCH) says so."""
+        while True:
+            pid, status = os.waitpid(tid, _WAIT_ANY & ~os.WNOHANG)
+            if pid != tid:
+                continue
+            if os.WIFSTOPPED(status):
+                return status
+            self._on_wait_status(pid, status)
+            raise OSError(_errno.ESRCH, "the thread ended during an in-guest call")
 
     def _reap_exited_thread(self, guest_tid: int) -> None:
         """Wait now for guest thread ``guest_tid`` if it has exited (a zombie kept for us)."""
@@ -303,7 +331,9 @@ class Supervisor:
             self._shutdown()
 
     def _serve_once(self) -> None:
-        if self._signals:
+        if self._stashed:
+            self._on_notification(self._stashed.pop(0))
+        elif self._signals:
             self._drain_signals()
         elif self.parked:
             self._poll_parked()
@@ -456,6 +486,10 @@ class Supervisor:
         self._answer(n, task, result)
 
     def _answer(self, n: Notification, task: HostTask, result: object) -> None:
+        held = self._held.pop(task.host_tid, None)
+        if held is not None:  # its call already ran in the guest: its result goes in rax
+            in_guest.finish(held, result if isinstance(result, int) else -E.ENOSYS)
+            return
         if isinstance(result, int):
             if result < 0:
                 self.listener.reply_errno(n.id, -result)

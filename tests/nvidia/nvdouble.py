@@ -18,12 +18,12 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from syscalls.nvidia.core import CAPS, CTL, GPU
+from syscalls.nvidia.core import CAPS, CTL, GPU, UVM
 from syscalls.nvidia.devices import HostNode
 from syscalls.nvidia.host import NvidiaHost
 
 VERSION = "535.261.03"
-NV_MAJOR, CTL_MINOR, CAPS_MAJOR = 195, 255, 238
+NV_MAJOR, CTL_MINOR, CAPS_MAJOR, UVM_MAJOR = 195, 255, 238, 237
 NV_OK, NV_ERR_NOT_SUPPORTED = 0, 0x56
 EXCLUDED_GPU_ID = 0x100
 # escape numbers (nv_escape.h / nv-ioctl-numbers.h)
@@ -41,6 +41,10 @@ class NoGpuDriver:
     handles: int = 0
     # /dev/nvidia0 too (for escapes that need a GPU device's fd), and what a dma-buf export gives
     gpu_node: bool = False
+    # /dev/nvidia-uvm too, its host object /dev/urandom: an ioctl run on it in the guest's own
+    # context gets the kernel's EINVAL (unknown to the random driver), where the shim's refusal
+    # would be ENOTTY
+    uvm_node: bool = False
     dmabuf: bytes = b"dma-buf contents\n"
 
     def host(self) -> NvidiaHost:
@@ -49,6 +53,8 @@ class NoGpuDriver:
                  HostNode(b"nvidia-caps/nvidia-cap2", "/dev/null", CAPS_MAJOR, 2, CAPS)]
         if self.gpu_node:
             nodes.append(HostNode(b"nvidia0", "/dev/null", NV_MAJOR, 0, GPU))
+        if self.uvm_node:
+            nodes.append(HostNode(b"nvidia-uvm", "/dev/urandom", UVM_MAJOR, 0, UVM))
         proc = {
             b"driver/nvidia/version": lambda: (
                 f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {self.version}  (stand-in)\n"

@@ -85,3 +85,27 @@ def test_a_dma_buf_the_driver_makes_reaches_the_guest(smi_image: Path, tmp_path:
     assert rc == 0, out
     assert out == f"size=2600 ioctl=0 status=0 fd_ok=1 cloexec=1 read={driver.dmabuf.decode()}", out
     assert (EXPORT_TO_DMABUF_FD, 0) in driver.calls
+
+
+def test_a_uvm_command_runs_in_the_guests_own_context(smi_image: Path, tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """UVM acts on the calling process: the shim checks the command, then the platform runs it
+    in the calling thread with the other thread stopped (linuxabi/host/in_guest.py). The
+    stand-in's /dev/nvidia-uvm is /dev/urandom on the host, which answers an ioctl it does not
+    know with EINVAL: the guest gets EINVAL from the kernel, its registers and params as they
+    were, and its other thread runs on afterwards."""
+    probe = smi_image / "uvm_probe"
+    subprocess.run(["gcc", "-O1", "-static", "-pthread", "-o", str(probe),
+                    str(Path(__file__).with_name("uvm_probe.c"))], check=True)
+    driver = NoGpuDriver(uvm_node=True)
+    log = tmp_path / "audit.log"
+    cfg = SandboxConfig(root=smi_image, nvidia=driver.host(), policy=parse_policy(GPU_POLICY),
+                        audit=str(log), control=False)
+    capfd.readouterr()
+    box = Sandbox(cfg)
+    rc = box.run(["/uvm_probe"])
+    out = capfd.readouterr().out
+    assert rc == 0, out
+    assert out == "ioctl=-22 regs_kept=1 params_kept=1 spinner_runs_after=1\n", out
+    assert box.supervisor is not None and box.supervisor.errors == 0
+    assert '"event":"deny"' not in log.read_text()
