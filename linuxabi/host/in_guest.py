@@ -24,6 +24,7 @@ thread's own stack, where such an operation would have to have been aimed on pur
 from __future__ import annotations
 
 import os
+import select
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -55,10 +56,12 @@ class Held:
 
 
 WaitStop = Callable[[int], int]  # tid -> its next stop's wait status (OSError if it ended)
+# ``poll(tid)``: like WaitStop without blocking (None: nothing to report)
 
 
 def run_ioctl(listener: "Listener", task: "HostTask", others: list[int], stash: Callable[["Notification"], None],
-              wait_stop: WaitStop, fd: int, request: int, params: bytes) -> tuple[int, bytes, Held]:
+              wait_stop: WaitStop, poll: Callable[[int], int | None], fd: int, request: int,
+              params: bytes) -> tuple[int, bytes, Held]:
     """Steps 1-4 above; the caller keeps the returned Held and passes it to ``finish``."""
     tid = task.host_tid
     deferred: list[int] = []
@@ -83,6 +86,11 @@ def run_ioctl(listener: "Listener", task: "HostTask", others: list[int], stash: 
     _next_stop(tid, wait_stop, deferred, syscall=True, want=_SYSCALL_STOP)
     ptrace.cont_to_syscall_exit(tid)
     while True:  # the restarted ioctl, trapped again; others' calls wait for the loop
+        if not select.select([listener.fd], [], [], 0.1)[0]:
+            status = poll(tid)  # killed on the way (no notification will come), or a signal stop
+            if status is not None:
+                _held_back(tid, status, deferred, syscall=True)
+            continue
         listener.prepare()
         n = listener.recv_prepared()
         if n is None:
@@ -126,6 +134,13 @@ def _next_stop(tid: int, wait_stop: WaitStop, deferred: list[int], *, syscall: b
             return
         if want == _SYSCALL_STOP and sig == _SIGTRAP_SYSCALL and event == 0:
             return
-        if event == 0 and sig != _SIGTRAP_SYSCALL:
-            deferred.append(sig)
-        (ptrace.cont_to_syscall_exit if syscall else ptrace.cont)(tid)
+        _held_back(tid, status, deferred, syscall=syscall)
+
+
+def _held_back(tid: int, status: int, deferred: list[int], *, syscall: bool) -> None:
+    """A stop we did not ask for: a signal is remembered (not delivered now), and the thread
+    resumed in the same mode."""
+    sig, event = os.WSTOPSIG(status), status >> 16
+    if event == 0 and sig != _SIGTRAP_SYSCALL:
+        deferred.append(sig)
+    (ptrace.cont_to_syscall_exit if syscall else ptrace.cont)(tid)

@@ -218,15 +218,20 @@ class Supervisor:
             raise OSError(_errno.EBUSY, "an in-guest call is already held")
         others = [t for t in task.hp.tasks if t != task.host_tid]
         ret, out, held = in_guest.run_ioctl(self.listener, task, others, self._stashed.append,
-                                            self._wait_stop, fd, request, params)
+                                            self._wait_stop, self._poll_stop, fd, request, params)
         self._held[task.host_tid] = held
         return ret, out
 
-    def _wait_stop(self, tid: int) -> int:
-        """``tid``'s next wait status, if it is a stop; if it ended, the loop's bookkeeping runs
-        and OSError(ESRCH) says so."""
+    def _poll_stop(self, tid: int) -> int | None:
+        return self._wait_stop(tid, block=False)
+
+    def _wait_stop(self, tid: int, *, block: bool = True) -> int | None:  # type: ignore[return]
+        """``tid``'s next wait status, if it is a stop (None: none yet, when not blocking); if it
+        ended, the loop's bookkeeping runs and OSError(ESRCH) says so."""
         while True:
-            pid, status = os.waitpid(tid, _WAIT_ANY & ~os.WNOHANG)
+            pid, status = os.waitpid(tid, _WAIT_ANY if not block else _WAIT_ANY & ~os.WNOHANG)
+            if pid == 0 and not block:
+                return None
             if pid != tid:
                 continue
             if os.WIFSTOPPED(status):
