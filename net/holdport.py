@@ -26,19 +26,12 @@ import errno
 import socket
 import struct
 
+from .checksum import checksum
+
 _SO_ATTACH_FILTER = 26
 _ICMP_UNREACH = 3
 _ICMP_CODE = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1, errno.ECONNREFUSED: 3}
 LOOPBACK = "127.0.0.1"
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
 
 
 def _syn_filter(port: int) -> list[tuple[int, int, int, int]]:
