@@ -491,8 +491,8 @@ class Supervisor:
         self._answer(n, task, result)
 
     def _answer(self, n: Notification, task: HostTask, result: object) -> None:
-        held = self._held.pop(task.host_tid, None)
-        if held is not None:  # its call already ran in the guest: its result goes in rax
+        if self._held and task.host_tid in self._held:  # its call already ran in the guest:
+            held = self._held.pop(task.host_tid)        # the result goes in its rax
             in_guest.finish(held, result if isinstance(result, int) else -E.ENOSYS)
             return
         if isinstance(result, int):
