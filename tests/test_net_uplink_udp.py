@@ -26,7 +26,9 @@ ECHO_PORT, DNS_PORT = 9500, 5353
 UDP_POLICY = POLICY.replace('"udp:127.0.0.0/8:*",', f'"udp:127.0.0.0/8:*", "udp:{SUBNET}.0/24:*", "udp:10.98.0.0/24:*", '
                                                     f'"icmp:{SUBNET}.0/24:*",')
 
-_ECHO = """
+# A UDP server bounded in time (argv: address, port, seconds), answering each datagram with
+# answer(data, sender); the two servers below define answer.
+_SERVE = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
@@ -37,21 +39,19 @@ while time.monotonic() < end:
         data, a = s.recvfrom(2048)
     except socket.timeout:
         continue
-    s.sendto(data + b" seen=%s:%d" % (a[0].encode(), a[1]), a)
+    s.sendto(answer(data, a), a)
 """
 
-# answers every A query with 10.1.2.3 (one answer, TTL 60); bounded in time
+_ECHO = """
+def answer(data, a):
+    return data + b" seen=%s:%d" % (a[0].encode(), a[1])
+""" + _SERVE
+
+# answers every A query with 10.1.2.3 (one answer, TTL 60)
 _DNS = """
-import socket, struct, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.settimeout(1)
-end = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    try:
-        q, a = s.recvfrom(2048)
-    except socket.timeout:
-        continue
+import struct
+
+def answer(q, a):
     i = 12
     while q[i]:
         i += q[i] + 1
@@ -61,8 +61,8 @@ while time.monotonic() < end:
     if qtype == 1:
         answers = b"\\xc0\\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 1, 2, 3])
     head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if answers else 0, 0, 0)
-    s.sendto(head + question + answers, a)
-"""
+    return head + question + answers
+""" + _SERVE
 
 
 def _udp_bound(net: Net, port: int) -> bool:
