@@ -99,6 +99,8 @@ class _TtyAlias(DeviceInode):
 
 
 class DevFs(TmpFs):
+    stable_names = False  # /dev/pts follows the host's ptys
+
     def __init__(self) -> None:
         super().__init__(mode=0o755)
 

@@ -32,6 +32,10 @@ class FileSystem:
     magic = TMPFS_MAGIC
     readonly = False
     statfs_flags = 0
+    # Whether a name here resolves the same until the namespace epoch moves (vfs/epoch.py):
+    # true where every change goes through MemDir or a read-only image, false for filesystems
+    # whose entries come and go by themselves (procfs's pids, devpts).
+    stable_names = False
 
     def __init__(self) -> None:
         self.dev = os.makedev(0, next(_minors))

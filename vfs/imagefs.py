@@ -144,6 +144,7 @@ class ImageDir(DirInode):
 
 class ImageFs(FileSystem):
     readonly = True
+    stable_names = True  # the host image directory is never written
 
     def __init__(self, host_dir: str | os.PathLike[str]) -> None:
         super().__init__()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 
+from .epoch import EPOCH
 from .filesystem import FileSystem
 from .inode import Dentry
 
@@ -33,6 +34,7 @@ class MountTable:
 
     def add(self, fs: FileSystem, parent: Mount | None, mountpoint: Dentry | None, readonly: bool) -> Mount:
         m = Mount(next(self._ids), fs, parent, mountpoint, readonly)
+        EPOCH.bump()
         if parent is not None and mountpoint is not None:
             self._on[(parent, mountpoint)] = m  # a later mount on the same place covers the earlier
             mountpoint.mounted += 1

@@ -16,6 +16,7 @@ import os
 import resource
 from typing import TYPE_CHECKING
 
+from .epoch import EPOCH
 from .errors import E, fail
 from .filesystem import ST_NODEV, ST_NOSUID, TMPFS_MAGIC, FileSystem
 from .inode import PASS_FLAGS, S_IFDIR, S_IFLNK, S_ISGID, S_ISUID, Dentry, DirInode, Inode, SymlinkInode
@@ -255,6 +256,7 @@ class MemDir(DirInode):
     # ---- changing -------------------------------------------------------------------------------
 
     def _changed(self, now: int) -> None:
+        EPOCH.value += 1  # every change of this directory's entries comes through here
         self._order = None
         self.mtime_ns = self.ctime_ns = now
 
@@ -323,6 +325,7 @@ class MemDir(DirInode):
 class TmpFs(FileSystem):
     magic = TMPFS_MAGIC
     statfs_flags = ST_NOSUID | ST_NODEV
+    stable_names = True
 
     def __init__(self, mode: int = 0o1777) -> None:
         super().__init__()

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from .epoch import EPOCH
 from .errors import E, fail
 from .filesystem import ST_RDONLY, FileSystem
 from .inode import (
@@ -35,6 +36,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
 _EPHEMERAL_KEEP = 4096  # fd identities remembered for one-off host objects (synthetic files)
+_LOOKUPS_KEEP = 4096  # remembered path lookups (cleared whole when full, or when the epoch moves)
 _NOW_SLACK_NS = 1_000_000_000  # utimens: times this close to "now" count as UTIME_NOW
 
 _ACC_MASK = {0: MAY_READ, 1: MAY_WRITE, 2: MAY_READ | MAY_WRITE, 3: MAY_READ | MAY_WRITE}
@@ -66,6 +68,10 @@ class Vfs:
         # Bumped whenever an existing dentry may change its canonical path (rename, mount),
         # so that caches keyed by dentry know to forget.
         self.generation = 0
+        # Path lookups remembered for the current namespace epoch (vfs/epoch.py): key (path,
+        # follow, where it starts, credentials) to (mount, dentry), or the errno it failed with.
+        self._lookups: dict[tuple, "tuple[Mount, Dentry] | int"] = {}
+        self._lookups_epoch = -1
         self._attach(root_fs)
         self._root_mount = self.table.add(root_fs, None, None, False)
 
@@ -110,18 +116,61 @@ class Vfs:
     def _walk_for(self, ctx: FsContext, base: Location, resolve: int) -> Walk:
         return ScopedWalk(self.table, ctx, base, resolve) if resolve & ~RESOLVE_CACHED else Walk(self.table, ctx)
 
+    def resolve(self, ctx: FsContext, base: Location, path: bytes, follow: bool) -> tuple[Mount, Dentry, Inode | None]:
+        """Walk.resolve: (mount, dentry, the magic link it went through or None).
+
+        Outcomes reached through stable filesystems only are remembered until the namespace
+        epoch moves, so that a repeated lookup (nginx's open and stat of each request, a
+        shell's PATH search) is one dict hit. Failures are remembered too: they depend on the
+        same names and permissions.
+        """
+        root = ctx.root
+        if path[:1] == b"/":
+            key: tuple = (path, follow, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups)
+        elif base.mount.fs.stable_names:
+            key = (path, follow, base.mount, base.dentry, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups)
+        else:
+            w = Walk(self.table, ctx)
+            m, d = w.resolve(base, path, follow=follow)
+            return m, d, w.magic
+        lookups = self._lookups
+        if self._lookups_epoch != EPOCH.value:
+            lookups.clear()
+            self._lookups_epoch = EPOCH.value
+        hit = lookups.get(key)
+        if hit is not None:
+            if type(hit) is int:
+                fail(hit)
+            return hit[0], hit[1], None  # type: ignore[index]
+        w = Walk(self.table, ctx)
+        try:
+            m, d = w.resolve(base, path, follow=follow)
+        except OSError as e:
+            if not w.volatile and e.errno:
+                self._remember(key, e.errno)
+            raise
+        if not w.volatile:
+            self._remember(key, (m, d))
+        return m, d, w.magic
+
+    def _remember(self, key: tuple, outcome: "tuple[Mount, Dentry] | int") -> None:
+        if len(self._lookups) >= _LOOKUPS_KEEP:
+            self._lookups.clear()
+        self._lookups[key] = outcome
+
     def lookup(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True,
                directory: bool = False) -> Location:
-        m, d = Walk(self.table, ctx).resolve(base, path, follow=follow, directory=directory)
+        m, d, _magic = self.resolve(ctx, base, path, follow)
+        if directory and d.inode.mode & S_IFMT != S_IFDIR:
+            fail(E.ENOTDIR)
         return Location(m, d)
 
     def stat(self, ctx: FsContext, base: Location, path: bytes, *, follow: bool = True) -> StatResult:
-        w = Walk(self.table, ctx)
-        m, d = w.resolve(base, path, follow=follow)
+        m, d, magic = self.resolve(ctx, base, path, follow)
         if self.guard is not None:
             self.guard.see(m, d)
-        if w.magic is not None and d.inode is w.magic:
-            return self._stat_magic(w.magic, m.id)
+        if magic is not None and d.inode is magic:
+            return self._stat_magic(magic, m.id)
         return d.inode.stat(m.id)
 
     def stat_location(self, loc: Location) -> StatResult:
@@ -180,46 +229,51 @@ class Vfs:
             fail(E.EINVAL)
         creat = bool(flags & os.O_CREAT)
         follow = not (flags & os.O_NOFOLLOW or (creat and flags & os.O_EXCL))
-        w = self._walk_for(ctx, base, resolve)
-        m, d, last, slash = w.parent(base.mount, base.dentry, path)
         created = False
-        while True:  # the last component; loops while following symlinks (open_last_lookups)
-            if last is None or last == b"." or last == b"..":
-                m, d = w.last(m, d, last, True, False)
-                break
-            if creat and slash:
-                fail(E.EISDIR)
-            w.magic = None
-            child = w.child(m, d, last)
-            if child is None:
-                if not creat:
-                    fail(E.ENOENT)
-                self._want_write(m)
-                self._may_create(ctx, d.inode)
-                if self.guard is not None:
-                    self.guard.create(m, d, last, flags)
-                dir_ = d.inode
-                assert isinstance(dir_, MemDir)
-                fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
-                d = dir_.insert(last, dir_.fs.new_file(fmode, uid, gid), time.time_ns())  # type: ignore[attr-defined]
-                created = True
-                break
-            if child.mounted:
-                m, d = self.table.down(m, child)
-                break
-            if child.inode.mode & S_IFMT == S_IFLNK and (follow or slash):
-                w.check_symlink(child)
-                if getattr(child.inode, "jump", None) is not None:
-                    m, d = w.follow_link(m, d, child, slash)
+        if not creat and not resolve:  # a plain lookup: the cached walk (same outcome)
+            m, d, magic = self.resolve(ctx, base, path, follow)
+            slash = path[-1:] == b"/"
+        else:
+            w = self._walk_for(ctx, base, resolve)
+            m, d, last, slash = w.parent(base.mount, base.dentry, path)
+            while True:  # the last component; loops while following symlinks (open_last_lookups)
+                if last is None or last == b"." or last == b"..":
+                    m, d = w.last(m, d, last, True, False)
                     break
-                w.links += 1
-                if w.links > 40:
-                    fail(E.ELOOP)
-                m, d, last, slash2 = w.parent(m, d, child.inode.readlink())
-                slash = slash or slash2
-                continue
-            d = child
-            break
+                if creat and slash:
+                    fail(E.EISDIR)
+                w.magic = None
+                child = w.child(m, d, last)
+                if child is None:
+                    if not creat:
+                        fail(E.ENOENT)
+                    self._want_write(m)
+                    self._may_create(ctx, d.inode)
+                    if self.guard is not None:
+                        self.guard.create(m, d, last, flags)
+                    dir_ = d.inode
+                    assert isinstance(dir_, MemDir)
+                    fmode, uid, gid = self._owner(ctx, dir_, S_IFREG | (mode & 0o7777 & ~ctx.umask))
+                    d = dir_.insert(last, dir_.fs.new_file(fmode, uid, gid), time.time_ns())  # type: ignore[attr-defined]
+                    created = True
+                    break
+                if child.mounted:
+                    m, d = w.down(m, child)
+                    break
+                if child.inode.mode & S_IFMT == S_IFLNK and (follow or slash):
+                    w.check_symlink(child)
+                    if getattr(child.inode, "jump", None) is not None:
+                        m, d = w.follow_link(m, d, child, slash)
+                        break
+                    w.links += 1
+                    if w.links > 40:
+                        fail(E.ELOOP)
+                    m, d, last, slash2 = w.parent(m, d, child.inode.readlink())
+                    slash = slash or slash2
+                    continue
+                d = child
+                break
+            magic = w.magic
 
         inode = d.inode
         kind = inode.mode & S_IFMT
@@ -231,7 +285,6 @@ class Vfs:
         if (slash or flags & os.O_DIRECTORY) and kind != S_IFDIR:
             fail(E.ENOTDIR)
         loc = Location(m, d)
-        magic = w.magic
         if flags & os.O_PATH:
             if self.guard is not None:
                 self.guard.see(m, d)
@@ -652,6 +705,8 @@ class Vfs:
             mode &= ~S_ISGID
         inode.mode = (inode.mode & S_IFMT) | mode
         inode.ctime_ns = time.time_ns()
+        if _is_dir(inode):
+            EPOCH.bump()  # search permission: cached lookups through it may now fail
         if isinstance(inode, MemFile):
             inode.sync_mode()
 
@@ -683,6 +738,8 @@ class Vfs:
         if gid != -1:
             inode.gid = gid
         inode.ctime_ns = time.time_ns()
+        if _is_dir(inode):
+            EPOCH.bump()
         if isinstance(inode, MemFile):
             inode.sync_mode()
 

@@ -32,7 +32,7 @@ NAME_MAX = 255
 class Walk:
     """State of one resolution: the context, the symlink budget, how the last step went."""
 
-    __slots__ = ("ctx", "uid", "table", "root_m", "root_d", "links", "magic")
+    __slots__ = ("ctx", "uid", "table", "root_m", "root_d", "links", "magic", "volatile")
 
     def __init__(self, table: "MountTable", ctx: FsContext) -> None:
         self.ctx = ctx
@@ -44,6 +44,9 @@ class Walk:
         # The magic link (procfs) the final step went through, if any: the caller opens or
         # stats through it rather than through the dentry it resolved to.
         self.magic: "Inode | None" = None
+        # Whether the walk entered a filesystem whose names change by themselves (procfs):
+        # its outcome then may not be cached (Vfs's lookup cache).
+        self.volatile = not self.root_m.fs.stable_names
 
     # ---- whole paths --------------------------------------------------------------------------
 
@@ -86,7 +89,7 @@ class Walk:
             if child is None:
                 fail(E.ENOENT)
             if child.mounted:
-                return self._checked_dir(*self.table.down(m, child), want_dir)
+                return self._checked_dir(*self.down(m, child), want_dir)
             if follow and child.inode.mode & S_IFMT == S_IFLNK:
                 return self.follow_link(m, d, child, want_dir)
             d = child
@@ -125,10 +128,17 @@ class Walk:
         if child is None:
             fail(E.ENOENT)
         if child.mounted:
-            return self.table.down(m, child)
+            return self.down(m, child)
         if child.inode.mode & S_IFMT == S_IFLNK:
             return self.follow_link(m, d, child, True)
         return m, child
+
+    def down(self, m: Mount, d: Dentry) -> tuple[Mount, Dentry]:
+        """Cross into whatever is mounted on (m, d) (MountTable.down), noting volatile mounts."""
+        m, d = self.table.down(m, d)
+        if not m.fs.stable_names:
+            self.volatile = True
+        return m, d
 
     def dotdot(self, m: Mount, d: Dentry) -> tuple[Mount, Dentry]:
         root_m, root_d = self.root_m, self.root_d
@@ -141,12 +151,14 @@ class Walk:
             if parent_m is None or mp is None:
                 return m, d  # the namespace root
             m, d = parent_m, mp
+            if not m.fs.stable_names:
+                self.volatile = True
         up = d.parent
         if up is None:
             return m, d
         parent: Dentry = up
         if parent.mounted:
-            return self.table.down(m, parent)
+            return self.down(m, parent)
         return m, parent
 
     def check_symlink(self, link: Dentry) -> None:
@@ -160,6 +172,7 @@ class Walk:
         inode = link.inode
         jump = getattr(inode, "jump", None)
         if jump is not None:  # a magic link: go straight to the object it stands for
+            self.volatile = True
             loc = jump()
             self.magic = inode
             if loc is None:
