@@ -8,7 +8,7 @@ from typing import Callable
 
 from linuxabi.abi import errno as E
 
-from .base import CONTINUE, Disposition, Result, Task
+from .base import CONTINUE, Disposition, Handler, Result, Task
 from .table import SYSCALLS
 
 
@@ -48,8 +48,22 @@ class Dispatcher:
         self.time_ns: dict[int, int] = {}  # with profile: translator time per syscall
         # Told of every call the table refuses outright (when the filter lets those trap).
         self.on_denied: Callable[[Task, int, int], None] | None = None
+        # Handlers of declarations that are TRANSLATED whatever the arguments (no rules).
+        self._plain: dict[int, Handler] = {
+            nr: d.handler for nr, d in SYSCALLS.items()
+            if d.disposition is Disposition.TRANSLATED and not d.rules and d.handler is not None}
 
     def dispatch(self, task: Task, nr: int, args: tuple[int, int, int, int, int, int]) -> Result:
+        handler = self._plain.get(nr)
+        # The hot path: a translated call with nothing to resolve, and nobody (trace, profile,
+        # errno swap) asking to see it.
+        if handler is not None and self.tracer is None and self.swap is None and not self.profile:
+            counts = self.counts
+            counts[nr] = counts.get(nr, 0) + 1
+            try:
+                return handler(task, args)
+            except OSError as e:
+                return -(e.errno or E.EIO)
         if not self.profile:
             return self._dispatch(task, nr, args)
         t0 = time.perf_counter_ns()

@@ -155,7 +155,10 @@ def _stat_fd(task: Task, fd: int):
 
 
 def _stat_path(task: Task, dirfd: int, path_addr: int, flags: int):
-    path = path_arg(task, path_addr)
+    path = task.mem.read_cstr(path_addr)
+    if path[:1] == b"/":  # the common case (base_for would say the same)
+        proc = task.process
+        return task.kernel.vfs.stat(proc.fs, proc.fs.cwd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
     if not path:
         if flags & F.AT_EMPTY_PATH:
             if s32(dirfd) == AT_FDCWD:

@@ -66,12 +66,11 @@ _STAT = struct.Struct("=QQQIIIIQqqqqqqqqq24x")
 
 
 def pack_stat(s: StatResult) -> bytes:
-    return _STAT.pack(
-        s.dev, s.ino, s.nlink, s.mode, s.uid, s.gid, 0, s.rdev, s.size, s.blksize, s.blocks,
-        s.atime_ns // 1_000_000_000, s.atime_ns % 1_000_000_000,
-        s.mtime_ns // 1_000_000_000, s.mtime_ns % 1_000_000_000,
-        s.ctime_ns // 1_000_000_000, s.ctime_ns % 1_000_000_000,
-    )
+    dev, ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, atime, mtime, ctime, _b, _m = s
+    return _STAT.pack(dev, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks,
+                      atime // 1_000_000_000, atime % 1_000_000_000,
+                      mtime // 1_000_000_000, mtime % 1_000_000_000,
+                      ctime // 1_000_000_000, ctime % 1_000_000_000)
 
 
 def stat_from_host(r: os.stat_result) -> StatResult:

@@ -77,8 +77,21 @@ class GuestMemory:
         """A NUL-terminated string; ENAMETOOLONG past ``limit`` bytes (the kernel's PATH_MAX rule)."""
         if addr <= 0 or addr >= 1 << 47:
             raise _efault()
-        out = b""
         chunk = min(_FIRST_CHUNK, _PAGE - (addr % _PAGE))
+        try:  # the common case first: the whole string in the first chunk
+            data = os.pread(self.fd, chunk, addr)
+        except OSError:
+            raise _efault() from None
+        nul = data.find(b"\0")
+        if 0 <= nul < limit:
+            return data[:nul]
+        if not data:
+            raise _efault()
+        if nul >= 0 or len(data) >= limit:
+            raise OSError(E.ENAMETOOLONG, os.strerror(E.ENAMETOOLONG))
+        out = data
+        addr += len(data)
+        chunk = min(_PAGE, _PAGE - (addr % _PAGE)) or _PAGE
         while True:
             try:
                 data = os.pread(self.fd, chunk, addr)
