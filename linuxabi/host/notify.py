@@ -12,16 +12,47 @@ from dataclasses import dataclass
 
 from linuxabi.abi import flags
 
-from .libc import block_all_signals, restore_signals
+from .libc import block_all_signals, current_cpu, restore_signals
+
+try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
+    from linuxabi.host._vm import ffi as _ffi
+    from linuxabi.host._vm import lib as _vm_lib
+
+    _addfd_pinned = getattr(_vm_lib, "addfd_pinned", None)
+except ImportError:
+    _ffi = None
+    _addfd_pinned = None
 
 _NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, nr, arch, ip, args[6]
 _RESP = struct.Struct("=QqiI")  # id, val, error, flags
 _ADDFD = struct.Struct("=QIIII")  # id, flags, srcfd, newfd, newfd_flags
 _ID = struct.Struct("=Q")
+_unpack_notif = _NOTIF.unpack
+_pack_resp = _RESP.pack_into
+_RECV = flags.SECCOMP_IOCTL_NOTIF_RECV
+_SEND = flags.SECCOMP_IOCTL_NOTIF_SEND
 
 # Kernel 6.6 additions, newer than the uapi headers linuxabi.abi is generated from.
 SECCOMP_IOCTL_NOTIF_SET_FLAGS = 0x40082104  # SECCOMP_IOW(4, __u64)
 SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
+
+
+def cpu_mask(cpus: "set[int] | tuple[int, ...]") -> bytes:
+    """A cpu_set_t (1024 CPUs) as bytes, as sched_setaffinity takes it."""
+    return sum(1 << c for c in cpus).to_bytes(128, "little")
+
+
+def cpus_of_mask(mask: bytes) -> set[int]:
+    bits = int.from_bytes(mask, "little")
+    return {c for c in range(len(mask) * 8) if bits >> c & 1}
+
+
+def _pin(tid: int, cpus: "set[int] | tuple[int, ...]") -> bool:
+    try:
+        os.sched_setaffinity(tid, cpus)
+        return True
+    except OSError:
+        return False
 
 
 @dataclass(slots=True)
@@ -75,18 +106,21 @@ class Listener:
         return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
 
     def recv_prepared(self) -> Notification | None:
-        """RECV into a buffer ``prepare`` already zeroed."""
+        """RECV into a buffer ``prepare`` already zeroed (``received`` inlined: the hot path)."""
         try:
-            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_RECV, self._rbuf, True)
+            fcntl.ioctl(self.fd, _RECV, self._rbuf, True)
         except OSError:
             return None
-        return self.received()
+        nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _unpack_notif(self._rbuf)
+        if nid == 0 and pid == 0:
+            return None
+        return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
 
     def reply(self, nid: int, val: int = 0, error: int = 0) -> bool:
         """Answer with a return value or -errno; False if the task is gone."""
-        _RESP.pack_into(self._sbuf, 0, nid, val, error, 0)
+        _pack_resp(self._sbuf, 0, nid, val, error, 0)
         try:
-            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_SEND, self._sbuf, True)
+            fcntl.ioctl(self.fd, _SEND, self._sbuf, True)
             return True
         except OSError:
             return False
@@ -103,10 +137,15 @@ class Listener:
         except OSError:
             return False
 
-    def addfd(self, nid: int, srcfd: int, *, cloexec: bool, send: bool, newfd: int | None = None) -> int:
+    def addfd(self, nid: int, srcfd: int, *, cloexec: bool, send: bool, newfd: int | None = None,
+              pin: "tuple[int, bytes] | None" = None) -> int:
         """Install host fd ``srcfd`` in the trapped task; with ``send`` it is also the syscall's result.
 
-        Returns the guest fd number; raises OSError (ENOENT when the task is gone, EMFILE...).
+        ``pin`` (guest tid, the supervisor's CPU mask as cpu_set_t bytes) keeps that thread on
+        our CPU during the call: ADDFD wakes it without the synchronous-wake hint, and the
+        scheduler would send it to the idle CPU (a cross-CPU wake-up each way, ~40 us each on
+        small VMs). Returns the guest fd number; raises OSError (ENOENT when the task is gone,
+        EMFILE...).
         """
         fl = 0
         if send:
@@ -119,7 +158,15 @@ class Listener:
         # the tick) would interrupt that wait, and with SEND the kernel has already marked the
         # call answered: the guest's call would return 0, and our fd never arrive. So no
         # signal may interrupt it; they are handled right after.
+        if _addfd_pinned is not None:
+            tid, mask = pin if pin is not None else (0, b"")
+            r = _addfd_pinned(self.fd, flags.SECCOMP_IOCTL_NOTIF_ADDFD, _ffi.from_buffer(req), tid,
+                              mask, len(mask))
+            if r < 0:
+                raise OSError(-r, os.strerror(-r))
+            return r
         block_all_signals()
+        pinned = pin is not None and _pin(pin[0], (current_cpu(),))
         try:
             while True:
                 try:
@@ -127,6 +174,8 @@ class Listener:
                 except InterruptedError:
                     continue
         finally:
+            if pinned:
+                _pin(pin[0], cpus_of_mask(pin[1]))  # type: ignore[index]
             restore_signals()
 
     def id_valid(self, nid: int) -> bool:

@@ -34,8 +34,8 @@ from .filter import TRACE_MARKER
 from .inject import FdRemoval
 from .interp import stage_interpreter
 from .launch import Launched
-from .libc import current_cpu, raw_syscall
-from .notify import Listener, Notification
+from .libc import raw_syscall
+from .notify import Listener, Notification, cpu_mask
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
 NR = x86_64.NR
@@ -156,7 +156,8 @@ class Supervisor:
         self.signal_hooks: dict[int, Callable[[], None]] = {}
         self._readers: list[_Reader] = []  # e.g. the control socket
         cpus = os.sched_getaffinity(0)
-        self._all_cpus: set[int] | None = cpus if len(cpus) > 1 else None
+        # Our CPU mask (cpu_set_t bytes), restored on a guest pinned during an fd install.
+        self._all_cpus: bytes | None = cpu_mask(cpus) if len(cpus) > 1 else None
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
                        exe=init_exe)
         init.threads.add(launched.host_pid)
@@ -473,14 +474,17 @@ class Supervisor:
             if task is None:
                 self.listener.reply_errno(n.id, E.ENOSYS)
                 return
-        dance = self.execs.get(n.pid)
-        if dance is not None and dance.stage == "fd":
-            self._exec_inject_fd(n, task, dance)
-            return
-        if task.hp.proc.creds_stale:
+        if self.execs:
+            dance = self.execs.get(n.pid)
+            if dance is not None and dance.stage == "fd":
+                self._exec_inject_fd(n, task, dance)
+                return
+        proc = task.hp.proc
+        if proc.creds_stale:
             task.refresh_creds()
-        self.kernel.current = task.hp.proc
-        self.kernel.current_tid = task.host_tid
+        kernel = self.kernel
+        kernel.current = proc
+        kernel.current_tid = task.host_tid
         task.notif_id = n.id
         try:
             result = self.dispatcher.dispatch(task, n.nr, n.args)
@@ -488,6 +492,12 @@ class Supervisor:
             self.errors += 1
             traceback.print_exc(file=sys.stderr)
             result = -E.ENOSYS
+        if type(result) is int and not self._held:  # the common answer, without _answer's tests
+            if result < 0:
+                self.listener.reply(n.id, 0, result)
+            else:
+                self.listener.reply(n.id, result)
+            return
         self._answer(n, task, result)
 
     def _answer(self, n: Notification, task: HostTask, result: object) -> None:
@@ -505,8 +515,8 @@ class Supervisor:
             self.listener.reply_continue(n.id)
         elif isinstance(result, InstallFd):
             try:
-                with self._same_cpu(n.pid):
-                    self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=True)
+                pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
+                self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=True, pin=pin)
             except OSError as e:
                 if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                     self.listener.reply_errno(n.id, e.errno or E.EMFILE)
@@ -521,30 +531,6 @@ class Supervisor:
                 if result.interp_fd >= 0:
                     os.close(result.interp_fd)
             self.listener.reply_errno(n.id, E.ENOSYS)
-
-    @contextlib.contextmanager
-    def _same_cpu(self, host_tid: int):
-        """Keep the guest thread on our CPU while ADDFD makes us wait for it.
-
-        ADDFD wakes the guest without the synchronous-wake hint, so the scheduler sends it to
-        the idle CPU and each ADDFD pays two cross-CPU wake-ups (~40 us each on small VMs).
-        Restricting the sleeping guest to our CPU for the call's duration avoids both.
-        """
-        if self._all_cpus is None:
-            yield
-            return
-        try:
-            os.sched_setaffinity(host_tid, (current_cpu(),))
-        except OSError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            try:
-                os.sched_setaffinity(host_tid, self._all_cpus)
-            except OSError:
-                pass
 
     def _on_parked_ready(self, wfd: int) -> None:
         p = self.parked.get(wfd)
@@ -801,8 +787,9 @@ class Supervisor:
         if newfd is None:
             newfd, dance.lent_nofile = _lend_fd_slot(task.hp.proc.host_pid)
         try:
+            pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
             dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True,
-                                                 newfd=newfd)
+                                                 newfd=newfd, pin=pin)
         except OSError as e:
             _return_fd_slot(dance)
             self.listener.reply_errno(n.id, e.errno or E.EMFILE)
@@ -926,11 +913,16 @@ def _spare_fd(host_tid: int) -> int | None:
     would then start with its file there (ld.so opens its own files into such gaps natively).
     """
     try:
-        soft = resource.prlimit(host_tgid_of(host_tid), resource.RLIMIT_NOFILE)[0]
-        used = {int(n) for n in os.listdir(f"/proc/{host_tid}/fd")}
+        soft = resource.prlimit(host_tid, resource.RLIMIT_NOFILE)[0]  # (per process; any tid names it)
     except OSError:
         return None
     top = min(soft if soft != resource.RLIM_INFINITY else 1 << 20, 1 << 20) - 1
+    if top > 2 and not os.path.lexists(f"/proc/{host_tid}/fd/{top}"):
+        return top  # the usual case, without listing every fd
+    try:
+        used = {int(n) for n in os.listdir(f"/proc/{host_tid}/fd")}
+    except OSError:
+        return None
     for fd in range(top, 2, -1):
         if fd not in used:
             return fd

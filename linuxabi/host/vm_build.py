@@ -1,9 +1,14 @@
-"""Builds ``linuxabi.host._vm``: guest memory writes with process_vm_writev (see
-linuxabi/host/memory.py), as a compiled cffi extension (API mode: a direct C call, ~1 us
-cheaper than the same call through the ABI-mode libc bindings; a stat makes one).
+"""Builds ``linuxabi.host._vm``, the hot path's compiled helpers (a cffi extension in API mode:
+a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bindings):
 
-``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, linuxabi.host.memory
-uses the ABI-mode bindings, with the same behaviour.
+- ``vm_write``: guest memory writes with process_vm_writev (linuxabi/host/memory.py); a stat
+  makes one;
+- ``addfd_pinned``: the fd install of every translated open (linuxabi/host/notify.py): signals
+  blocked, the guest kept on our CPU, SECCOMP_IOCTL_NOTIF_ADDFD, both undone; five system
+  calls without a return to Python between them.
+
+``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
+through the ABI-mode bindings, with the same behaviour.
 """
 from __future__ import annotations
 
@@ -15,10 +20,15 @@ MODULE = "linuxabi.host._vm"
 
 CDEF = """
 long vm_write(int pid, unsigned long addr, const char *data, unsigned long n);
+long addfd_pinned(int listener, unsigned long request, char *addfd, int tid,
+                  const char *all_cpus, unsigned long all_cpus_size);
 """
 
 SOURCE = """
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 
 /* The number of bytes moved, or -errno. */
@@ -27,6 +37,36 @@ static long vm_write(int pid, unsigned long addr, const char *data, unsigned lon
     struct iovec local = {(void *)data, n}, remote = {(void *)addr, n};
     long put = process_vm_writev(pid, &local, 1, &remote, 1, 0);
     return put < 0 ? -errno : put;
+}
+
+/* ioctl(listener, request, addfd) with every signal blocked (with SEND, an interrupted wait
+ * would leave the guest's call answered 0 and our fd never installed), and, when all_cpus is
+ * given, thread tid restricted to this CPU meanwhile (ADDFD wakes it without the synchronous
+ * hint: a cross-CPU wake-up each way). The new fd number, or -errno. */
+static long addfd_pinned(int listener, unsigned long request, char *addfd, int tid,
+                         const char *all_cpus, unsigned long all_cpus_size)
+{
+    sigset_t all, old;
+    int pinned = 0, cpu, err = 0;
+    long r;
+
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    if (all_cpus_size && (cpu = sched_getcpu()) >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pinned = sched_setaffinity(tid, sizeof one, &one) == 0;
+    }
+    do
+        r = ioctl(listener, request, addfd);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        err = errno;
+    if (pinned)
+        sched_setaffinity(tid, all_cpus_size, (const cpu_set_t *)all_cpus);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return r < 0 ? -err : r;
 }
 """
 
