@@ -47,6 +47,9 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 _ERESTARTSYS_RET = -512 & 0xFFFFFFFFFFFFFFFF  # the kernel-internal restart codes, as rax holds them
 _ERESTARTNOINTR = 513
+# The direct exec's program-file fd: the fd request's result is both the fd and, left in rax
+# at the syscall instruction, the number of the call it runs next.
+_EXECVEAT_FD = NR["execveat"]
 _FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS}
 _TERMINATING_BY_DEFAULT = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                            signal.SIGUSR1, signal.SIGUSR2}
@@ -78,6 +81,11 @@ class _ExecDance:
     # (pid, (soft, hard)): RLIMIT_NOFILE raised by one to lend the program file a slot, to be
     # put back once the exec is over (Linux's exec needs no free fd).
     lent_nofile: "tuple[int, tuple[int, int]] | None" = None
+    # The direct form (see _on_seccomp_trace): the fd request returns at the guest's own
+    # syscall instruction, which runs again as the execveat; no exit stop between. saved_regs
+    # then holds the guest's execve (registers at its entry), should it have to be restarted.
+    direct: bool = False
+    error: int = 0  # the install failed: the execveat's stop fails the exec with this errno
 
 
 @dataclass
@@ -284,7 +292,10 @@ class Supervisor:
 
     def _forget_task(self, host_tid: int) -> None:
         task = self.tasks.pop(host_tid, None)
-        self.execs.pop(host_tid, None)
+        dance = self.execs.pop(host_tid, None)
+        if dance is not None and dance.plan.host_fd >= 0:  # died mid-exec: our fd is not its
+            os.close(dance.plan.host_fd)
+            dance.plan.host_fd = -1
         self.pending.pop(host_tid, None)
         if task is None:
             return
@@ -646,7 +657,9 @@ class Supervisor:
             # Delivering it now could run a handler in the middle of our rewritten calls and
             # make "execve" return; and a PTRACE_CONT would lose the syscall-exit stop.
             dance.deferred.append(sig)
-            if dance.stage == "fd":
+            if dance.stage == "fd" and dance.direct:
+                self._restart_direct_exec(tid, dance, sig)
+            elif dance.stage == "fd":
                 ptrace.cont_to_syscall_exit(tid)
             else:
                 ptrace.cont(tid)
@@ -706,6 +719,12 @@ class Supervisor:
         dance = self.execs.get(tid)
         if dance is not None and dance.stage == "exec":
             if regs.orig_rax == NR["execveat"] and regs.rdi == dance.guest_fd and regs.rsi == dance.scratch:
+                if dance.error:  # the direct form's install failed: execve fails with its errno
+                    self.execs.pop(tid, None)
+                    _return_fd_slot(dance)
+                    self._raise_deferred(tid, dance)
+                    self._fail_syscall(tid, regs, dance.error)
+                    return
                 # Our own rewritten call: let the kernel exec the checked file, and stop at its
                 # exit to learn whether it did (a failed exec must not leave our fd behind).
                 dance.stage = "exec-exit"
@@ -752,13 +771,33 @@ class Supervisor:
             if result.interp_fd >= 0:
                 os.close(result.interp_fd)
                 result.interp_fd = -1
-        # Turn the call into a trapped "give me an fd" (openat with an impossible dirfd); the
-        # notification is answered with the checked file, and the call's exit stops here again.
+        kernel_comm = _file_name(result.host_fd)
+        if _direct_fd_free(tid):
+            saved = ptrace.Regs(list(regs.values))  # the guest's execve, should it be restarted
+            # Turn the call into a trapped "give me an fd" whose answer installs the file as
+            # fd 322 and returns 322 at the guest's own syscall instruction: that runs again
+            # as execveat(322, "", argv, envp, AT_EMPTY_PATH), with the registers set here
+            # (a syscall keeps them). One ptrace stop fewer than stopping at the request's exit.
+            ip = regs.rip - 2
+            regs.set("orig_rax", NR["openat"])
+            regs.set("rdi", _EXECVEAT_FD)
+            regs.set("rsi", scratch)
+            regs.set("rdx", result.argv_addr)
+            regs.set("r10", result.envp_addr)
+            regs.set("r8", F.AT_EMPTY_PATH)
+            regs.set("rip", ip)
+            ptrace.set_regs(tid, regs)
+            self.execs[tid] = _ExecDance(result, "fd", scratch, guest_fd=_EXECVEAT_FD, kernel_comm=kernel_comm,
+                                         saved_regs=saved, direct=True)
+            ptrace.cont(tid)
+            return
+        # Else (fd 322 taken, or over the limit): the request with an impossible dirfd, whose
+        # answer is the checked file at the highest free fd; the call's exit stops here again.
         regs.set("orig_rax", NR["openat"])
         regs.set("rdi", 0xFFFFFFFFFFFFFFFF)
         regs.set("rsi", 0)
         ptrace.set_regs(tid, regs)
-        self.execs[tid] = _ExecDance(result, "fd", scratch, kernel_comm=_file_name(result.host_fd))
+        self.execs[tid] = _ExecDance(result, "fd", scratch, kernel_comm=kernel_comm)
         ptrace.cont_to_syscall_exit(tid)
 
     def _write_exec_block(self, task: HostTask, rsp: int, plan: ExecPlan) -> int:
@@ -783,6 +822,9 @@ class Supervisor:
         return base
 
     def _exec_inject_fd(self, n: Notification, task: HostTask, dance: _ExecDance) -> None:
+        if dance.direct:
+            self._exec_inject_direct(n, dance)
+            return
         newfd = _spare_fd(n.pid)
         if newfd is None:
             newfd, dance.lent_nofile = _lend_fd_slot(task.hp.proc.host_pid)
@@ -793,6 +835,19 @@ class Supervisor:
         except OSError as e:
             _return_fd_slot(dance)
             self.listener.reply_errno(n.id, e.errno or E.EMFILE)
+        dance.stage = "exec"
+
+    def _exec_inject_direct(self, n: Notification, dance: _ExecDance) -> None:
+        pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
+        try:
+            self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True, newfd=_EXECVEAT_FD, pin=pin)
+        except OSError as e:
+            if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
+                dance.error = e.errno or E.EMFILE
+                self.listener.reply(n.id, _EXECVEAT_FD)  # on to the execveat, which fails
+        finally:
+            os.close(dance.plan.host_fd)
+            dance.plan.host_fd = -1
         dance.stage = "exec"
 
     def _on_syscall_exit(self, tid: int) -> None:
@@ -836,6 +891,7 @@ class Supervisor:
             ptrace.cont_to_syscall_exit(tid)
             return
         os.close(dance.plan.host_fd)
+        dance.plan.host_fd = -1
         ret = regs.rax if regs.rax < 1 << 63 else regs.rax - (1 << 64)
         if ret < 0:
             self.execs.pop(tid, None)
@@ -878,6 +934,25 @@ class Supervisor:
         dance.stage = "close-exit"
         ptrace.cont_to_syscall_exit(tid)
 
+    def _restart_direct_exec(self, tid: int, dance: _ExecDance, sig: int) -> None:
+        """A signal interrupted the direct form's fd request before we answered it. A restart of
+        the request would return past the syscall instruction, not onto it; so the guest's
+        execve itself is restarted, as a signal before the exec would on Linux: its registers
+        put back, rax the always-restart code, and the signal delivered now (a handler runs
+        first, then the kernel's restart issues the execve again, and we plan it anew)."""
+        self.execs.pop(tid, None)
+        if dance.plan.host_fd >= 0:
+            os.close(dance.plan.host_fd)
+            dance.plan.host_fd = -1
+        _return_fd_slot(dance)
+        assert dance.saved_regs is not None
+        regs = dance.saved_regs
+        regs.set("rax", -_ERESTARTNOINTR)
+        ptrace.set_regs(tid, regs)
+        dance.deferred.remove(sig)
+        self._raise_deferred(tid, dance)
+        ptrace.cont(tid, sig)
+
     def _restart_unserved_call(self, tid: int) -> None:
         """A translated call interrupted before we received it must be restarted, whatever the
         handler's SA_RESTART says: Linux would not have failed a stat() with EINTR. (A call we
@@ -904,6 +979,17 @@ class Supervisor:
         regs.set("rax", -err)  # ...and return -err
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+
+def _direct_fd_free(host_tid: int) -> bool:
+    """Whether fd 322 is free and under the task's RLIMIT_NOFILE (the direct exec's slot)."""
+    try:
+        soft = resource.prlimit(host_tid, resource.RLIMIT_NOFILE)[0]
+    except OSError:
+        return False
+    if soft != resource.RLIM_INFINITY and soft <= _EXECVEAT_FD:
+        return False
+    return not os.path.lexists(f"/proc/{host_tid}/fd/{_EXECVEAT_FD}")
 
 
 def _spare_fd(host_tid: int) -> int | None:
