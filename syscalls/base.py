@@ -141,7 +141,8 @@ class Task(Protocol):
         """A host fd (owned by the caller) for the guest's ``guest_fd``; EBADF if none."""
         ...
 
-    # Optional (a platform without them skips what needs them):
+    # Optional (a platform without them skips what needs them, or takes the long way):
+    # host_key(guest_fd) -> (st_dev, st_ino): what host_fd + fstat would say, cheaper;
     # file_size_limit() -> int: the process's RLIMIT_FSIZE soft limit (-1: none);
     # raise_signal(signo): queue a signal for this thread, as the kernel would.
 

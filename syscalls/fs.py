@@ -143,22 +143,22 @@ def sys_openat2(task: Task, a: Args) -> Result:
 
 
 def _stat_fd(task: Task, fd: int):
-    hfd = task.host_fd(s32(fd))
-    try:
-        loc = task.kernel.vfs.location_of_host_fd(hfd)
-        if loc is None:
+    loc = fd_location(task, fd)
+    if loc is None:  # a pipe or socket: the host's own view of it
+        hfd = task.host_fd(s32(fd))
+        try:
             return stat_from_host(os.fstat(hfd))
-        task.kernel.check_location(loc, _SEE, "fstat")
-        return task.kernel.vfs.stat_location(loc)
-    finally:
-        os.close(hfd)
+        finally:
+            os.close(hfd)
+    task.kernel.check_location(loc, _SEE, "fstat")
+    return task.kernel.vfs.stat_location(loc)
 
 
 def _stat_path(task: Task, dirfd: int, path_addr: int, flags: int):
-    path = task.mem.read_cstr(path_addr)
-    if path[:1] == b"/":  # the common case (base_for would say the same)
-        proc = task.process
-        return task.kernel.vfs.stat(proc.fs, proc.fs.cwd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    return _stat_read_path(task, dirfd, task.mem.read_cstr(path_addr), flags)
+
+
+def _stat_read_path(task: Task, dirfd: int, path: bytes, flags: int):
     if not path:
         if flags & F.AT_EMPTY_PATH:
             if s32(dirfd) == AT_FDCWD:
@@ -184,11 +184,21 @@ def sys_fstat(task: Task, a: Args) -> Result:
     return 0
 
 
+_NEWFSTATAT_FLAGS = F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT
+
+
 def sys_newfstatat(task: Task, a: Args) -> Result:
-    flags = s32(a[3])
-    if flags & ~(F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT):
+    flags = a[3] & 0xFFFFFFFF
+    if flags & ~_NEWFSTATAT_FLAGS:
         raise err(E.EINVAL)
-    task.mem.write(a[2], pack_stat(_stat_path(task, a[0], a[1], flags)))
+    mem = task.mem
+    path = mem.read_cstr(a[1])
+    if path[:1] == b"/":  # the hot path (a program's stat of an absolute path), inline
+        fs = task.process.fs
+        s = task.kernel.vfs.stat(fs, fs.cwd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
+    else:
+        s = _stat_read_path(task, a[0], path, flags)
+    mem.write(a[2], pack_stat(s))
     return 0
 
 

@@ -47,9 +47,16 @@ def dir_location(task: "Task", dirfd: int) -> Location:
 
 def fd_location(task: "Task", fd: int) -> Location | None:
     """The VFS Location behind guest fd ``fd``; None for host-only objects (pipes, sockets)."""
-    hfd = task.host_fd(s32(fd))
+    fd = s32(fd)
+    vfs = task.kernel.vfs
+    key_of = getattr(task, "host_key", None)
+    if key_of is not None:
+        loc = vfs.location_of_host_key(*key_of(fd))
+        if loc is None or not vfs.wants_host_stat(loc):
+            return loc
+    hfd = task.host_fd(fd)
     try:
-        return task.kernel.vfs.location_of_host_fd(hfd)
+        return vfs.location_of_host_fd(hfd)
     finally:
         os.close(hfd)
 

@@ -420,6 +420,13 @@ class Vfs:
         """The same, from a (st_dev, st_ino) pair (e.g. a /proc/PID/maps line)."""
         return self._by_host.get((dev, ino)) or self._ephemeral.get((dev, ino))
 
+    @staticmethod
+    def wants_host_stat(loc: Location) -> bool:
+        """Whether ``loc`` is an unlinked file whose size only the host object knows now: found
+        from a key, it should be found again with ``location_of_host_fd`` (which refreshes it)."""
+        inode = loc.inode
+        return isinstance(inode, MemFile) and inode.memfd is None and inode.detached is not None
+
     # ---- creation -------------------------------------------------------------------------------
 
     @staticmethod

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
@@ -34,7 +34,7 @@ from .filter import TRACE_MARKER
 from .inject import FdRemoval
 from .interp import stage_interpreter
 from .launch import Launched
-from .libc import raw_syscall
+from .libc import block_all_signals, raw_syscall, restore_signals
 from .notify import Listener, Notification, cpu_mask
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
@@ -341,8 +341,7 @@ class Supervisor:
             return self.exit_status
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
-            for signo, handler in old.items():
-                signal.signal(signo, handler)
+            _restore_handlers(old)
             self._ep.close()
             self._read_exec_status()
             self._shutdown()
@@ -979,6 +978,24 @@ class Supervisor:
         regs.set("rax", -err)  # ...and return -err
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+
+def _restore_handlers(old: dict[int, Any]) -> None:
+    """Put the embedder's signal handlers back. A signal our handler caught but Python has not
+    run yet would, once its handler is SIG_DFL again, make signal.signal() report "ignored due
+    to race condition": so signals are held while our handlers run what is pending (any Python
+    call does) and the old ones go back; a signal still held is the old handler's to take."""
+    block_all_signals()
+    try:
+        _run_pending_handlers()
+        for signo, handler in old.items():
+            signal.signal(signo, handler)
+    finally:
+        restore_signals()
+
+
+def _run_pending_handlers() -> None:
+    """(Python runs a caught signal's handler at the next call: this one.)"""
 
 
 def _direct_fd_free(host_tid: int) -> bool:

@@ -17,6 +17,15 @@ _PIDFD_OPEN = x86_64.NR["pidfd_open"]
 _TGKILL = x86_64.NR["tgkill"]
 _PIDFD_THREAD = os.O_EXCL  # a pidfd for one thread (Linux 6.9)
 
+try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
+    from linuxabi.host._vm import ffi as _ffi
+    from linuxabi.host._vm import lib as _vm_lib
+
+    _fd_key = getattr(_vm_lib, "fd_key", None)
+    _KEY = _ffi.new("unsigned long long[2]")  # the trap loop is single-threaded
+except ImportError:
+    _fd_key = None
+
 
 class HostProcess:
     """Host-side handles of a guest process: its pidfd (for fds) and a read fd for its memory.
@@ -114,6 +123,18 @@ class HostTask:
             return os.open(f"/proc/{self.host_tid}/fd/{guest_fd}", os.O_PATH | os.O_CLOEXEC)
         except OSError:
             raise OSError(E.EBADF, os.strerror(E.EBADF)) from None
+
+    def host_key(self, guest_fd: int) -> tuple[int, int]:
+        """(st_dev, st_ino) of what ``guest_fd`` is: host_fd + fstat + close, in one compiled
+        call when there is one (else, or where it fails, the long way and its errors)."""
+        if _fd_key is not None and guest_fd >= 0 and _fd_key(self.hp.pidfd, guest_fd, _KEY) == 0:
+            return _KEY[0], _KEY[1]
+        hfd = self.host_fd(guest_fd)
+        try:
+            s = os.fstat(hfd)
+        finally:
+            os.close(hfd)
+        return s.st_dev, s.st_ino
 
     def file_size_limit(self) -> int:
         soft = resource.prlimit(self.hp.proc.host_pid, resource.RLIMIT_FSIZE)[0]

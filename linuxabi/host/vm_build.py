@@ -5,7 +5,10 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   makes one;
 - ``addfd_pinned``: the fd install of every translated open (linuxabi/host/notify.py): signals
   blocked, the guest kept on our CPU, SECCOMP_IOCTL_NOTIF_ADDFD, both undone; five system
-  calls without a return to Python between them.
+  calls without a return to Python between them;
+- ``fd_key``: the (st_dev, st_ino) behind a guest fd (pidfd_getfd, fstat, close), which is how
+  fstat, fchdir, getdents and every dirfd-relative call find the fd's VFS location
+  (linuxabi/host/task.py).
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -22,6 +25,7 @@ CDEF = """
 long vm_write(int pid, unsigned long addr, const char *data, unsigned long n);
 long addfd_pinned(int listener, unsigned long request, char *addfd, int tid,
                   const char *all_cpus, unsigned long all_cpus_size);
+int fd_key(int pidfd, int fd, unsigned long long *key);
 """
 
 SOURCE = """
@@ -29,7 +33,14 @@ SOURCE = """
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 /* The number of bytes moved, or -errno. */
 static long vm_write(int pid, unsigned long addr, const char *data, unsigned long n)
@@ -67,6 +78,25 @@ static long addfd_pinned(int listener, unsigned long request, char *addfd, int t
         sched_setaffinity(tid, all_cpus_size, (const cpu_set_t *)all_cpus);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return r < 0 ? -err : r;
+}
+
+/* key[0], key[1] = st_dev, st_ino of the file behind fd `fd` of the process `pidfd` names;
+ * 0, or -errno (EBADF: no such fd; pidfd_getfd also refuses O_PATH fds). */
+static int fd_key(int pidfd, int fd, unsigned long long *key)
+{
+    struct stat st;
+    int h = syscall(SYS_pidfd_getfd, pidfd, fd, 0), r, e;
+
+    if (h < 0)
+        return -errno;
+    r = fstat(h, &st);
+    e = errno;
+    close(h);
+    if (r < 0)
+        return -e;
+    key[0] = st.st_dev;
+    key[1] = st.st_ino;
+    return 0;
 }
 """
 
