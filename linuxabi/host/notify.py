@@ -6,6 +6,7 @@ One listener serves every task that inherited the filter.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -42,9 +43,10 @@ def cpu_mask(cpus: "set[int] | tuple[int, ...]") -> bytes:
     return sum(1 << c for c in cpus).to_bytes(128, "little")
 
 
-def cpus_of_mask(mask: bytes) -> set[int]:
+@functools.lru_cache(maxsize=4)
+def cpus_of_mask(mask: bytes) -> frozenset[int]:
     bits = int.from_bytes(mask, "little")
-    return {c for c in range(len(mask) * 8) if bits >> c & 1}
+    return frozenset(c for c in range(len(mask) * 8) if bits >> c & 1)
 
 
 def _pin(tid: int, cpus: "set[int] | tuple[int, ...]") -> bool:
