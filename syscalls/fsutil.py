@@ -107,12 +107,49 @@ STATX_BTIME = 0x800
 STATX_MNT_ID = 0x1000
 
 
+STATX_MTIME_CTIME = 0x40 | 0x80
+_gated: int | None = None
+
+
+def _host_gated_bits() -> int:
+    """The statx fields this host kernel reports only when asked for, found by asking it once
+    (a tmpfs file, with mask 0 and with every bit): on Linux 6.13+ (multigrain timestamps) that
+    is mtime, ctime and btime, whose values are then zero as well; older kernels gate fewer."""
+    global _gated
+    if _gated is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(256)
+        fd = os.memfd_create("linuxabi-statx-probe", os.MFD_CLOEXEC)
+        try:
+            def mask_for(want: int) -> int:
+                if libc.syscall(332, fd, b"", F.AT_EMPTY_PATH, want, buf) != 0:  # statx
+                    return 0
+                return struct.unpack_from("=I", buf.raw)[0]
+            _gated = (mask_for(0xFFF) & ~mask_for(0)) & (STATX_MTIME_CTIME | STATX_BTIME)
+        finally:
+            os.close(fd)
+    return _gated
+
+
 def pack_statx(s: StatResult, mask: int) -> bytes:
     got = STATX_BASIC | STATX_MNT_ID | (STATX_BTIME if s.btime_ns else 0)
+    atime, btime, ctime, mtime = s.atime_ns, s.btime_ns, s.ctime_ns, s.mtime_ns
+    # What the host leaves out (and zeroes) unless asked for; mtime and ctime go together:
+    # asking for either reports both, as the kernel's multigrain timestamps do.
+    asked = mask | (STATX_MTIME_CTIME if mask & STATX_MTIME_CTIME else 0)
+    drop = _host_gated_bits() & ~asked
+    if drop:
+        got &= ~drop
+        if drop & STATX_MTIME_CTIME:
+            ctime = mtime = 0
+        if drop & STATX_BTIME:
+            btime = 0
     out = _STATX_HEAD.pack(
         got, s.blksize, 0, s.nlink, s.uid, s.gid, s.mode, 0, s.ino, s.size, s.blocks, 0
     )
-    for t in (s.atime_ns, s.btime_ns, s.ctime_ns, s.mtime_ns):
+    for t in (atime, btime, ctime, mtime):
         out += _STATX_TS.pack(t // 1_000_000_000, t % 1_000_000_000, 0)
     out += _STATX_TAIL.pack(_major(s.rdev), _minor(s.rdev), _major(s.dev), _minor(s.dev), s.mnt_id, 0, 0)
     return out.ljust(256, b"\0")
