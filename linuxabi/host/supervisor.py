@@ -66,7 +66,7 @@ class _Wakeup(Exception):
 
 @dataclass
 class _ExecDance:
-    """An exec in progress for one thread (see Supervisor._on_exec_trap)."""
+    """An exec in progress for one thread (see Supervisor._on_seccomp_trace)."""
 
     plan: ExecPlan
     stage: str  # "fd" (waiting for the injected fd), "exec" (execveat issued)
