@@ -192,3 +192,73 @@ def test_everything_works_without_the_compiled_helpers(image_copy: Path, tmp_pat
     n = run_native(["/bin/sh", "-c", script], native)
     assert r.returncode == 0, r.stderr
     assert r.stdout == n.stdout and b"storm-failures 0" in r.stdout, r.stderr
+
+
+TWO_THREAD_EXEC = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pthread_barrier_t go;
+
+static void *exec_it(void *arg) {
+    char **argv = arg;
+    pthread_barrier_wait(&go);
+    execv(argv[0], argv);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3) {  /* an exec'd program: say which file runs (built in), and whose argv it got */
+        printf("prog%s %s\n", WHO, argv[1]);
+        return 0;
+    }
+    int bad = 0, runs = 100;
+    for (int i = 0; i < runs; i++) {
+        int p[2];
+        pipe(p);
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(p[1], 1);
+            static char *a[] = {"/x/progA", "a", "-", 0}, *b[] = {"/x/progB", "b", "-", 0};
+            pthread_t t1, t2;
+            pthread_barrier_init(&go, 0, 2);
+            pthread_create(&t1, 0, exec_it, a);
+            pthread_create(&t2, 0, exec_it, b);
+            pthread_join(t1, 0);
+            _exit(99);
+        }
+        close(p[1]);
+        char out[64] = {0};
+        int n = read(p[0], out, sizeof out - 1);
+        close(p[0]);
+        int st;
+        waitpid(pid, &st, 0);
+        /* one of the two programs ran, with its own argv */
+        if (n <= 0 || (strcmp(out, "progA a\n") && strcmp(out, "progB b\n"))) {
+            bad++;
+            fprintf(stderr, "run %d: %d bytes: %s\n", i, n, out);
+        }
+    }
+    printf("mismatches %d of %d\n", bad, runs);
+    return 0;
+}
+"""
+
+
+def test_two_threads_exec_at_once_each_program_keeps_its_argv(image_copy: Path, tmp_path: Path) -> None:
+    """Two threads of one process call execve together: one program wins (Linux kills the other
+    thread), and it runs with its own argv. The program file of a direct exec is installed at
+    fd 322, so only one such install may be in flight: a second would replace the first's file."""
+    src = tmp_path / "twoexec.c"
+    src.write_text(TWO_THREAD_EXEC)
+    (image_copy / "x").mkdir()
+    for who in ("A", "B"):  # two different files: the one that runs says which it is
+        subprocess.run(["gcc", "-O1", "-static", "-pthread", f'-DWHO="{who}"', "-o", str(image_copy / f"x/prog{who}"),
+                        str(src)], check=True)
+    shutil.copy2(image_copy / "x/progA", image_copy / "twoexec")
+    r = run_translated(["/twoexec"], image_copy, timeout=120)
+    assert r.stdout.decode() == "mismatches 0 of 100\n", r.stderr.decode()[-2000:]

@@ -771,7 +771,9 @@ class Supervisor:
                 os.close(result.interp_fd)
                 result.interp_fd = -1
         kernel_comm = _file_name(result.host_fd)
-        if _direct_fd_free(tid):
+        # (Only one direct request in flight: two threads sharing an fd table, both past this
+        # check before either's install, would both be given fd 322.)
+        if not any(d.direct and d.stage == "fd" for d in self.execs.values()) and _direct_fd_free(tid):
             saved = ptrace.Regs(list(regs.values))  # the guest's execve, should it be restarted
             # Turn the call into a trapped "give me an fd" whose answer installs the file as
             # fd 322 and returns 322 at the guest's own syscall instruction: that runs again
@@ -1014,18 +1016,20 @@ def _spare_fd(host_tid: int) -> int | None:
 
     The lowest free one could be 0, 1 or 2 when the guest closed its stdio, and the program
     would then start with its file there (ld.so opens its own files into such gaps natively).
+    Never 322, which a direct exec of another thread may be about to take.
     """
     try:
         soft = resource.prlimit(host_tid, resource.RLIMIT_NOFILE)[0]  # (per process; any tid names it)
     except OSError:
         return None
     top = min(soft if soft != resource.RLIM_INFINITY else 1 << 20, 1 << 20) - 1
-    if top > 2 and not os.path.lexists(f"/proc/{host_tid}/fd/{top}"):
+    if top > 2 and top != _EXECVEAT_FD and not os.path.lexists(f"/proc/{host_tid}/fd/{top}"):
         return top  # the usual case, without listing every fd
     try:
         used = {int(n) for n in os.listdir(f"/proc/{host_tid}/fd")}
     except OSError:
         return None
+    used.add(_EXECVEAT_FD)
     for fd in range(top, 2, -1):
         if fd not in used:
             return fd
