@@ -525,8 +525,7 @@ class Supervisor:
             self.listener.reply_continue(n.id)
         elif isinstance(result, InstallFd):
             try:
-                pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
-                self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=True, pin=pin)
+                self._send_fd(n, result.host_fd, cloexec=result.cloexec)
             except OSError as e:
                 if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                     self.listener.reply_errno(n.id, e.errno or E.EMFILE)
@@ -541,6 +540,12 @@ class Supervisor:
                 if result.interp_fd >= 0:
                     os.close(result.interp_fd)
             self.listener.reply_errno(n.id, E.ENOSYS)
+
+    def _send_fd(self, n: Notification, host_fd: int, *, cloexec: bool, newfd: int | None = None) -> int:
+        """Answer ``n`` with ``host_fd`` installed in its task (ADDFD|SEND), the task kept on our
+        CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd number."""
+        pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
+        return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=True, newfd=newfd, pin=pin)
 
     def _on_parked_ready(self, wfd: int) -> None:
         p = self.parked.get(wfd)
@@ -830,18 +835,15 @@ class Supervisor:
         if newfd is None:
             newfd, dance.lent_nofile = _lend_fd_slot(task.hp.proc.host_pid)
         try:
-            pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
-            dance.guest_fd = self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True,
-                                                 newfd=newfd, pin=pin)
+            dance.guest_fd = self._send_fd(n, dance.plan.host_fd, cloexec=True, newfd=newfd)
         except OSError as e:
             _return_fd_slot(dance)
             self.listener.reply_errno(n.id, e.errno or E.EMFILE)
         dance.stage = "exec"
 
     def _exec_inject_direct(self, n: Notification, dance: _ExecDance) -> None:
-        pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
         try:
-            self.listener.addfd(n.id, dance.plan.host_fd, cloexec=True, send=True, newfd=_EXECVEAT_FD, pin=pin)
+            self._send_fd(n, dance.plan.host_fd, cloexec=True, newfd=_EXECVEAT_FD)
         except OSError as e:
             if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                 dance.error = e.errno or E.EMFILE
