@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
+from linuxabi.abi import x86_64
 
 from vfs import Location, StatResult
 
@@ -124,7 +125,7 @@ def _host_gated_bits() -> int:
         fd = os.memfd_create("linuxabi-statx-probe", os.MFD_CLOEXEC)
         try:
             def mask_for(want: int) -> int:
-                if libc.syscall(332, fd, b"", F.AT_EMPTY_PATH, want, buf) != 0:  # statx
+                if libc.syscall(x86_64.NR["statx"], fd, b"", F.AT_EMPTY_PATH, want, buf) != 0:
                     return 0
                 return struct.unpack_from("=I", buf.raw)[0]
             _gated = (mask_for(0xFFF) & ~mask_for(0)) & (STATX_MTIME_CTIME | STATX_BTIME)
