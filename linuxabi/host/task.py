@@ -200,8 +200,22 @@ def _status_field(host_tid: int, key: bytes) -> list[bytes]:
 
 
 def guest_tid_of(host_tid: int) -> int:
-    """The thread's id in the sandbox's pid namespace (last NSpid field)."""
-    return int(_status_field(host_tid, b"NSpid:")[-1])
+    """The thread's id in the sandbox's pid namespace: the last NSpid field of a pidfd's fdinfo,
+    which the kernel writes without looking at the task's memory. (/proc/TID/status, the
+    fallback, walks the address space: ~35 us in place for a child that has just forked.)"""
+    try:
+        fd = raw_syscall(_PIDFD_OPEN, host_tid, _PIDFD_THREAD)
+    except OSError:
+        return int(_status_field(host_tid, b"NSpid:")[-1])
+    try:
+        info = read_proc_file(f"/proc/self/fdinfo/{fd}")
+    finally:
+        os.close(fd)
+    at = info.find(b"\nNSpid:")
+    if at < 0:
+        return int(_status_field(host_tid, b"NSpid:")[-1])
+    end = info.find(b"\n", at + 1)
+    return int(info[at + 7:end if end >= 0 else None].split()[-1])
 
 
 def host_tgid_of(host_tid: int) -> int:
