@@ -125,31 +125,28 @@ class Vfs:
         same names and permissions.
         """
         root = ctx.root
+        key: tuple | None = None  # None: a start in a volatile filesystem, never remembered
         if path[:1] == b"/":
-            key: tuple = (path, follow, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups)
+            key = (path, follow, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups)
         elif base.mount.fs.stable_names:
             key = (path, follow, base.mount, base.dentry, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups)
-        else:
-            w = Walk(self.table, ctx)
-            m, d = w.resolve(base, path, follow=follow)
-            return m, d, w.magic
-        lookups = self._lookups
-        if self._lookups_epoch != EPOCH.value:
-            lookups.clear()
-            self._lookups_epoch = EPOCH.value
-        hit = lookups.get(key)
-        if hit is not None:
-            if type(hit) is int:
-                fail(hit)
-            return hit[0], hit[1], None  # type: ignore[index]
+        if key is not None:
+            if self._lookups_epoch != EPOCH.value:
+                self._lookups.clear()
+                self._lookups_epoch = EPOCH.value
+            hit = self._lookups.get(key)
+            if hit is not None:
+                if type(hit) is int:
+                    fail(hit)
+                return hit[0], hit[1], None  # type: ignore[index]
         w = Walk(self.table, ctx)
         try:
             m, d = w.resolve(base, path, follow=follow)
         except OSError as e:
-            if not w.volatile and e.errno:
+            if key is not None and not w.volatile and e.errno:
                 self._remember(key, e.errno)
             raise
-        if not w.volatile:
+        if key is not None and not w.volatile:
             self._remember(key, (m, d))
         return m, d, w.magic
 
