@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Iterator
 
 GENESIS = "0" * 64
@@ -52,6 +53,28 @@ def _jsonable(o: object) -> object:
 
 def canonical(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_jsonable)
+
+
+def _canonical_flat(details: dict[str, Any]) -> str | None:
+    """canonical(details) for the usual record, string keys and str/bytes/int values, built
+    without a JSON encoder per call (json.dumps with options makes one each time); None for
+    anything else. The same escaping function json uses, so the same text."""
+    if any(type(k) is not str for k in details):
+        return None
+    parts = []
+    for k in sorted(details):
+        v = details[k]
+        t = type(v)
+        if t is str:
+            text = _json_str(v)
+        elif t is bytes:
+            text = _json_str(os.fsdecode(v))
+        elif t is int:
+            text = int.__repr__(v)
+        else:
+            return None
+        parts.append(f"{_json_str(k)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def _sha(text: str) -> str:
@@ -89,11 +112,14 @@ class AuditLog:
 
     def _append(self, event: str, details: dict[str, Any]) -> int:
         seq = self._seq + 1
-        text = canonical(details)
-        if any(isinstance(v, (dict, list, tuple, set, frozenset)) for v in details.values()):
-            # Round-trip containers once so the stored form is exactly what verify re-encodes
-            # (a nested object's keys may not be strings yet, and would sort differently).
-            text = canonical(json.loads(text))
+        text = _canonical_flat(details)
+        if text is None:
+            text = canonical(details)
+            if any(isinstance(v, (dict, list, tuple, set, frozenset)) for v in details.values()):
+                # Round-trip containers once so the stored form is exactly what verify
+                # re-encodes (a nested object's keys may not be strings yet, and would sort
+                # differently).
+                text = canonical(json.loads(text))
         # The canonical JSON of the record, written out in its sorted key order: "details",
         # "event", ("hash",) "prev", "seq", "time" (event names and hashes need no escaping,
         # and json writes a float as its repr). One encoding instead of three on each exec.
