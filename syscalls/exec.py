@@ -34,8 +34,8 @@ def _open_checked(task: Task, base, path: bytes, *, follow: bool) -> tuple[int, 
     """Open ``path`` for exec after Linux's checks; returns (host fd, absolute guest path)."""
     vfs, fs = task.kernel.vfs, task.process.fs
     loc = vfs.lookup(fs, base, path, follow=follow)
-    _check_exec(task, loc)
-    opened = vfs.open(fs, base, path, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW), 0)
+    _check_exec(task, loc)  # (a symlink, the one thing open's O_NOFOLLOW would refuse, fails here)
+    opened = vfs.open_location(fs, loc, os.O_RDONLY)  # what the lookup found: no second walk
     return opened.host_fd, vfs.path_of(loc, fs.root)
 
 

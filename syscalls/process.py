@@ -73,10 +73,24 @@ def sys_ioctl_other(task: Task, a: Args) -> Result:
 
 
 def sys_prctl_other(task: Task, a: Args) -> Result:
-    if s32(a[0]) == F.PR_GET_NAME:
-        task.mem.write(a[1], task_comm(task.process, task.host_tid).ljust(16, b"\0")[:16])
+    option = s32(a[0])
+    if option == F.PR_GET_NAME:
+        task.mem.write(a[1], thread_comm(task).ljust(16, b"\0")[:16])
         return 0
+    if option == F.PR_SET_NAME:
+        # It runs natively; this thread's name is then the kernel's to tell (see thread_comm).
+        task.renamed = True
+        return CONTINUE
     raise err(E.EINVAL)
+
+
+def thread_comm(task: Task) -> bytes:
+    """PR_GET_NAME's answer. A thread that has not renamed itself since its exec still has the
+    name the exec gave it, known without asking the host (busybox asks on every start)."""
+    proc = task.process
+    if not getattr(task, "renamed", True) and proc.kernel_comm:
+        return proc.comm or proc.kernel_comm
+    return task_comm(proc, task.host_tid)
 
 
 def task_comm(proc, host_tid: int) -> bytes:

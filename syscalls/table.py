@@ -140,7 +140,7 @@ _IOCTL_NATIVE = (
 )
 _PRCTL_NATIVE = (
     F.PR_SET_PDEATHSIG, F.PR_GET_PDEATHSIG, F.PR_GET_DUMPABLE, F.PR_SET_DUMPABLE,
-    F.PR_GET_KEEPCAPS, F.PR_SET_KEEPCAPS, F.PR_SET_NAME, F.PR_GET_SECCOMP,
+    F.PR_GET_KEEPCAPS, F.PR_SET_KEEPCAPS, F.PR_GET_SECCOMP,
     F.PR_SET_SECCOMP, F.PR_CAPBSET_READ, F.PR_CAPBSET_DROP, F.PR_GET_TIMERSLACK,
     F.PR_SET_TIMERSLACK, F.PR_SET_NO_NEW_PRIVS, F.PR_GET_NO_NEW_PRIVS,
     F.PR_SET_CHILD_SUBREAPER, F.PR_GET_CHILD_SUBREAPER, F.PR_GET_TID_ADDRESS,
@@ -171,7 +171,8 @@ _ruled("sendto", T, (ArgRule(4, Cmp.EQ, 0, N, why="no destination address"),), h
        note="native without an address; an address is checked against the capabilities, then sent")
 _ruled("prctl", T, _allow_eq(0, _PRCTL_NATIVE, "options about the caller itself"),
        handler=process.sys_prctl_other,
-       note="process-local options native; PR_GET_NAME translated (the name Linux gives); others EINVAL")
+       note="process-local options native; PR_GET_NAME translated (the name Linux gives); PR_SET_NAME "
+            "seen, then native; others EINVAL")
 
 
 def _build() -> dict[int, SyscallDecl]:

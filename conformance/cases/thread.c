@@ -29,8 +29,24 @@ static int count_tasks(void)
     return n;
 }
 
+/* This thread's name (PR_GET_NAME), or "<ERRNO>". */
+static const char *my_name(void)
+{
+    static char n[2][17];
+    static int i;
+    char *b = n[i++ & 1];
+    memset(b, 0, 17);
+    if (prctl(PR_GET_NAME, b) != 0)
+        snprintf(b, 17, "<%s>", errname(errno));
+    return b;
+}
+
 static int helper(int argc, char **argv)
 {
+    if (!strcmp(argv[1], "name")) {
+        printf("%s", my_name());
+        return 0;
+    }
     if (!strcmp(argv[1], "execpid") && argc > 2) {
         printf("pid_same=%d tid_is_pid=%d tasks=%d\n", getpid() == atoi(argv[2]),
                gettid() == getpid(), count_tasks());
@@ -403,6 +419,66 @@ static void test_clone3(void)
     CHECK_RET("clone3_bad_exit_signal", syscall(SYS_clone3, &ca, sizeof ca));
 }
 
+/* ---- task names: per thread, given by exec, inherited by clone and fork ---- */
+
+static char created_name[17];
+
+static void *name_worker(void *arg)
+{
+    (void)arg;
+    prctl(PR_GET_NAME, created_name);
+    prctl(PR_SET_NAME, "worker-named");
+    return NULL;
+}
+
+/* What a child process says its name is: fork only, or fork and exec this program. */
+static const char *child_name(int exec)
+{
+    static char b[2][64];
+    static int i;
+    char *out = b[i++ & 1];
+    int p[2];
+    memset(out, 0, 64);
+    if (pipe(p) != 0)
+        return "<pipe>";
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        close(p[0]);
+        if (exec) {
+            dup2(p[1], 1);
+            execl(SELF, "thread", "name", (char *)NULL);
+            _exit(127);
+        }
+        const char *n = my_name();
+        write(p[1], n, strlen(n));
+        _exit(0);
+    }
+    close(p[1]);
+    long n = read(p[0], out, 63);
+    close(p[0]);
+    waitpid(c, NULL, 0);
+    if (n < 0)
+        snprintf(out, 64, "<%s>", errname(errno));
+    return out;
+}
+
+static void test_names(void)
+{
+    checkf("name_after_exec", "%s", my_name());
+    prctl(PR_SET_NAME, "main-renamed");
+    checkf("name_after_set", "%s", my_name());
+    pthread_t t;
+    pthread_create(&t, NULL, name_worker, NULL);
+    pthread_join(t, NULL);
+    checkf("thread_inherits_name", "%s", created_name);
+    checkf("thread_rename_is_its_own", "%s", my_name());
+    checkf("fork_inherits_name", "%s", child_name(0));
+    checkf("exec_names_afresh", "%s", child_name(1));
+    prctl(PR_SET_NAME, "a-name-longer-than-fifteen");
+    checkf("name_truncated", "%s", my_name());
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -416,5 +492,6 @@ int main(int argc, char **argv)
     test_signals();
     test_lifecycle();
     test_clone3();
+    test_names();
     return vd_end();
 }

@@ -61,3 +61,12 @@ def vm_write(pid: int, addr: int, data: object, n: int) -> int:
     _IOV[1].iov_base, _IOV[1].iov_len = ffi.cast("void *", addr), n
     put = _lib.process_vm_writev(pid, _IOV, 1, _IOV + 1, 1, 0)
     return int(put) if put >= 0 else -_lib.__errno_location()[0]
+
+
+def vm_read(pid: int, addr: int, buf: object, n: int) -> int:
+    """process_vm_readv of ``n`` bytes at ``addr`` into ``buf`` (a cdata buffer): bytes moved,
+    or -errno."""
+    _IOV[0].iov_base, _IOV[0].iov_len = buf, n
+    _IOV[1].iov_base, _IOV[1].iov_len = ffi.cast("void *", addr), n
+    got = _lib.process_vm_readv(pid, _IOV, 1, _IOV + 1, 1, 0)
+    return int(got) if got >= 0 else -_lib.__errno_location()[0]

@@ -18,6 +18,8 @@ DECLARATIONS = """
     struct iovec { void *iov_base; size_t iov_len; };
     ssize_t process_vm_writev(int pid, const struct iovec *local, unsigned long liovcnt,
                               const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
+    ssize_t process_vm_readv(int pid, const struct iovec *local, unsigned long liovcnt,
+                             const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
 """
 MODULE = "_libc_cffi"
 GENERATED = Path(__file__).with_name(MODULE + ".py")

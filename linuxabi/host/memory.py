@@ -7,12 +7,15 @@ copy_to_user gives EFAULT. process_vm_writev respects the page protections as th
 own copy does. Reads keep /proc/TID/mem, ~0.6 us cheaper than process_vm_readv here; the one
 difference that leaves is that a PROT_NONE page reads where Linux would say EFAULT.
 Faults (unmapped, or for writes unwritable, guest addresses) become EFAULT. The read fd is
-bound to one address space: the platform opens a new one when the process execs.
+bound to one address space: the platform opens a new one when the process execs, on the
+address space's fifth read. The first four go through process_vm_readv: most programs a shell
+starts make a call or two that read memory and exit, and opening the fd costs more than that.
 """
 from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from linuxabi.abi import errno as E
 
@@ -21,13 +24,17 @@ try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
     from linuxabi.host._vm import lib as _vm
 
     _vm_write = _vm.vm_write
-except ImportError:  # the same call through the ABI-mode libc bindings
+    _vm_read = _vm.vm_read
+except (ImportError, AttributeError):  # the same calls through the ABI-mode libc bindings
     from .libc import ffi as _ffi
+    from .libc import vm_read as _vm_read
     from .libc import vm_write as _vm_write
 
 PATH_MAX = 4096
 _PAGE = 4096
 _FIRST_CHUNK = 256
+_READS_BEFORE_FD = 4  # reads of a new address space through process_vm_readv
+_BUF = _ffi.new("char[]", _PAGE)  # process_vm_readv's landing buffer (single-threaded loop)
 
 
 def _efault() -> OSError:
@@ -41,13 +48,41 @@ def open_mem(host_tid: int) -> int:
 
 class GuestMemory:
     """One thread's view: reads through its process's /proc mem fd (``fd``, owned by the
-    caller), writes through the thread itself."""
+    caller; or -1 and ``open_fd`` to get it once reads go past a few), writes through the
+    thread itself."""
 
-    __slots__ = ("host_pid", "fd")
+    __slots__ = ("host_pid", "fd", "_open_fd", "_reads")
 
-    def __init__(self, host_pid: int, fd: int) -> None:
+    def __init__(self, host_pid: int, fd: int, open_fd: "Callable[[], int] | None" = None) -> None:
         self.host_pid = host_pid
         self.fd = fd
+        self._open_fd = open_fd
+        self._reads = 0
+
+    def _pread(self, size: int, addr: int) -> bytes:
+        """What os.pread(self.fd, size, addr) reads (raising OSError alike), the fd opened on
+        the address space's fifth read."""
+        fd = self.fd
+        if fd < 0:
+            self._reads += 1
+            if self._reads > _READS_BEFORE_FD and self._open_fd is not None:
+                fd = self.fd = self._open_fd()
+            else:
+                out: list[bytes] = []
+                while size > 0:  # page by page: a short read stops at the first bad page
+                    n = min(size, _PAGE - (addr % _PAGE))
+                    got = _vm_read(self.host_pid, addr, _BUF, n)
+                    if got < 0:
+                        if out:
+                            break
+                        raise OSError(-got, os.strerror(-got))
+                    out.append(_ffi.buffer(_BUF, got)[:])
+                    if got < n:
+                        break
+                    addr += n
+                    size -= n
+                return b"".join(out)
+        return os.pread(fd, size, addr)
 
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
@@ -55,7 +90,7 @@ class GuestMemory:
         if addr == 0 or addr < 0 or addr + size > 1 << 47:
             raise _efault()
         try:
-            data = os.pread(self.fd, size, addr)
+            data = os.pread(self.fd, size, addr) if self.fd >= 0 else self._pread(size, addr)
         except OSError:
             raise _efault() from None
         if len(data) != size:
@@ -79,7 +114,7 @@ class GuestMemory:
             raise _efault()
         chunk = min(_FIRST_CHUNK, _PAGE - (addr % _PAGE))
         try:  # the common case first: the whole string in the first chunk
-            data = os.pread(self.fd, chunk, addr)
+            data = os.pread(self.fd, chunk, addr) if self.fd >= 0 else self._pread(chunk, addr)
         except OSError:
             raise _efault() from None
         nul = data.find(b"\0")
@@ -94,7 +129,7 @@ class GuestMemory:
         chunk = min(_PAGE, _PAGE - (addr % _PAGE)) or _PAGE
         while True:
             try:
-                data = os.pread(self.fd, chunk, addr)
+                data = self._pread(chunk, addr)
             except OSError:
                 data = b""
             if not data:

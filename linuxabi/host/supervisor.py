@@ -689,7 +689,7 @@ class Supervisor:
             clone_flags = regs.rdi if regs.orig_rax == NR["clone"] else 0
         if event == F.PTRACE_EVENT_CLONE and clone_flags & F.CLONE_THREAD:
             proc = parent.process
-            self._register_task(child_tid, proc)
+            new = self._register_task(child_tid, proc)
         else:
             # The parent is stopped at the event: its state now is its state as of the fork.
             share_fs = bool(clone_flags & F.CLONE_FS) and event == F.PTRACE_EVENT_CLONE
@@ -697,7 +697,8 @@ class Supervisor:
                                              share_fs=share_fs)
             self.kernel.remove_process(child)  # _adopt registers it again with its handles
             self._adopt(child)
-            self._register_task(child_tid, child)
+            new = self._register_task(child_tid, child)
+        new.renamed = parent.renamed  # a new task starts with its creator's name
         pend = self.pending.setdefault(child_tid, _PendingChild())
         pend.registered = True
         if pend.stopped:
@@ -778,7 +779,7 @@ class Supervisor:
         kernel_comm = _file_name(result.host_fd)
         # (Only one direct request in flight: two threads sharing an fd table, both past this
         # check before either's install, would both be given fd 322.)
-        if not any(d.direct and d.stage == "fd" for d in self.execs.values()) and _direct_fd_free(tid):
+        if not any(d.direct and d.stage == "fd" for d in self.execs.values()) and _direct_fd_free(task):
             saved = ptrace.Regs(list(regs.values))  # the guest's execve, should it be restarted
             # Turn the call into a trapped "give me an fd" whose answer installs the file as
             # fd 322 and returns 322 at the guest's own syscall instruction: that runs again
@@ -923,6 +924,7 @@ class Supervisor:
                 proc.exe = dance.plan.guest_path
                 proc.comm = dance.plan.comm
                 proc.kernel_comm = dance.kernel_comm
+                task.renamed = False
                 task.hp.exec_happened()
             ptrace.cont(tid)
             return
@@ -1002,13 +1004,23 @@ def _run_pending_handlers() -> None:
     """(Python runs a caught signal's handler at the next call: this one.)"""
 
 
-def _direct_fd_free(host_tid: int) -> bool:
+def _direct_fd_free(task: HostTask) -> bool:
     """Whether fd 322 is free and under the task's RLIMIT_NOFILE (the direct exec's slot)."""
+    host_tid = task.host_tid
     try:
         soft = resource.prlimit(host_tid, resource.RLIMIT_NOFILE)[0]
     except OSError:
         return False
     if soft != resource.RLIM_INFINITY and soft <= _EXECVEAT_FD:
+        return False
+    if host_tid == task.hp.proc.host_pid:
+        # Asked through the process's pidfd: cheaper than a /proc walk. EBADF means free, as a
+        # guest never holds the one kind of fd pidfd_getfd also refuses (O_PATH: ADDFD refuses
+        # those too). Through a non-leader, the leader may be gone with its fd table.
+        try:
+            os.close(raw_syscall(NR["pidfd_getfd"], task.hp.pidfd, _EXECVEAT_FD, 0))
+        except OSError as e:
+            return e.errno == _errno.EBADF
         return False
     return not os.path.lexists(f"/proc/{host_tid}/fd/{_EXECVEAT_FD}")
 

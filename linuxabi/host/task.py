@@ -55,6 +55,10 @@ class HostProcess:
             self._mem_fd = open_mem(host_tid)
         return self._mem_fd
 
+    def cached_mem_fd(self) -> int:
+        """The memory fd if one is open already, else -1."""
+        return self._mem_fd
+
     def exec_happened(self) -> None:
         """The address space is new: the next access opens a fresh memory fd."""
         for task in self.tasks.values():
@@ -74,7 +78,7 @@ Creds = tuple[int, int, int, int, tuple[int, ...]]  # ruid, fsuid, rgid, fsgid, 
 
 
 class HostTask:
-    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale", "_mem", "notif_id")
+    __slots__ = ("host_tid", "tid", "hp", "kernel", "creds", "creds_stale", "_mem", "notif_id", "renamed")
 
     def __init__(self, host_tid: int, tid: int, hp: HostProcess, kernel: Kernel) -> None:
         self.host_tid = host_tid
@@ -85,6 +89,9 @@ class HostTask:
         self.creds_stale = False  # this thread ran a set*id natively
         self._mem: GuestMemory | None = None
         self.notif_id = 0  # the notification of the trapped call being served (fd installs)
+        # Whether this thread may have renamed itself (PR_SET_NAME) since its last exec: until
+        # then its name is the one its exec gave it. Unknown history counts as renamed.
+        self.renamed = True
 
     @property
     def process(self) -> Process:
@@ -95,7 +102,8 @@ class HostTask:
         """This thread's view of its process's memory (writes go through the thread itself)."""
         mem = self._mem
         if mem is None:
-            mem = self._mem = GuestMemory(self.host_tid, self.hp.mem_fd(self.host_tid))
+            hp, tid = self.hp, self.host_tid
+            mem = self._mem = GuestMemory(tid, hp.cached_mem_fd(), lambda: hp.mem_fd(tid))
         return mem
 
     def host_fd(self, guest_fd: int) -> int:

@@ -23,6 +23,7 @@ MODULE = "linuxabi.host._vm"
 
 CDEF = """
 long vm_write(int pid, unsigned long addr, const char *data, unsigned long n);
+long vm_read(int pid, unsigned long addr, char *data, unsigned long n);
 long addfd_pinned(int listener, unsigned long request, char *addfd, int tid,
                   const char *all_cpus, unsigned long all_cpus_size);
 int fd_key(int pidfd, int fd, unsigned long long *key);
@@ -48,6 +49,14 @@ static long vm_write(int pid, unsigned long addr, const char *data, unsigned lon
     struct iovec local = {(void *)data, n}, remote = {(void *)addr, n};
     long put = process_vm_writev(pid, &local, 1, &remote, 1, 0);
     return put < 0 ? -errno : put;
+}
+
+/* The number of bytes read, or -errno. */
+static long vm_read(int pid, unsigned long addr, char *data, unsigned long n)
+{
+    struct iovec local = {(void *)data, n}, remote = {(void *)addr, n};
+    long got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    return got < 0 ? -errno : got;
 }
 
 /* ioctl(listener, request, addfd) with every signal blocked (with SEND, an interrupted wait
