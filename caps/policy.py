@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -149,6 +148,8 @@ _TOML_POS = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of documen
 
 
 def _parse(text: str) -> tuple[Policy, list[PolicyError]]:
+    import tomllib  # only where a policy file is given: ~4 ms of every start otherwise
+
     policy = Policy()
     try:
         doc = tomllib.loads(text)

@@ -1,3 +1,3 @@
-from linuxabi.cli import main
+from linuxabi.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -10,9 +10,6 @@ links and the few files a system needs (/etc/passwd, /etc/group, /tmp, /root) ar
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 # One error type and one cache for every image (named images live in linuxabi.images).
@@ -37,6 +34,8 @@ def default_image() -> Path:
 
 
 def _fetch_deb(workdir: Path) -> Path:
+    import subprocess
+
     debs = cache_dir() / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     found = sorted(debs.glob(f"{PACKAGE}_*.deb"))
@@ -55,6 +54,10 @@ def _marker(root: Path) -> Path:
 
 
 def build_default_image(root: Path) -> None:
+    import shutil  # (here, not at the top: every `linuxabi run` imports this module)
+    import subprocess
+    import tempfile
+
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=root.parent))
     try:

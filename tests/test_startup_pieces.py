@@ -1,5 +1,6 @@
 """What keeps linuxabi's start-up short without changing behaviour: the compiled libc
-declarations and the ELF verdicts that outlive a sandbox."""
+declarations, the ELF verdicts that outlive a sandbox, the kept filter program, and a run
+that ends without the interpreter's teardown."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from linuxabi.abi import errno as E
+from linuxabi.host import filter as seccomp_filter
 from linuxabi.host import libc, libc_decls
 from syscalls import elfverdicts
 from syscalls.elfverdicts import ElfVerdicts
@@ -39,6 +41,50 @@ def test_cli_start_up_loads_neither_pycparser_nor_the_image_builder() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_kept_filter_is_what_libseccomp_compiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seccomp_filter.build_filter.cache_clear()
+    try:
+        prog = seccomp_filter.build_filter()
+        kept = list((tmp_path / "linuxabi" / "filters").iterdir())
+        assert len(kept) == 1 and kept[0].read_bytes() == prog
+        assert prog == seccomp_filter.compile_filter()
+        # A damaged program is never loaded: it is compiled again and replaced.
+        kept[0].write_bytes(b"\x06\x00\x00\x00\xff\x7f")  # 6 bytes: no whole instruction
+        seccomp_filter.build_filter.cache_clear()
+        assert seccomp_filter.build_filter() == prog
+        assert kept[0].read_bytes() == prog
+    finally:
+        seccomp_filter.build_filter.cache_clear()
+
+
+def test_a_table_change_keeps_its_own_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = seccomp_filter.filter_rules()
+    nr, action, cond = rules[0]
+    changed = [(nr, ("errno", 1) if action != ("errno", 1) else ("allow",), cond)] + rules[1:]
+    assert seccomp_filter._cache_path(changed) != seccomp_filter._cache_path(rules)
+    assert seccomp_filter._cache_path(seccomp_filter.filter_rules(trace_denied=True)) != \
+        seccomp_filter._cache_path(rules)
+
+
+def test_a_run_loads_no_libseccomp_once_its_filter_is_kept() -> None:
+    code = ("import sys; from linuxabi.cli import main; code = main(['run', '--', 'true']); "
+            "print(code, 'pyseccomp' in sys.modules, 'subprocess' in sys.modules)")
+    for _ in range(2):  # the first run may compile and keep it
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False", "False"]
+
+
+def test_the_cli_exits_without_teardown_and_loses_no_output(tmp_path: Path) -> None:
+    # Guest output larger than a pipe buffer, the exit status and a written profile all arrive.
+    prof = tmp_path / "profile.txt"
+    r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--profile", str(prof), "--",
+                        "sh", "-c", "seq 30000; echo done >&2; exit 7"], capture_output=True, text=True)
+    assert r.returncode == 7
+    assert r.stdout.split() == [str(i) for i in range(1, 30001)] and r.stderr == "done\n"
+    assert "total" in prof.read_text()
 
 
 def _interp_of(path: Path) -> bytes:

@@ -10,7 +10,6 @@ even move atimes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import stat as st_
 import struct
@@ -31,7 +30,7 @@ def _times(s: os.stat_result) -> tuple[int, int, int, int]:
 def _host_magic(fd: int) -> int:
     """The host filesystem's f_type (statfs), so statfs answers what the image lives on."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the loaded libc (find_library runs ldconfig)
         buf = ctypes.create_string_buffer(128)
         if libc.fstatfs(fd, buf) == 0:
             return int(struct.unpack_from("=q", buf.raw)[0])

@@ -13,11 +13,11 @@ import fcntl
 import os
 import signal
 import struct
-import tempfile
 from dataclasses import dataclass
 
 from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
+from vfs.scratch import make_private_dir, tmp_dir
 
 from . import ptrace
 from .filter import build_filter
@@ -162,7 +162,7 @@ def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bo
            tty: bool = False) -> Launched:
     # Compiled before cloning: after pivot_root the child can load nothing.
     prog = build_filter(trace_denied)
-    scratch = tempfile.mkdtemp(prefix="linuxabi-root-")
+    scratch = make_private_dir(tmp_dir(), "linuxabi-root-")
     go_r, go_w = os.pipe()
     fd_r, fd_w = os.pipe()
     pid = raw_syscall(NR["clone"], _NS_FLAGS | signal.SIGCHLD, 0, 0, 0, 0)

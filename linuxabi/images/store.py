@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +86,8 @@ class Store:
                 raise ImageNotFound(f"no image named {name}")
             marker.unlink(missing_ok=True)  # first: a half-removed image must not look complete
             if root.exists():
+                import shutil  # (imported here: `linuxabi run` loads this module on every start)
+
                 shutil.rmtree(root)
             self.manifest_path(name).unlink(missing_ok=True)
         # The lock file stays: unlinking it would let a waiting builder lock an orphaned inode.
