@@ -7,6 +7,7 @@ reaches this directory by path (its host mount namespace is empty); it only ever
 """
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 
@@ -39,12 +40,48 @@ def make_private_dir(parent: str, prefix: str) -> str:
         return path
 
 
+_PREFIX = "linuxabi-vfs-"
+
+
+def _sweep(parent: str) -> None:
+    """Remove the scratch directories of translators that died without closing theirs (a
+    SIGKILL): a live one holds a lock on its directory for as long as it runs, and the kernel
+    drops the lock with its last fd. (A lock rather than a pid: a pid may belong to another
+    pid namespace, or to a new process.)"""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = os.open(os.path.join(parent, name), _DIR_FLAGS | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already, or another user's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its translator is running
+        finally:
+            os.close(fd)
+        import shutil
+
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
 class HostScratch:
-    """A temporary host directory; ``close()`` removes it and everything in it."""
+    """A temporary host directory; ``close()`` removes it and everything in it. Scratch
+    directories left by translators that were killed are removed when the next one starts."""
 
     def __init__(self, parent: str | None = None) -> None:
-        self.path = make_private_dir(parent or _default_parent() or tmp_dir(), "linuxabi-vfs-")
-        self.fd = os.open(self.path, _DIR_FLAGS)
+        parent = parent or _default_parent() or tmp_dir()
+        _sweep(parent)
+        # Made and locked under a name the sweep ignores, then renamed: a sweep never finds
+        # it unlocked.
+        new = make_private_dir(parent, ".linuxabi-new-")
+        self.fd = os.open(new, _DIR_FLAGS)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)  # held while we run: see _sweep
+        self.path = os.path.join(parent, _PREFIX + os.path.basename(new).removeprefix(".linuxabi-new-"))
+        os.rename(new, self.path)
         self._names = itertools.count(1)
         self._subdirs: dict[str, int] = {}
 
