@@ -45,7 +45,7 @@ def _meta(fs: "ImageFs", s: os.stat_result) -> tuple[tuple[FileSystem, int, int,
 
 
 class ImageFile(Inode):
-    __slots__ = ("rel", "hsize", "hblocks")
+    __slots__ = ("rel", "hsize", "hblocks", "hdev")
 
     def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
         a, kw = _meta(fs, s)
@@ -53,6 +53,10 @@ class ImageFile(Inode):
         self.rel = rel
         self.hsize = s.st_size
         self.hblocks = s.st_blocks
+        self.hdev = s.st_dev
+
+    def host_key(self) -> tuple[int, int]:
+        return self.hdev, self.ino  # the host file, which is never replaced (the image is read-only)
 
     def data_stat(self) -> tuple[int, int, int, int, int]:
         return self.hsize, self.hblocks, self.atime_ns, self.mtime_ns, self.ctime_ns

@@ -94,6 +94,11 @@ class Inode:
     def is_dir(self) -> bool:
         return self.mode & S_IFMT == S_IFDIR
 
+    def host_key(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the host object ``open_host`` returns now, when known without
+        asking the host; None: the VFS fstats the fd it got."""
+        return None
+
     def data_stat(self) -> tuple[int, int, int, int, int]:
         """(size, blocks, atime, mtime, ctime): what may live in the host object."""
         return self.size(), 0, self.atime_ns, self.mtime_ns, self.ctime_ns

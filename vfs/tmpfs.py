@@ -64,11 +64,12 @@ class MemFile(Inode):
     """A regular file whose data is a memfd (created on first open), or, in an overlay,
     still the lower image file until something writes it (copy-up)."""
 
-    __slots__ = ("memfd", "lower", "detached", "linkable")
+    __slots__ = ("memfd", "lower", "detached", "linkable", "_memfd_key")
 
     def __init__(self, *a, lower: "ImageFile | None" = None, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.memfd: int | None = None
+        self._memfd_key: tuple[int, int] | None = None
         self.lower = lower
         self.detached: os.stat_result | None = None  # last host fstat once the memfd is closed
         self.linkable = False  # an O_TMPFILE opened without O_EXCL: linkat may give it a name
@@ -112,11 +113,18 @@ class MemFile(Inode):
             except BaseException:
                 os.close(fd)
                 raise
+            s = os.fstat(fd)
             self.memfd = fd
+            self._memfd_key = (s.st_dev, s.st_ino)
             self.lower = None
             self.fs.holders.add(self)
             self.sync_mode()
         return self.memfd
+
+    def host_key(self) -> tuple[int, int] | None:
+        if self.memfd is not None:
+            return self._memfd_key
+        return self.lower.host_key() if self.lower is not None else None
 
     def open_host(self, flags: int) -> int:
         if self.memfd is None and self.lower is not None and flags & os.O_ACCMODE == os.O_RDONLY:

@@ -358,12 +358,14 @@ class Vfs:
     # ---- fd identity ----------------------------------------------------------------------------
 
     def _register(self, fd: int, loc: Location) -> Location:
-        try:
-            s = os.fstat(fd)
-        except OSError:
-            os.close(fd)
-            raise
-        key = (s.st_dev, s.st_ino)
+        key = loc.inode.host_key()  # (an image file's or a memfd's identity, known already)
+        if key is None:
+            try:
+                s = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            key = (s.st_dev, s.st_ino)
         if loc.inode.ephemeral_host:
             self._ephemeral[key] = loc
             self._ephemeral.move_to_end(key)

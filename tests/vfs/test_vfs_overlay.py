@@ -168,3 +168,17 @@ def test_many_operations_leave_the_image_alone(world: World) -> None:
     v.mknod(ctx, ctx.root, b"/run/fifo", stat.S_IFIFO | 0o600, 0)
     v.link(ctx, ctx.root, b"/etc/shadow", ctx.root, b"/shadow2")
     # World.close (the fixture) compares the image tree hash with the one taken at the start
+
+
+def test_an_open_fd_leads_back_to_its_file_before_and_after_copy_up(world: World) -> None:
+    # The VFS knows an image file's and a memfd's host identity without an fstat per open:
+    # what it registers must be what the fd really is.
+    for flags in (os.O_RDONLY, os.O_RDWR, os.O_RDONLY):  # the image file, then the memfd twice
+        fd = world.open(b"/etc/passwd", flags)
+        s = os.fstat(fd)
+        assert world.at(b"/etc/passwd").inode.host_key() == (s.st_dev, s.st_ino)
+        assert world.vfs.location_of_host_fd(fd).inode is world.at(b"/etc/passwd").inode
+        os.close(fd)
+    fd = world.open(b"/tmp/new", os.O_CREAT | os.O_WRONLY)
+    assert world.vfs.location_of_host_fd(fd).inode is world.at(b"/tmp/new").inode
+    os.close(fd)
