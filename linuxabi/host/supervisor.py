@@ -166,6 +166,10 @@ class Supervisor:
         cpus = os.sched_getaffinity(0)
         # Our CPU mask (cpu_set_t bytes), restored on a guest pinned during an fd install.
         self._all_cpus: bytes | None = cpu_mask(cpus) if len(cpus) > 1 else None
+        try:  # the sandbox's pid namespace, where guest_tid_of asks for new tasks' ids
+            self._pidns_fd = os.open(f"/proc/{launched.host_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._pidns_fd = -1
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
                        exe=init_exe)
         init.threads.add(launched.host_pid)
@@ -283,7 +287,7 @@ class Supervisor:
 
     def _register_task(self, host_tid: int, proc: Process) -> HostTask:
         hp = self.procs[proc.host_pid]
-        tid = proc.pid if host_tid == proc.host_pid else guest_tid_of(host_tid)
+        tid = proc.pid if host_tid == proc.host_pid else guest_tid_of(host_tid, self._pidns_fd)
         task = HostTask(host_tid, tid, hp, self.kernel)
         self.tasks[host_tid] = task
         hp.tasks[host_tid] = task
@@ -452,7 +456,7 @@ class Supervisor:
         self.tasks.clear()
         for wfd in list(self.parked):
             self._unpark(wfd, cancel=True)
-        for fd in (self.listener.fd, self.launched.pidfd, self.launched.status_fd):
+        for fd in (self.listener.fd, self.launched.pidfd, self.launched.status_fd, self._pidns_fd):
             try:
                 os.close(fd)
             except OSError:
@@ -693,7 +697,7 @@ class Supervisor:
         else:
             # The parent is stopped at the event: its state now is its state as of the fork.
             share_fs = bool(clone_flags & F.CLONE_FS) and event == F.PTRACE_EVENT_CLONE
-            child = self.kernel.fork_process(parent.process, guest_tid_of(child_tid), child_tid,
+            child = self.kernel.fork_process(parent.process, guest_tid_of(child_tid, self._pidns_fd), child_tid,
                                              share_fs=share_fs)
             self.kernel.remove_process(child)  # _adopt registers it again with its handles
             self._adopt(child)

@@ -1,6 +1,7 @@
 """The Linux-host implementation of the handlers' ``Task``: one guest thread."""
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 
@@ -16,6 +17,9 @@ _PIDFD_GETFD = x86_64.NR["pidfd_getfd"]
 _PIDFD_OPEN = x86_64.NR["pidfd_open"]
 _TGKILL = x86_64.NR["tgkill"]
 _PIDFD_THREAD = os.O_EXCL  # a pidfd for one thread (Linux 6.9)
+# ioctl(pid namespace fd, NS_GET_PID_IN_PIDNS, tid): the thread's id in that namespace (Linux
+# 6.8; Debian 12's uapi headers predate it). _IOR(NSIO 0xb7, 8, int); the tid goes by value.
+_NS_GET_PID_IN_PIDNS = 0x8004B708
 
 try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
     from linuxabi.host._vm import ffi as _ffi
@@ -207,10 +211,24 @@ def _status_field(host_tid: int, key: bytes) -> list[bytes]:
     return status[at + len(key) + 1:status.index(b"\n", at + 1)].split()
 
 
-def guest_tid_of(host_tid: int) -> int:
-    """The thread's id in the sandbox's pid namespace: the last NSpid field of a pidfd's fdinfo,
-    which the kernel writes without looking at the task's memory. (/proc/TID/status, the
-    fallback, walks the address space: ~35 us in place for a child that has just forked.)"""
+def tid_in_pidns(pidns_fd: int, host_tid: int) -> int | None:
+    """The id of thread ``host_tid`` in the pid namespace ``pidns_fd``; None where the kernel
+    cannot tell (before 6.8: ENOTTY) or the thread is not there (ESRCH)."""
+    try:
+        return fcntl.ioctl(pidns_fd, _NS_GET_PID_IN_PIDNS, host_tid)
+    except OSError:
+        return None
+
+
+def guest_tid_of(host_tid: int, pidns_fd: int = -1) -> int:
+    """The thread's id in the sandbox's pid namespace (``pidns_fd``, when given): one ioctl on
+    the namespace where the kernel has it; else the last NSpid field of a pidfd's fdinfo, which
+    the kernel writes without looking at the task's memory. (/proc/TID/status, the last
+    resort, walks the address space: ~35 us in place for a child that has just forked.)"""
+    if pidns_fd >= 0:
+        tid = tid_in_pidns(pidns_fd, host_tid)
+        if tid is not None:
+            return tid
     try:
         fd = raw_syscall(_PIDFD_OPEN, host_tid, _PIDFD_THREAD)
     except OSError:
