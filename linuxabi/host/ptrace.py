@@ -111,6 +111,26 @@ def syscall_stop_kind(tid: int) -> int:
     return buf[0]
 
 
+_SIGSET = struct.Struct("=Q")
+
+
+def get_sigmask(tid: int) -> int:
+    """The stopped thread's blocked-signal mask (bit N-1 for signal N)."""
+    buf = bytearray(_SIGSET.size)
+    keep, addr = address_of(buf)
+    _ptrace(flags.PTRACE_GETSIGMASK, tid, _SIGSET.size, addr)
+    del keep
+    return _SIGSET.unpack(buf)[0]
+
+
+def set_sigmask(tid: int, mask: int) -> None:
+    """Replace it (the kernel leaves SIGKILL and SIGSTOP unblocked whatever the mask says)."""
+    buf = bytearray(_SIGSET.pack(mask & 0xFFFFFFFFFFFFFFFF))
+    keep, addr = address_of(buf)
+    _ptrace(flags.PTRACE_SETSIGMASK, tid, _SIGSET.size, addr)
+    del keep
+
+
 def interrupt(tid: int) -> None:
     """Stop a running tracee at its next chance (a PTRACE_EVENT_STOP follows)."""
     _ptrace(flags.PTRACE_INTERRUPT, tid, 0, 0)

@@ -86,6 +86,11 @@ class _ExecDance:
     # then holds the guest's execve (registers at its entry), should it have to be restarted.
     direct: bool = False
     error: int = 0  # the install failed: the execveat's stop fails the exec with this errno
+    # The thread's signal mask while the fd request runs with every signal blocked (None once
+    # put back): a signal arriving then stays pending instead of interrupting the request, so
+    # under a stream of signals the exec still goes through (as Linux's own does) rather than
+    # being planned again for each one; it is delivered after the exec, as on Linux.
+    sigmask: int | None = None
 
 
 @dataclass
@@ -727,6 +732,7 @@ class Supervisor:
         regs = ptrace.get_regs(tid)
         dance = self.execs.get(tid)
         if dance is not None and dance.stage == "exec":
+            _unblock_signals(tid, dance)
             if regs.orig_rax == NR["execveat"] and regs.rdi == dance.guest_fd and regs.rsi == dance.scratch:
                 if dance.error:  # the direct form's install failed: execve fails with its errno
                     self.execs.pop(tid, None)
@@ -798,8 +804,9 @@ class Supervisor:
             regs.set("r8", F.AT_EMPTY_PATH)
             regs.set("rip", ip)
             ptrace.set_regs(tid, regs)
-            self.execs[tid] = _ExecDance(result, "fd", scratch, guest_fd=_EXECVEAT_FD, kernel_comm=kernel_comm,
-                                         saved_regs=saved, direct=True)
+            dance = self.execs[tid] = _ExecDance(result, "fd", scratch, guest_fd=_EXECVEAT_FD,
+                                                 kernel_comm=kernel_comm, saved_regs=saved, direct=True)
+            _block_signals(tid, dance)
             ptrace.cont(tid)
             return
         # Else (fd 322 taken, or over the limit): the request with an impossible dirfd, whose
@@ -808,7 +815,8 @@ class Supervisor:
         regs.set("rdi", 0xFFFFFFFFFFFFFFFF)
         regs.set("rsi", 0)
         ptrace.set_regs(tid, regs)
-        self.execs[tid] = _ExecDance(result, "fd", scratch, kernel_comm=kernel_comm)
+        dance = self.execs[tid] = _ExecDance(result, "fd", scratch, kernel_comm=kernel_comm)
+        _block_signals(tid, dance)
         ptrace.cont_to_syscall_exit(tid)
 
     def _write_exec_block(self, task: HostTask, rsp: int, plan: ExecPlan) -> int:
@@ -903,6 +911,7 @@ class Supervisor:
         ret = regs.rax if regs.rax < 1 << 63 else regs.rax - (1 << 64)
         if ret < 0:
             self.execs.pop(tid, None)
+            _unblock_signals(tid, dance)
             self._raise_deferred(tid, dance)
             ptrace.cont(tid)  # the guest sees the injection's error (EMFILE...)
             return
@@ -954,6 +963,7 @@ class Supervisor:
             os.close(dance.plan.host_fd)
             dance.plan.host_fd = -1
         _return_fd_slot(dance)
+        _unblock_signals(tid, dance)
         assert dance.saved_regs is not None
         regs = dance.saved_regs
         regs.set("rax", -_ERESTARTNOINTR)
@@ -988,6 +998,28 @@ class Supervisor:
         regs.set("rax", -err)  # ...and return -err
         ptrace.set_regs(tid, regs)
         ptrace.cont(tid)
+
+
+_ALL_SIGNALS = (1 << 64) - 1
+
+
+def _block_signals(tid: int, dance: _ExecDance) -> None:
+    """Hold every signal (but SIGKILL and SIGSTOP) while the fd request runs; see sigmask."""
+    try:
+        dance.sigmask = ptrace.get_sigmask(tid)
+        ptrace.set_sigmask(tid, _ALL_SIGNALS)
+    except OSError:
+        dance.sigmask = None  # (it died: nothing to put back)
+
+
+def _unblock_signals(tid: int, dance: _ExecDance) -> None:
+    """Put the thread's own mask back: before its execveat runs, or when the exec is abandoned."""
+    if dance.sigmask is not None:
+        mask, dance.sigmask = dance.sigmask, None
+        try:
+            ptrace.set_sigmask(tid, mask)
+        except OSError:
+            pass
 
 
 def _restore_handlers(old: dict[int, Any]) -> None:
