@@ -15,7 +15,7 @@ from vfs.scoped import RESOLVE_ALL, RESOLVE_BENEATH, RESOLVE_IN_ROOT
 from vfs.special import SpecialInode
 
 from . import dirents
-from .base import InstallFd, Park, Result, Task
+from .base import CONTINUE, InstallFd, Park, Result, Task
 from .fsutil import (
     AT_FDCWD, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
     stat_from_host,
@@ -433,8 +433,26 @@ def sys_chmod(task: Task, a: Args) -> Result:
     return 0
 
 
+def _fd_loc_or_own(task: Task, fd: int):
+    """The VFS location behind guest fd ``fd``, or None for a host object of the guest's own
+    (a memfd it made, a pipe, a socket): that object's metadata is the host kernel's, so a
+    call on it (no pointer arguments) runs natively, with the guest's credentials."""
+    hfd = task.host_fd(s32(fd))
+    try:
+        vfs = task.kernel.vfs
+        loc = vfs.location_of_host_fd(hfd)
+        if loc is not None and vfs.is_stand_in(hfd):
+            raise err(E.EBADF)  # fchmod/fchown need a real open, as on Linux
+        return loc
+    finally:
+        os.close(hfd)
+
+
 def sys_fchmod(task: Task, a: Args) -> Result:
-    task.kernel.vfs.chmod_location(task.process.fs, _fd_loc_or_ebadf(task, a[0]), a[1] & 0o7777)
+    loc = _fd_loc_or_own(task, a[0])
+    if loc is None:
+        return CONTINUE
+    task.kernel.vfs.chmod_location(task.process.fs, loc, a[1] & 0o7777)
     return 0
 
 
@@ -482,7 +500,10 @@ def sys_lchown(task: Task, a: Args) -> Result:
 
 
 def sys_fchown(task: Task, a: Args) -> Result:
-    task.kernel.vfs.chown_location(task.process.fs, _fd_loc_or_ebadf(task, a[0]), _id(a[1]), _id(a[2]))
+    loc = _fd_loc_or_own(task, a[0])
+    if loc is None:
+        return CONTINUE
+    task.kernel.vfs.chown_location(task.process.fs, loc, _id(a[1]), _id(a[2]))
     return 0
 
 

@@ -2,6 +2,7 @@
 // lchown, fchownat, umask; set-id bit clearing; non-root EPERM.
 // syscalls: chmod fchmod fchmodat fchmodat2 chown fchown lchown fchownat umask
 #include "verdict.h"
+#include <sys/mman.h>
 
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
@@ -143,6 +144,28 @@ static void test_as_user(void)
     checkf("user_write_clears_setuid_result", "%s", owner("userfile"));
 }
 
+/* fchmod/fchown on objects outside any directory: a memfd and a pipe. */
+static void test_fd_only_objects(void)
+{
+    struct stat s;
+    int m = memfd_create("perm-memfd", 0), p[2];
+    errno = 0;
+    long r = fchmod(m, 0640);
+    fstat(m, &s);
+    checkf("fchmod_memfd", "ret=%ld errno=%s mode=%04o", r, errname(errno), (unsigned)(s.st_mode & 07777));
+    errno = 0;
+    r = fchown(m, -1, -1);
+    checkf("fchown_memfd_noop", "ret=%ld errno=%s", r, errname(errno));
+    close(m);
+    pipe(p);
+    errno = 0;
+    r = fchmod(p[0], 0600);
+    fstat(p[0], &s);
+    checkf("fchmod_pipe", "ret=%ld errno=%s mode=%04o", r, errname(errno), (unsigned)(s.st_mode & 07777));
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     vd_begin("perm");
@@ -150,5 +173,6 @@ int main(void)
     test_chown();
     test_umask();
     test_as_user();
+    test_fd_only_objects();
     return vd_end();
 }
