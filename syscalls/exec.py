@@ -16,6 +16,8 @@ from linuxabi.abi import flags as F
 
 from .base import ExecPlan, Result, Task
 from .elfverdicts import ElfVerdicts, default_path
+from vfs.types import Location
+
 from .fsutil import AT_FDCWD, base_for, err, fd_location, s32
 
 Args = tuple[int, int, int, int, int, int]
@@ -33,10 +35,31 @@ def _read_strings(task: Task, addr: int) -> list[bytes]:
 def _open_checked(task: Task, base, path: bytes, *, follow: bool) -> tuple[int, bytes]:
     """Open ``path`` for exec after Linux's checks; returns (host fd, absolute guest path)."""
     vfs, fs = task.kernel.vfs, task.process.fs
-    loc = vfs.lookup(fs, base, path, follow=follow)
+    m, d, magic = vfs.resolve(fs, base, path, follow)
+    if follow and magic is not None and d.inode is magic:
+        # A /proc/PID/fd link to a file of the guest's own outside the VFS (a memfd it wrote)
+        return _checked_own_file(task, magic.open_host(os.O_RDONLY))
+    loc = Location(m, d)
     _check_exec(task, loc)  # (a symlink, the one thing open's O_NOFOLLOW would refuse, fails here)
     opened = vfs.open_location(fs, loc, os.O_RDONLY)  # what the lookup found: no second walk
     return opened.host_fd, vfs.path_of(loc, fs.root)
+
+
+def _checked_own_file(task: Task, fd: int) -> tuple[int, bytes]:
+    """Exec of a host file the guest holds outside the VFS (a memfd it made and wrote):
+    Linux's checks on it (a regular file with an exec bit), and its name as Linux shows it
+    ("/memfd:NAME (deleted)"). No capability is asked: the guest can already run that code
+    (it wrote it, and may map it executable); the exec is audited like any other."""
+    try:
+        s = os.fstat(fd)
+        if not st.S_ISREG(s.st_mode) or not s.st_mode & 0o111:
+            raise err(E.EACCES)
+        name = os.readlink(f"/proc/self/fd/{fd}").encode()
+    except BaseException:
+        os.close(fd)
+        raise
+    task.kernel.audit_exec(name)
+    return fd, name
 
 
 def _check_exec(task: Task, loc) -> None:
@@ -90,25 +113,34 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
         if not flags & F.AT_EMPTY_PATH:
             raise err(E.ENOENT)
         loc = fd_location(task, dirfd)
-        if loc is None:
-            raise err(E.EACCES)
-        _check_exec(task, loc)
-        fd = task.host_fd(dirfd)  # fexecve: the kernel loads the guest's own open file
-        if task.kernel.vfs.is_stand_in(fd):  # an O_PATH fd: load the file it names
-            os.close(fd)
-            fd = task.kernel.vfs.open_location(task.process.fs, loc, os.O_RDONLY).host_fd
-        guest_path = task.kernel.vfs.path_of(loc, task.process.fs.root)
+        if loc is None:  # fexecve of a file outside the VFS (a memfd the guest wrote)
+            fd, guest_path = _checked_own_file(task, task.host_fd(dirfd))
+        else:
+            _check_exec(task, loc)
+            fd = task.host_fd(dirfd)  # fexecve: the kernel loads the guest's own open file
+            if task.kernel.vfs.is_stand_in(fd):  # an O_PATH fd: load the file it names
+                os.close(fd)
+                fd = task.kernel.vfs.open_location(task.process.fs, loc, os.O_RDONLY).host_fd
+            guest_path = task.kernel.vfs.path_of(loc, task.process.fs.root)
     else:
         fd, guest_path = _open_checked(task, base_for(task, dirfd, path), path,
                                        follow=not flags & F.AT_SYMLINK_NOFOLLOW)
     new_argv: list[bytes] | None = None
-    script_name = path or guest_path
+    # What the kernel calls the file (bprm->filename): an interpreter gets it as the script's
+    # path, so a program run through a dirfd is named through /dev/fd as on Linux.
+    if s32(dirfd) == AT_FDCWD or path[:1] == b"/":
+        script_name = path
+    else:
+        script_name = f"/dev/fd/{s32(dirfd)}".encode() + (b"/" + path if path else b"")
     try:
         for depth in range(MAX_INTERP_DEPTH + 1):
             head = os.pread(fd, BINPRM_BUF_SIZE, 0)
             if head.startswith(b"\x7fELF"):
                 interp = _check_elf(fd)
-                comm = (path or guest_path).rsplit(b"/", 1)[-1][:15]
+                # The task's new name: the path's last part; for an fd's own file, the file's
+                # name (Linux 6.14+: its dentry, without the " (deleted)" of a memfd's path).
+                named = path or guest_path.removesuffix(b" (deleted)")
+                comm = named.rsplit(b"/", 1)[-1][:15]
                 interp_fd = _open_interp(task, interp) if interp else -1
                 return ExecPlan(fd, guest_path, new_argv, argv_addr, envp_addr, comm, interp, interp_fd)
             if not head.startswith(b"#!") or depth == MAX_INTERP_DEPTH:

@@ -316,6 +316,13 @@ class Kernel:
         if self.guard is not None:
             self.guard.exec(loc.mount, loc.dentry)
 
+    def audit_exec(self, name: bytes) -> None:
+        """The exec of a file the guest made outside the VFS (a memfd): no capability is
+        needed (see syscalls.exec), but like every exec it goes in the audit log."""
+        cs = self.cspace
+        if cs is not None and cs.audit is not None:
+            cs.audit.record("exec", cspace=cs.name, path=name, cap=None)
+
     def check_location(self, loc: Location, rights: "Rights", op: str) -> None:
         """An fd-based call (fstat, getdents, fchdir, *at on a dirfd) still needs a capability
         for the object the fd names: a revoke takes effect at the next trapped use."""

@@ -7,6 +7,7 @@
  *   _exec_helper cwd            -> the working directory
  *   _exec_helper signals        -> dispositions/mask of SIGUSR1/SIGUSR2/SIGTERM
  *   _exec_helper exit N         -> exits with status N
+ *   _exec_helper exe            -> /proc/self/exe and the task's name (PR_GET_NAME)
  *
  * Invoked as a #! interpreter its argv[1] is the optional interpreter
  * argument or the script path; anything unrecognised prints argv.
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static void print_argv(int argc, char **argv)
@@ -51,6 +53,12 @@ int main(int argc, char **argv)
             printf("%s%s", i > 2 ? " " : "", fcntl(fd, F_GETFD) >= 0 ? "open" : "closed");
         }
         printf("\n");
+    } else if (!strcmp(mode, "exe")) {
+        char exe[4096] = "", name[17] = "";
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = 0;
+        prctl(PR_GET_NAME, name);
+        printf("exe=%s name=%s\n", exe, name);
     } else if (!strcmp(mode, "cwd")) {
         char buf[4096];
         printf("%s\n", getcwd(buf, sizeof buf) ? buf : "<error>");

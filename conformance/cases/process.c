@@ -2,6 +2,7 @@
 // static helper and of #! scripts, process groups and sessions.
 // syscalls: fork vfork clone wait4 waitid exit_group execve execveat getpid getppid kill setsid getsid setpgid getpgid
 #include "verdict.h"
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #define HELPER "/conformance/_exec_helper"
@@ -162,6 +163,28 @@ static void test_sessions(void)
     });
 }
 
+/* A program the guest made itself (a memfd holding a copy of the helper): by fd and through
+ * /proc/self/fd; and one without exec permission. */
+static void test_exec_memfd(void)
+{
+    int mfd = memfd_create("conf-prog", 0), src = open(HELPER, O_RDONLY);
+    char buf[65536], path[64];
+    ssize_t n;
+    while ((n = read(src, buf, sizeof buf)) > 0)
+        write(mfd, buf, n);
+    close(src);
+    exec_capture("execveat_memfd", mfd, "", ARGV("h", "exe"), plain_env, AT_EMPTY_PATH);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", mfd);
+    exec_capture("execve_memfd_via_proc_fd", NO_EXECVEAT, path, ARGV("h", "argv", "m"), plain_env, 0);
+    fchmod(mfd, 0644);
+    exec_capture("execveat_memfd_without_x", mfd, "", ARGV("h"), plain_env, AT_EMPTY_PATH);
+    close(mfd);
+    int script = memfd_create("conf-data", 0);
+    write(script, "#!" HELPER " fromscript\n", strlen("#!" HELPER " fromscript\n"));
+    exec_capture("execveat_memfd_script", script, "", ARGV("s", "argv"), plain_env, AT_EMPTY_PATH);
+    close(script);
+}
+
 static void test_exec(void)
 {
     run_capture("execve_argv", HELPER, ARGV("helper", "argv", "a b", ""), plain_env);
@@ -238,6 +261,7 @@ static void test_exec(void)
     symlink(HELPER, "hl2");
     exec_capture("execveat_nofollow_symlink", AT_FDCWD, "hl2", ARGV("h"), plain_env,
                  AT_SYMLINK_NOFOLLOW);
+    test_exec_memfd();
 }
 
 int main(void)
