@@ -18,7 +18,7 @@ from .base import ExecPlan, Result, Task
 from .elfverdicts import ElfVerdicts, default_path
 from vfs.types import Location
 
-from .fsutil import AT_FDCWD, base_for, err, fd_location, s32
+from .fsutil import AT_FDCWD, anonymous_kind, base_for, err, fd_location, s32
 
 Args = tuple[int, int, int, int, int, int]
 BINPRM_BUF_SIZE = 256
@@ -46,13 +46,14 @@ def _open_checked(task: Task, base, path: bytes, *, follow: bool) -> tuple[int, 
 
 
 def _checked_own_file(task: Task, fd: int) -> tuple[int, bytes]:
-    """Exec of a host file the guest holds outside the VFS (a memfd it made and wrote):
-    Linux's checks on it (a regular file with an exec bit), and its name as Linux shows it
-    ("/memfd:NAME (deleted)"). No capability is asked: the guest can already run that code
-    (it wrote it, and may map it executable); the exec is audited like any other."""
+    """Exec of a memfd the guest made and wrote (outside the VFS): Linux's checks on it (a
+    regular file with an exec bit), and its name as Linux shows it ("/memfd:NAME (deleted)").
+    No capability is asked: the guest can already run that code (it wrote it, and may map it
+    executable); the exec is audited like any other. Any other host file a guest holds (its
+    stdio may be one) is EACCES: running it would be an exec no capability granted."""
     try:
         s = os.fstat(fd)
-        if not st.S_ISREG(s.st_mode) or not s.st_mode & 0o111:
+        if anonymous_kind(fd) != "memfd" or not s.st_mode & 0o111:
             raise err(E.EACCES)
         name = os.readlink(f"/proc/self/fd/{fd}").encode()
     except BaseException:

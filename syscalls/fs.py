@@ -17,7 +17,7 @@ from vfs.special import SpecialInode
 from . import dirents
 from .base import CONTINUE, InstallFd, Park, Result, Task
 from .fsutil import (
-    AT_FDCWD, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
+    AT_FDCWD, anonymous_kind, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
     stat_from_host,
 )
 
@@ -434,13 +434,16 @@ def sys_chmod(task: Task, a: Args) -> Result:
 
 
 def _fd_loc_or_own(task: Task, fd: int):
-    """The VFS location behind guest fd ``fd``, or None for a host object of the guest's own
-    (a memfd it made, a pipe, a socket): that object's metadata is the host kernel's, so a
-    call on it (no pointer arguments) runs natively, with the guest's credentials."""
+    """The VFS location behind guest fd ``fd``, or None for an anonymous object of the guest's
+    own (a memfd it made, a pipe, a socket): that object's metadata is the host kernel's, so a
+    call on it (no pointer arguments) runs natively, with the guest's credentials. A host file
+    it was given (stdio redirected to one) is EPERM: its metadata is not the guest's to change."""
     hfd = task.host_fd(s32(fd))
     try:
         vfs = task.kernel.vfs
         loc = vfs.location_of_host_fd(hfd)
+        if loc is None and anonymous_kind(hfd) is None:
+            raise err(E.EPERM)
         if loc is not None and vfs.is_stand_in(hfd):
             raise err(E.EBADF)  # fchmod/fchown need a real open, as on Linux
         return loc

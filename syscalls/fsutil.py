@@ -62,6 +62,40 @@ def fd_location(task: "Task", fd: int) -> Location | None:
         os.close(hfd)
 
 
+_ANON_DEVS: dict[str, int] = {}  # the kernel's internal mounts: "pipe" (pipefs), "memfd" (shmem)
+
+
+def _anon_dev(kind: str) -> int:
+    dev = _ANON_DEVS.get(kind)
+    if dev is None:
+        if kind == "pipe":
+            r, w = os.pipe()
+            dev = os.fstat(r).st_dev
+            os.close(r)
+            os.close(w)
+        else:
+            fd = os.memfd_create("linuxabi-probe", os.MFD_CLOEXEC)
+            dev = os.fstat(fd).st_dev
+            os.close(fd)
+        dev = _ANON_DEVS[kind] = dev
+    return dev
+
+
+def anonymous_kind(hfd: int) -> str | None:
+    """For a host fd the VFS did not hand out: "memfd", "pipe" or "socket" when it is one of
+    those anonymous objects (made by the guest, or by us for it), else None. A guest can also
+    hold host files it was given (its stdio redirected to a file, a named fifo): those are
+    None, and a call that would run natively on an anonymous object must not run on them."""
+    s = os.fstat(hfd)
+    if st.S_ISSOCK(s.st_mode):
+        return "socket"  # (its inode is sockfs's, even when bound to a path)
+    if st.S_ISFIFO(s.st_mode) and s.st_dev == _anon_dev("pipe"):
+        return "pipe"
+    if st.S_ISREG(s.st_mode) and s.st_dev == _anon_dev("memfd"):
+        return "memfd"
+    return None
+
+
 def base_for(task: "Task", dirfd: int, path: bytes) -> Location:
     """Where ``path`` starts: dirfd's directory for relative paths (absolute ones ignore it)."""
     if path.startswith(b"/"):

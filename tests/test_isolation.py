@@ -80,3 +80,49 @@ def test_proc_mounts_lists_the_sandbox_mounts(image_copy: Path) -> None:
     points = {line.split()[1]: line.split()[2] for line in mounts.splitlines()}
     assert points == {"/": "overlay", "/tmp": "tmpfs", "/dev": "devtmpfs", "/proc": "proc"}
     assert self_mounts == mounts
+
+
+HOST_FILE_GUEST = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
+int main(void) {
+    /* Its stdout is a host file (the launcher's redirection), not a file of its image: that
+     * file's metadata, and its content as a program, are not the guest's. */
+    char *argv[] = {"x", 0};
+    long a = fchmod(1, 0777); int ea = errno;
+    long b = fchown(1, 0, 0); int eb = errno;
+    long c = syscall(SYS_execveat, 1, "", argv, environ, AT_EMPTY_PATH); int ec = errno;
+    long d = execv("/proc/self/fd/1", argv); int ed = errno;
+    dprintf(2, "fchmod %ld %s|fchown %ld %s|fexecve %ld %s|execve %ld %s\n", a, strerror(ea), b,
+            strerror(eb), c, strerror(ec), d, strerror(ed));
+    return 0;
+}
+"""
+
+
+def test_a_host_file_the_guest_was_given_stays_the_hosts(image_copy: Path, tmp_path: Path) -> None:
+    """A guest's inherited fds may be host files: fchmod/fchown on them are refused (they run
+    natively only on the guest's own memfds, pipes and sockets), and they cannot be exec'd."""
+    src = tmp_path / "g.c"
+    src.write_text(HOST_FILE_GUEST)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "g"), str(src)], check=True)
+    host = tmp_path / "host-program"
+    shutil.copy(image_copy / "bin" / "busybox", host)
+    os.chmod(host, 0o700)
+    before = os.stat(host)
+    content = host.read_bytes()
+    with open(host, "r+b") as out:
+        r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--root", str(image_copy), "--", "/g"],
+                           stdout=out, stderr=subprocess.PIPE, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().strip() == ("fchmod -1 Operation not permitted|fchown -1 Operation not permitted|"
+                                         "fexecve -1 Permission denied|execve -1 Permission denied")
+    after = os.stat(host)
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+    assert host.read_bytes() == content
