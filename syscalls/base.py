@@ -145,7 +145,8 @@ class Task(Protocol):
     # host_key(guest_fd) -> (st_dev, st_ino): what host_fd + fstat would say, cheaper;
     # file_size_limit() -> int: the process's RLIMIT_FSIZE soft limit (-1: none);
     # raise_signal(signo): queue a signal for this thread, as the kernel would;
-    # renamed: bool, False while the thread keeps the name its exec gave it (PR_SET_NAME sets it).
+    # renamed: bool, False while the thread keeps the name its exec gave it (PR_SET_NAME sets it);
+    # fd_closes_on_exec(guest_fd) -> bool: whether the guest's fd has FD_CLOEXEC.
 
 
 Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]

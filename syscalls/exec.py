@@ -129,10 +129,11 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
     new_argv: list[bytes] | None = None
     # What the kernel calls the file (bprm->filename): an interpreter gets it as the script's
     # path, so a program run through a dirfd is named through /dev/fd as on Linux.
-    if s32(dirfd) == AT_FDCWD or path[:1] == b"/":
-        script_name = path
-    else:
+    via_fd = not (s32(dirfd) == AT_FDCWD or path[:1] == b"/")
+    if via_fd:
         script_name = f"/dev/fd/{s32(dirfd)}".encode() + (b"/" + path if path else b"")
+    else:
+        script_name = path
     try:
         for depth in range(MAX_INTERP_DEPTH + 1):
             head = os.pread(fd, BINPRM_BUF_SIZE, 0)
@@ -147,6 +148,10 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
             if not head.startswith(b"#!") or depth == MAX_INTERP_DEPTH:
                 raise err(E.ELOOP if head.startswith(b"#!") else E.ENOEXEC)
             interp, arg = _parse_shebang(head)
+            if depth == 0 and via_fd and _closes_on_exec(task, dirfd):
+                # The interpreter could not open /dev/fd/N once the exec closed N: Linux gives
+                # up first (binfmt_script, BINPRM_FLAGS_PATH_INACCESSIBLE).
+                raise err(E.ENOENT)
             if new_argv is None:
                 new_argv = _read_strings(task, argv_addr)
             new_argv = [interp] + ([arg] if arg else []) + [script_name] + new_argv[1:]
@@ -159,6 +164,11 @@ def plan_exec(task: Task, dirfd: int, path_addr: int, argv_addr: int, envp_addr:
         if fd >= 0:
             os.close(fd)
         raise
+
+
+def _closes_on_exec(task: Task, fd: int) -> bool:
+    check = getattr(task, "fd_closes_on_exec", None)  # (optional for a platform: see base.Task)
+    return bool(check is not None and check(s32(fd)))
 
 
 def _parse_shebang(head: bytes) -> tuple[bytes, bytes]:

@@ -183,6 +183,22 @@ static void test_exec_memfd(void)
     write(script, "#!" HELPER " fromscript\n", strlen("#!" HELPER " fromscript\n"));
     exec_capture("execveat_memfd_script", script, "", ARGV("s", "argv"), plain_env, AT_EMPTY_PATH);
     close(script);
+    /* A script named through a close-on-exec fd: its interpreter could not open it. */
+    script = memfd_create("conf-data", MFD_CLOEXEC);
+    write(script, "#!" HELPER "\n", strlen("#!" HELPER "\n"));
+    exec_capture("execveat_cloexec_memfd_script", script, "", ARGV("s"), plain_env, AT_EMPTY_PATH);
+    close(script);
+    write_file("script_at", "#!" HELPER "\n");
+    chmod("script_at", 0755);
+    int dfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    exec_capture("execveat_cloexec_dirfd_script", dfd, "script_at", ARGV("s"), plain_env, 0);
+    close(dfd);
+    dfd = open(".", O_RDONLY | O_DIRECTORY);
+    exec_capture("execveat_dirfd_script", dfd, "script_at", ARGV("s"), plain_env, 0);
+    close(dfd);
+    dfd = open("/conformance", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    exec_capture("execveat_cloexec_dirfd_elf", dfd, "_exec_helper", ARGV("h", "argv", "ok"), plain_env, 0);
+    close(dfd);
 }
 
 static void test_exec(void)

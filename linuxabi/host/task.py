@@ -148,6 +148,17 @@ class HostTask:
             os.close(hfd)
         return s.st_dev, s.st_ino
 
+    def fd_closes_on_exec(self, guest_fd: int) -> bool:
+        """Whether the guest's fd has FD_CLOEXEC (its fdinfo's flags carry O_CLOEXEC then)."""
+        try:
+            info = read_proc_file(f"/proc/{self.host_tid}/fdinfo/{guest_fd}")
+        except OSError:
+            return False
+        for line in info.splitlines():
+            if line.startswith(b"flags:"):
+                return bool(int(line.split()[1], 8) & os.O_CLOEXEC)
+        return False
+
     def file_size_limit(self) -> int:
         soft = resource.prlimit(self.hp.proc.host_pid, resource.RLIMIT_FSIZE)[0]
         return -1 if soft == resource.RLIM_INFINITY else soft
