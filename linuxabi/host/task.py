@@ -151,13 +151,10 @@ class HostTask:
     def fd_closes_on_exec(self, guest_fd: int) -> bool:
         """Whether the guest's fd has FD_CLOEXEC (its fdinfo's flags carry O_CLOEXEC then)."""
         try:
-            info = read_proc_file(f"/proc/{self.host_tid}/fdinfo/{guest_fd}")
+            flags = _proc_field(f"/proc/{self.host_tid}/fdinfo/{guest_fd}", b"flags:")
         except OSError:
             return False
-        for line in info.splitlines():
-            if line.startswith(b"flags:"):
-                return bool(int(line.split()[1], 8) & os.O_CLOEXEC)
-        return False
+        return flags is not None and bool(int(flags[0], 8) & os.O_CLOEXEC)
 
     def file_size_limit(self) -> int:
         soft = resource.prlimit(self.hp.proc.host_pid, resource.RLIMIT_FSIZE)[0]
@@ -211,15 +208,24 @@ def read_proc_file(path: str) -> bytes:
         os.close(fd)
 
 
+def _proc_field(path: str, key: bytes) -> list[bytes] | None:
+    """The words after ``key`` (b"Tgid:") on a line of a /proc file past its first; None if
+    no line has it."""
+    text = read_proc_file(path)
+    at = text.find(b"\n" + key)
+    if at < 0:
+        return None
+    return text[at + len(key) + 1:text.index(b"\n", at + 1)].split()
+
+
 def _status_field(host_tid: int, key: bytes) -> list[bytes]:
     try:
-        status = read_proc_file(f"/proc/{host_tid}/status")
+        words = _proc_field(f"/proc/{host_tid}/status", key)
     except FileNotFoundError:
         raise ProcessLookupError(host_tid) from None
-    at = status.find(b"\n" + key)
-    if at < 0:
+    if words is None:
         raise ProcessLookupError(host_tid)
-    return status[at + len(key) + 1:status.index(b"\n", at + 1)].split()
+    return words
 
 
 def tid_in_pidns(pidns_fd: int, host_tid: int) -> int | None:
