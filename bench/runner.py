@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import dataclasses
 import json
 import signal
@@ -23,9 +24,9 @@ from linuxabi.image import ImageError
 from . import history, report
 from .build import BuildError, microbench_binary, prepare_image
 from .ops import Op, select
-from .runners import REPO, RUNNERS, Runner, Sample, ensure_installed, run_sample
+from .runners import REPO, RUNNERS, Runner, Sample, WarmServer, ensure_installed, run_sample
 
-DEFAULT_COMPARE = "native,linuxabi"
+DEFAULT_COMPARE = "native,linuxabi,warm"
 DEFAULT_ROUNDS = 3
 MAX_SECONDS = 1.0  # cap on one microbench loop: keeps a slow runner's run bounded
 QUICK_MAX_SECONDS = 0.2
@@ -86,7 +87,7 @@ def measure(ops: list[Op], runners: list[Runner], images: dict[str, Path], round
         t0 = time.monotonic()
         for op in ops:
             for runner in runners:
-                if op.runners is not None and runner.name not in op.runners:
+                if not runner.applies_to(op):
                     continue
                 if (op.name, runner.name) in hung or hangs.get(runner.name, 0) >= MAX_HANGS:
                     samples.append(Sample(op.name, runner.name, rnd, None, error="skipped after time-outs"))
@@ -142,14 +143,19 @@ def run(args: argparse.Namespace) -> int:
         base = _base_image(args.image)
         guest = microbench_binary()
         images = {r.name: prepare_image(base, Path(tmp) / r.name, guest, dev_nodes=r.dev_nodes) for r in active}
-        samples = measure(ops, active, images, rounds, quick=args.quick, pin=args.pin)
+        with contextlib.ExitStack() as stack:
+            if any(r.needs_server and any(r.applies_to(op) for op in ops) for r in active):
+                server = stack.enter_context(WarmServer(Path(tmp) / "server.sock"))
+                active = [server.runner(r) if r.needs_server else r for r in active]
+            samples = measure(ops, active, images, rounds, quick=args.quick, pin=args.pin)
     elapsed = time.monotonic() - started
 
     summary = report.summarize(samples)
     names = [r.name for r in runners]
     op_names = [op.name for op in ops]
     kinds = {op.name: op.kind for op in ops}
-    only = {op.name: op.runners for op in ops if op.runners is not None}
+    only = {op.name: tuple(r.name for r in runners if r.applies_to(op)) for op in ops
+            if not all(r.applies_to(op) for r in runners)}
     sys.stdout.write(report.format_table(summary, op_names, names, unavailable, kinds=kinds, only=only))
     for name, why in not_measured.items():
         sys.stdout.write(f"{name}: not measured: {why}\n")

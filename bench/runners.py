@@ -44,6 +44,11 @@ class Runner:
     dev_nodes: bool = True  # the image copy needs /dev/null (everything but linuxabi's own devfs)
     env: dict[str, str] | None = None  # None: the host's environment
     cwd: Path | None = None
+    kinds: tuple[str, ...] | None = None  # the op kinds it measures (None: all)
+    needs_server: bool = False  # runs through a `linuxabi serve` that the harness starts
+
+    def applies_to(self, op: Op) -> bool:
+        return (op.runners is None or self.name in op.runners) and (self.kinds is None or op.kind in self.kinds)
 
     def unavailable(self) -> str | None:
         """Why this runner cannot run here, or None."""
@@ -77,6 +82,11 @@ RUNNERS: dict[str, Runner] = {
         Runner("linuxabi", lambda root, argv: [sys.executable, "-m", "linuxabi", "run", "--root", str(root),
                                               "--", *argv],
                dev_nodes=False, env=_linuxabi_env(), cwd=REPO),
+        # The same command through a warm server: only whole-process times differ from
+        # `linuxabi` (a micro op's guest time is the same translator's), so only workloads.
+        Runner("warm", lambda root, argv: [sys.executable, "-m", "linuxabi", "run", "--root", str(root),
+                                          "--", *argv],
+               dev_nodes=False, env=_linuxabi_env(), cwd=REPO, kinds=("workload",), needs_server=True),
         # runsc's global --root is its state directory; `do --root` (after `do`) is the rootfs.
         Runner("runsc", lambda root, argv: ["runsc", "--rootless=false", "--network=none", "--platform=ptrace",
                                            "do", "--root", str(root), *argv],
@@ -101,6 +111,45 @@ def ensure_installed(runner: Runner, log: Callable[[str], None]) -> None:
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
         subprocess.run(install, env=env, capture_output=True)
+
+
+class WarmServer:
+    """`linuxabi serve` for the runs of a bench, on a socket of its own; stopped by its PID."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "WarmServer":
+        log = self.socket_path.with_suffix(".log")
+        with open(log, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket",
+                                          str(self.socket_path)],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         env=_linuxabi_env(), cwd=REPO, start_new_session=True)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if b"serving at" in log.read_bytes():  # written once it is warm
+                return self
+            time.sleep(0.05)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"linuxabi serve did not start: {log.read_text(errors='replace').strip()[-300:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def runner(self, r: Runner) -> Runner:
+        from dataclasses import replace
+
+        return replace(r, env={**(r.env or os.environ), "LINUXABI_SERVER": str(self.socket_path)})
 
 
 def run_sample(runner: Runner, op: Op, root: Path, round_no: int, *, quick: bool, max_seconds: float,

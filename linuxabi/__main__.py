@@ -1,3 +1,3 @@
-from linuxabi.cli import entry
+from linuxabi.entry import entry
 
 entry()

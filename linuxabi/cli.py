@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import os
 import sys
 from typing import Sequence
 
-_COMMANDS = "run, trace, compat, conformance, bench, image, policy check, audit, ctl"
+_COMMANDS = "run, trace, compat, serve, conformance, bench, image, policy check, audit, ctl"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,6 +144,17 @@ def _cmd_compat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .server import ServerError, default_socket_path, serve
+
+    try:
+        return serve(Path(args.socket) if args.socket else default_socket_path())
+    except ServerError as e:
+        raise _UserError(str(e)) from None
+
+
 def _cmd_conformance(rest: list[str]) -> int:
     from conformance.runner import main as conformance_main
 
@@ -153,6 +165,29 @@ def _cmd_bench(rest: list[str]) -> int:
     from bench.runner import main as bench_main
 
     return bench_main(rest)
+
+
+@functools.cache
+def main_parser() -> _Parser:
+    """The parser of run, trace, compat and serve (built once: a warm server's children share it)."""
+    parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("run", help="run a guest program")
+    p.add_argument("--profile", metavar="FILE", help="write calls and translator time per syscall to FILE")
+    _add_run_options(p)
+    p = sub.add_parser("trace", help="run a guest and print each trapped syscall")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")
+    _add_run_options(p)
+    p = sub.add_parser("compat", help="print the syscall compatibility report")
+    p.add_argument("--summary", action="store_true", help="only the counts per disposition")
+    p = sub.add_parser("serve", help="keep a translator warm: `linuxabi run` with LINUXABI_SERVER=SOCKET "
+                       "forks it instead of starting cold")
+    p.add_argument("--socket", metavar="PATH", help="where to listen (default: "
+                   "$XDG_RUNTIME_DIR/linuxabi/server.sock, or ~/.cache/linuxabi/server.sock)")
+    sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
+    sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
+    sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,23 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_image_parser(image_parser.add_subparsers(dest="command", parser_class=_Parser))
         image_args = image_parser.parse_args(argv)
         return _run_guarded(lambda: cmd_image(image_args))
-    parser = _Parser(prog="linuxabi", description="Run Linux x86-64 programs under a syscall translator.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("run", help="run a guest program")
-    p.add_argument("--profile", metavar="FILE", help="write calls and translator time per syscall to FILE")
-    _add_run_options(p)
-    p = sub.add_parser("trace", help="run a guest and print each trapped syscall")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the trace to FILE instead of stderr")
-    _add_run_options(p)
-    p = sub.add_parser("compat", help="print the syscall compatibility report")
-    p.add_argument("--summary", action="store_true", help="only the counts per disposition")
-    sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
-    sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
-    sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")
+    parser = main_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"missing command ({_COMMANDS})")
-    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat}[args.command]
+    handler = {"run": _cmd_run, "trace": _cmd_trace, "compat": _cmd_compat, "serve": _cmd_serve}[args.command]
     return _run_guarded(lambda: handler(args))
 
 
@@ -211,7 +234,8 @@ def entry() -> None:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the fd was closed when we started
+                stream.flush()
         except (OSError, ValueError):  # a reader that went away, or a closed stream
             pass
     os._exit(code)

@@ -1,0 +1,368 @@
+"""`linuxabi serve`: a warm server that forks a ready translator for each `linuxabi run`.
+
+A cold `linuxabi run` spends most of its ~0.15 s before the guest starts: the interpreter,
+~80 ms of imports, building the argument parser and the default policy. The server pays that
+once. For each client (linuxabi/entry.py) it forks a child that takes on the client's fds 0-2,
+working directory, environment, umask and resource limits, runs the ordinary CLI with the
+client's argv, and sends the exit status back; signals the client receives are passed on.
+
+What the child cannot take on: the client's session, process group, cgroup and credentials
+(the server's own are used: only the server's user may connect). A guest that needs the
+caller's controlling terminal should run cold or with -t (a pty of its own).
+"""
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from .entry import FORWARDED, READY, SERVER_ENV, unpack_fields
+
+_MAX_REQUEST = 16 << 20
+
+
+def default_socket_path() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "linuxabi" / "server.sock"
+
+
+def serve(path: Path, spares: int = 1) -> int:
+    """Listen at ``path`` until SIGINT or SIGTERM; guests already running finish undisturbed.
+
+    ``spares`` children wait in accept() at any time, already forked and warmed: a client's
+    run pays neither the fork of this large process nor the first touches of its pages
+    (copy-on-write faults, ~10 ms in all). Each reports on a pipe when it takes a client, and
+    another is forked in its place."""
+    _open_std()
+    listener = _listen(path)
+    _warm()
+    gc.freeze()  # the collector of a child never walks (so never copies) what all children share
+    stop: list[int] = []
+
+    def on_stop(signo: int, _frame: object) -> None:
+        stop.append(signo)
+
+    old = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    taken_r, taken_w = os.pipe2(os.O_CLOEXEC)
+    idle: set[int] = set()
+    sys.stderr.write(f"linuxabi: serving at {path}; clients run warm with {SERVER_ENV}={path}\n")
+    sys.stderr.flush()
+    try:
+        while not stop:
+            while len(idle) < spares:
+                idle.add(_fork_spare(listener, taken_w, taken_r, old))
+            try:
+                readable, _, _ = select.select([taken_r], [], [], 1.0)
+            except InterruptedError:
+                continue
+            if readable:
+                data = os.read(taken_r, 4096)
+                for i in range(0, len(data) - 3, 4):
+                    idle.discard(int.from_bytes(data[i:i + 4], sys.byteorder))
+            idle -= _reap()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        # Idle spares return from accept() with EINVAL and end; clients already taken run on.
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        for fd in (taken_r, taken_w):
+            os.close(fd)
+    return 0
+
+
+def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: dict) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        os.close(taken_r)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        os.setsid()  # the server's terminal and process group are not the client's
+        _set_parent_death_signal(signal.SIGKILL)  # an idle spare ends with the server
+        if os.getppid() == 1:
+            os._exit(0)
+        _touch()
+        conn = _accept(listener)
+        _set_parent_death_signal(0)  # a client's translator outlives the server
+        try:
+            os.write(taken_w, os.getpid().to_bytes(4, sys.byteorder))
+        except OSError:
+            pass
+        os.close(taken_w)
+        listener.close()
+        if conn is not None and _same_user(conn):
+            code = _serve_client(conn)
+    except BaseException as e:  # noqa: BLE001 - a child must end here, never in the server's loop
+        _report(e)
+        code = 70
+    os._exit(code)
+
+
+def _accept(listener: socket.socket) -> socket.socket | None:
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except InterruptedError:
+            continue
+        except OSError as e:
+            if e.errno == errno.EINVAL:  # the server shut the listener: it is stopping
+                os._exit(0)
+            return None
+        conn.setblocking(True)
+        return conn
+
+
+def _set_parent_death_signal(signo: int) -> None:
+    from linuxabi.abi import flags as F
+    from linuxabi.abi import x86_64
+    from linuxabi.host.libc import raw_syscall
+
+    raw_syscall(x86_64.NR["prctl"], F.PR_SET_PDEATHSIG, signo)
+
+
+def _report(e: BaseException) -> None:
+    try:
+        sys.stderr.write(f"linuxabi: {e if isinstance(e, ServerError) else repr(e)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _open_std() -> None:
+    """Fds 0-2 open (on /dev/null if need be), so that the fds a client passes land above them."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _listen(path: Path) -> socket.socket:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(os.fspath(path))
+    except FileNotFoundError:
+        pass
+    except ConnectionRefusedError:  # a server that ended without removing its socket
+        os.unlink(path)
+    else:
+        raise ServerError(f"a server already listens at {path}")
+    finally:
+        probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old_mask = os.umask(0o177)  # the socket is the user's alone from its first moment
+    try:
+        listener.bind(os.fspath(path))
+    except OSError as e:
+        listener.close()
+        raise ServerError(f"cannot listen at {path}: {e.strerror}") from None
+    finally:
+        os.umask(old_mask)
+    listener.listen(128)
+    return listener
+
+
+class ServerError(Exception):
+    pass
+
+
+def _warm() -> None:
+    """Load what a run loads, so that each child starts where a cold run's guest starts."""
+    import syscalls.dispatch  # noqa: F401 - the handlers and their table
+    from caps.policy import default_policy
+    from linuxabi import api, control, forward, terminal  # noqa: F401
+    from linuxabi.cli import main_parser
+    from linuxabi.host import filter as seccomp_filter
+    from linuxabi.image import default_image
+
+    main_parser()
+    default_policy()
+    seccomp_filter.build_filter()
+    try:
+        default_image()
+    except Exception:  # noqa: BLE001 - a run will report it; the server has no guest to fail
+        pass
+
+
+def _touch() -> None:
+    """What every run does first, done by a spare before its client comes: the pages it
+    writes are copied now, not while a client waits. Nothing here leaves a trace outside
+    (a VFS would: its scratch directory)."""
+    from caps.policy import default_policy
+    from linuxabi.cli import main_parser
+    from syscalls.dispatch import Dispatcher
+
+    main_parser().parse_args(["run", "--", "true"])
+    default_policy().build_cspace("spare")
+    Dispatcher()
+
+
+def _same_user(conn: socket.socket) -> bool:
+    import struct
+
+    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", cred)
+    return uid == os.getuid()
+
+
+def _reap() -> set[int]:
+    ended = set()
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended.add(pid)
+
+
+def _serve_client(conn: socket.socket) -> int:
+    """Become the client's translator; return its guest's exit status, sent to the client."""
+    argv = _take_on(conn)
+    if argv is None:  # connected and went away (a probe): nothing to run
+        return 0
+    conn.send(READY)  # from here on a guest may run: the client no longer falls back to a cold run
+    _watch_client(conn.fileno())
+    from linuxabi.cli import main
+
+    try:
+        code = main(argv) & 0xFF
+        import atexit
+
+        atexit._run_exitfuncs()
+    except SystemExit as e:  # argparse's way to end on a user's mistake (already reported)
+        code = e.code if isinstance(e.code, int) else 1
+    _send_status(conn, code)
+    return code
+
+
+def _send_status(conn: socket.socket, code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # AttributeError: None, a closed fd
+            pass
+    try:
+        conn.send(bytes([code & 0xFF]))
+    except OSError:
+        pass
+
+
+def _take_on(conn: socket.socket) -> list[str] | None:
+    """Read the request; make its fds, directory, environment, umask and limits ours."""
+    head, fds = _recv_head(conn)
+    if not head:
+        return None
+    size = int.from_bytes(head[:4], "little")
+    if size > _MAX_REQUEST:
+        raise ServerError("request too large")
+    body = bytearray(head[4:])
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 20))
+        if not chunk:
+            raise ServerError("client went away")
+        body += chunk
+    fields = unpack_fields(bytes(body))
+    n_argv = int(fields[0])
+    argv = [os.fsdecode(a) for a in fields[1:1 + n_argv]]
+    n_env = int(fields[1 + n_argv])
+    env = fields[2 + n_argv:2 + n_argv + n_env]
+    mask, limits, open_std = fields[2 + n_argv + n_env:]
+    std = [fd for fd in (0, 1, 2) if int(open_std) >> fd & 1]
+    if len(fds) != len(std) + 1:
+        raise ServerError("request without its fds")
+    for target, fd in zip(std, fds):  # (the server keeps 0-2 open: received fds are above)
+        os.dup2(fd, target)
+    for target in {0, 1, 2} - set(std):
+        os.close(target)
+    os.fchdir(fds[-1])
+    for fd in fds:
+        os.close(fd)
+    os.environ.clear()
+    for item in env:
+        k, _, v = item.partition(b"=")
+        os.environb[k] = v
+    os.umask(int(mask))
+    _set_limits(limits)
+    return argv
+
+
+def _recv_head(conn: socket.socket) -> tuple[bytes, list[int]]:
+    msg, anc, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 8))
+    fds: list[int] = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i:i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+    if not msg:
+        return msg, fds
+    while len(msg) < 4:
+        more = conn.recv(4 - len(msg))
+        if not more:
+            raise ServerError("client went away")
+        msg += more
+    return msg, fds
+
+
+def _set_limits(text: bytes) -> None:
+    """The client's limits, as far as ours allow (a hard limit above the server's cannot be had)."""
+    import resource
+
+    for item in text.split(b";"):
+        which, soft, hard = (int(x) for x in item.split(b","))
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            cur_hard = resource.getrlimit(which)[1]
+            try:
+                resource.setrlimit(which, (min(soft, cur_hard) if cur_hard >= 0 else soft, cur_hard))
+            except (ValueError, OSError):
+                pass
+
+
+def _watch_client(conn_fd: int) -> None:
+    """Signals the client forwards reach the main thread (where the supervisor waits); a client
+    that goes away without its status (killed) takes the sandbox with it."""
+    main_ident = threading.main_thread().ident
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(conn_fd, 64)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno == errno.EBADF:
+                    return
+                data = b""
+            if not data:
+                os.kill(os.getpid(), signal.SIGKILL)  # the guest's init follows (PDEATHSIG)
+            for signo in data:
+                if signo in FORWARDED:
+                    signal.pthread_kill(main_ident, signo)
+
+    # Started with every signal blocked, which it keeps: process signals go to the main thread.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
+    try:
+        threading.Thread(target=watch, name="linuxabi-client-watch", daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

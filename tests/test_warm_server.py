@@ -1,0 +1,174 @@
+"""`linuxabi serve` and the runs it takes: a warm run behaves as a cold one (output, status,
+stdin, working directory, limits, signals), a killed client takes its sandbox with it, a
+stopped server lets running guests finish, and clients then run cold."""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from oracle import REPO
+
+SCRIPT = 'echo out; echo err >&2; read line; echo "got $line"; echo "term=$TERM"; pwd; exit 3'
+
+
+class Server:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.log = path.with_suffix(".log")
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket", str(path)],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         cwd=REPO, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while b"serving at" not in self.log.read_bytes():
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, LINUXABI_SERVER=str(self.path))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "server.sock")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        _wait_gone(lambda: _processes_with(str(srv.path)))
+
+
+def _cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen[bytes]:  # noqa: ANN003
+    return subprocess.Popen([sys.executable, "-m", "linuxabi", *args], env=env, **kw)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids whose command line contains ``marker`` (found to be checked, never to be killed)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _wait_gone(probe, timeout: float = 10) -> list[int]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while (left := probe()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            kids += [int(p) for p in f.read().split()]
+    return kids
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "linuxabi", *args], input=stdin, capture_output=True,
+                          env=env, cwd=cwd, timeout=60)
+
+
+def test_a_warm_run_behaves_as_a_cold_one(server: Server, tmp_path: Path) -> None:
+    env = dict(server.env(), TERM="warm-test-term")
+    cold_env = {k: v for k, v in env.items() if k != "LINUXABI_SERVER"}
+    args = ["run", "--profile", "profile.txt", "--cwd", "/tmp", "--", "sh", "-c", SCRIPT]
+    warm = _run(args, env, tmp_path, b"line one\n")
+    cold = _run(args, cold_env, tmp_path, b"line one\n")
+    assert warm.returncode == cold.returncode == 3
+    assert warm.stdout == cold.stdout == b"out\ngot line one\nterm=warm-test-term\n/tmp\n"
+    assert warm.stderr == cold.stderr == b"err\n"
+    assert "total" in (tmp_path / "profile.txt").read_text()  # relative to the client's directory
+    # A user's mistake is one line and status 2 either way.
+    warm_bad, cold_bad = (_run(["run", "--no-such-flag"], e, tmp_path) for e in (env, cold_env))
+    assert warm_bad.returncode == cold_bad.returncode == 2
+    assert warm_bad.stderr == cold_bad.stderr and warm_bad.stderr.count(b"\n") == 1
+
+
+def test_the_server_translates_and_the_client_only_waits(server: Server, tmp_path: Path) -> None:
+    # Cold, the CLI is the translator: the guest's init is its child. Warm, it has no child.
+    for env, warm in ((server.env(), True), ({k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"}, False)):
+        cli = _cli(["run", "--", "sh", "-c", "echo started; sleep 2"], env, stdout=subprocess.PIPE)
+        assert cli.stdout is not None and cli.stdout.readline() == b"started\n"
+        assert (_children(cli.pid) == []) is warm
+        assert cli.wait(timeout=30) == 0
+
+
+def test_limits_and_closed_fds_are_the_clients(server: Server, tmp_path: Path) -> None:
+    def low_nofile() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))
+
+    r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", "ulimit -n; ulimit -Hn"],
+                       capture_output=True, env=server.env(), preexec_fn=low_nofile, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == [b"200", b"300"]
+    # A closed stdin stays closed for the guest (the client's own socket is not passed instead).
+    r = subprocess.run(f"{sys.executable} -m linuxabi run -- sh -c 'cat; echo status=$?' <&-", shell=True,
+                       capture_output=True, env=server.env(), cwd=REPO, timeout=60)
+    assert r.stdout == b"status=1\n" and b"Bad file descriptor" in r.stderr
+
+
+def test_signals_reach_the_guest_and_a_killed_client_ends_its_sandbox(server: Server) -> None:
+    cli = _cli(["run", "--", "sh", "-c", 'trap "echo got TERM; exit 7" TERM; echo ready; sleep 20 & wait'],
+               server.env(), stdout=subprocess.PIPE)
+    assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
+    cli.send_signal(signal.SIGTERM)
+    assert cli.wait(timeout=30) == 7
+    assert cli.stdout.read() == b"got TERM\n"
+
+    marker = "31.4159"
+    cli = _cli(["run", "--", "sh", "-c", f"echo ready; sleep {marker}"], server.env(), stdout=subprocess.PIPE)
+    assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
+    assert _processes_with(marker)  # the guest's sleep (and its translator's argv)
+    cli.kill()
+    cli.wait()
+    assert _wait_gone(lambda: _processes_with(marker)) == []
+
+
+def test_a_stopped_server_lets_guests_finish_and_clients_run_cold(server: Server, tmp_path: Path) -> None:
+    cli = _cli(["run", "--", "sh", "-c", "echo ready; sleep 1; echo finished; exit 5"], server.env(),
+               stdout=subprocess.PIPE)
+    assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
+    server.stop()
+    assert not server.path.exists()
+    assert cli.wait(timeout=30) == 5 and cli.stdout.read() == b"finished\n"
+    # The spares are gone with the server; a client falls back to a cold run.
+    assert _wait_gone(lambda: _processes_with(str(server.path))) == []
+    r = _run(["run", "--", "sh", "-c", "echo cold"], server.env(), tmp_path)
+    assert r.returncode == 0 and r.stdout == b"cold\n" and r.stderr == b""
+
+
+def test_garbage_and_second_servers_are_refused_without_harm(server: Server, tmp_path: Path) -> None:
+    for junk in (b"", b"\x05\x00\x00\x00abc", b"\xff" * 64):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(server.path))
+            s.sendall(junk)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            assert s.recv(16) == b""  # no READY: nothing was run for it
+    r = _run(["run", "--", "sh", "-c", "echo still serving"], server.env(), tmp_path)
+    assert r.returncode == 0 and r.stdout == b"still serving\n"
+    second = _run(["serve", "--socket", str(server.path)], dict(os.environ), tmp_path)
+    assert second.returncode == 2
+    assert second.stderr == f"linuxabi: a server already listens at {server.path}\n".encode()
+    assert server.proc.poll() is None
