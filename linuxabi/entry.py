@@ -35,7 +35,8 @@ def unpack_fields(data: bytes) -> list[bytes]:
 
 def request_fields(argv: list[str], open_std: list[int]) -> list[bytes]:
     """What the translator needs of this process to act as it would: argv, environment,
-    umask and resource limits, and which of fds 0-2 are open (a bitmask)."""
+    umask, resource limits, CPU affinity (`taskset`) and nice value, and which of fds 0-2
+    are open (a bitmask)."""
     import resource
 
     mask = os.umask(0)
@@ -43,8 +44,10 @@ def request_fields(argv: list[str], open_std: list[int]) -> list[bytes]:
     kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
     limits = b";".join(b"%d,%d,%d" % (r, *resource.getrlimit(r)) for r in kinds)
     env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()]
+    cpus = b",".join(b"%d" % c for c in sorted(os.sched_getaffinity(0)))
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
     fields = [b"%d" % len(argv), *(os.fsencode(a) for a in argv), b"%d" % len(env), *env,
-              b"%d" % mask, limits, b"%d" % sum(1 << fd for fd in open_std)]
+              b"%d" % mask, limits, cpus, b"%d" % nice, b"%d" % sum(1 << fd for fd in open_std)]
     return fields
 
 
@@ -103,16 +106,12 @@ def run_on_server(path: str, argv: list[str]) -> int | None:
 
 
 def _wait_status(conn) -> int:  # noqa: ANN001 - a _socket.socket
-    reply = b""
-    while True:
-        try:
-            chunk = conn.recv(1)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        reply += chunk
-    return reply[0] if len(reply) == 1 else NO_STATUS
+    """The status byte, as soon as it comes (the translator's own exit is not waited for)."""
+    try:
+        reply = conn.recv(1)
+    except OSError:
+        reply = b""
+    return reply[0] if reply else NO_STATUS
 
 
 def entry() -> None:

@@ -269,7 +269,8 @@ def _send_status(conn: socket.socket, code: int) -> None:
 
 
 def _take_on(conn: socket.socket) -> list[str] | None:
-    """Read the request; make its fds, directory, environment, umask and limits ours."""
+    """Read the request; make its fds, directory, environment, umask, limits, CPUs and nice
+    value ours (the guest inherits them from us, as it would from a cold `linuxabi run`)."""
     head, fds = _recv_head(conn)
     if not head:
         return None
@@ -287,7 +288,7 @@ def _take_on(conn: socket.socket) -> list[str] | None:
     argv = [os.fsdecode(a) for a in fields[1:1 + n_argv]]
     n_env = int(fields[1 + n_argv])
     env = fields[2 + n_argv:2 + n_argv + n_env]
-    mask, limits, open_std = fields[2 + n_argv + n_env:]
+    mask, limits, cpus, nice, open_std = fields[2 + n_argv + n_env:]
     std = [fd for fd in (0, 1, 2) if int(open_std) >> fd & 1]
     if len(fds) != len(std) + 1:
         raise ServerError("request without its fds")
@@ -304,6 +305,11 @@ def _take_on(conn: socket.socket) -> list[str] | None:
         os.environb[k] = v
     os.umask(int(mask))
     _set_limits(limits)
+    os.sched_setaffinity(0, [int(c) for c in cpus.split(b",")])
+    try:  # a lower value than ours would need privilege the client may not have either
+        os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+    except OSError:
+        pass
     return argv
 
 

@@ -115,13 +115,20 @@ def test_the_server_translates_and_the_client_only_waits(server: Server, tmp_pat
         assert cli.wait(timeout=30) == 0
 
 
-def test_limits_and_closed_fds_are_the_clients(server: Server, tmp_path: Path) -> None:
-    def low_nofile() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))
+def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_path: Path) -> None:
+    cpu = max(os.sched_getaffinity(0))
 
-    r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", "ulimit -n; ulimit -Hn"],
-                       capture_output=True, env=server.env(), preexec_fn=low_nofile, timeout=60)
-    assert r.returncode == 0 and r.stdout.split() == [b"200", b"300"]
+    def confine() -> None:  # as `ulimit -n 200 -H 300; taskset -c CPU nice -n 3` would
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))
+        os.sched_setaffinity(0, {cpu})
+        os.nice(3)
+
+    script = "ulimit -n; ulimit -Hn; grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19 /proc/self/stat"
+    r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", script],
+                       capture_output=True, env=server.env(), preexec_fn=confine, timeout=60)
+    base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    assert r.returncode == 0
+    assert r.stdout.split() == [b"200", b"300", b"Cpus_allowed_list:", str(cpu).encode(), str(base_nice + 3).encode()]
     # A closed stdin stays closed for the guest (the client's own socket is not passed instead).
     r = subprocess.run(f"{sys.executable} -m linuxabi run -- sh -c 'cat; echo status=$?' <&-", shell=True,
                        capture_output=True, env=server.env(), cwd=REPO, timeout=60)
