@@ -179,3 +179,20 @@ def test_garbage_and_second_servers_are_refused_without_harm(server: Server, tmp
     assert second.returncode == 2
     assert second.stderr == f"linuxabi: a server already listens at {server.path}\n".encode()
     assert server.proc.poll() is None
+
+
+def test_a_launcher_made_ahead_runs_with_what_the_caller_has_when_it_starts(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from linuxabi.api import Sandbox
+    from linuxabi.host import launch
+
+    launch.keep_prepared(launch.prepare())
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (123, old[1]))  # after the launcher was made
+    try:
+        status = Sandbox().run(["sh", "-c", "ulimit -n; echo to-stdout; echo to-stderr >&2; exit 4"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    assert launch._prepared == []  # used, not left for a later launch
+    out, err = capfd.readouterr()
+    assert status == 4 and out == "123\nto-stdout\n" and err == "to-stderr\n"
