@@ -76,14 +76,17 @@ def fmt_time(seconds: float) -> str:
 
 def format_table(summary: Summary, ops: list[str], runners: list[str],
                  unavailable: dict[str, str] | None = None, kinds: dict[str, str] | None = None,
-                 only: dict[str, tuple[str, ...]] | None = None) -> str:
+                 only: dict[str, tuple[str, ...]] | None = None,
+                 runner_kinds: dict[str, tuple[str, ...]] | None = None) -> str:
     """One row per op and runner: min, median, max, rounds, median/native.
 
     `kinds` (op -> "micro"/"workload"/"server") adds a geometric-mean row of the ratios per kind;
-    `only` (op -> runners) marks the runners an op does not apply to.
+    `only` (op -> runners) marks the runners an op does not apply to; `runner_kinds` (runner ->
+    op kinds) the ops of other kinds a runner does not measure.
     """
     unavailable = unavailable or {}
     only = only or {}
+    runner_kinds = runner_kinds or {}
     head = f"{'operation':<24} {'runner':<9} {'min':>9} {'median':>9} {'max':>9} {'rounds':>6} {'x native':>9}"
     lines = [head, "-" * len(head)]
     for op in ops:
@@ -93,6 +96,9 @@ def format_table(summary: Summary, ops: list[str], runners: list[str],
             first = False
             if runner in unavailable:
                 lines.append(f"{label:<24} {runner:<9} {unavailable[runner]}")
+                continue
+            if runner in runner_kinds and (kinds or {}).get(op) not in runner_kinds[runner]:
+                lines.append(f"{label:<24} {runner:<9} n/a ({', '.join(k + 's' for k in runner_kinds[runner])} only)")
                 continue
             if op in only and runner not in only[op]:
                 lines.append(f"{label:<24} {runner:<9} n/a ({' and '.join(only[op])} only)")

@@ -154,9 +154,10 @@ def run(args: argparse.Namespace) -> int:
     names = [r.name for r in runners]
     op_names = [op.name for op in ops]
     kinds = {op.name: op.kind for op in ops}
-    only = {op.name: tuple(r.name for r in runners if r.applies_to(op)) for op in ops
-            if not all(r.applies_to(op) for r in runners)}
-    sys.stdout.write(report.format_table(summary, op_names, names, unavailable, kinds=kinds, only=only))
+    only = {op.name: op.runners for op in ops if op.runners is not None}
+    runner_kinds = {r.name: r.kinds for r in runners if r.kinds is not None}
+    sys.stdout.write(report.format_table(summary, op_names, names, unavailable, kinds=kinds, only=only,
+                                         runner_kinds=runner_kinds))
     for name, why in not_measured.items():
         sys.stdout.write(f"{name}: not measured: {why}\n")
     sys.stdout.write(f"{rounds} round(s), {elapsed:.0f} s; micro ops: guest ns/op; workloads: whole-process wall time; "

@@ -2,9 +2,11 @@
 
 A cold `linuxabi run` spends most of its ~0.15 s before the guest starts: the interpreter,
 ~80 ms of imports, building the argument parser and the default policy. The server pays that
-once. For each client (linuxabi/entry.py) it forks a child that takes on the client's fds 0-2,
-working directory, environment, umask and resource limits, runs the ordinary CLI with the
-client's argv, and sends the exit status back; signals the client receives are passed on.
+once. A spare child, forked ahead, takes each client (linuxabi/entry.py): it takes on the
+client's fds 0-2, working directory, environment, umask, resource limits, CPU affinity and nice
+value, runs the ordinary CLI with the client's argv, and sends the exit status back; signals
+the client receives are passed on. While it waits, the spare has already made the guest's
+launcher (its namespaces and root: launch.prepare) and parsed the default policy.
 
 What the child cannot take on: the client's session, process group, cgroup and credentials
 (the server's own are used: only the server's user may connect). A guest that needs the

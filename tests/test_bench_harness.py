@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -190,6 +191,28 @@ def test_server_ops_apply_to_their_runners_only() -> None:
                                 kinds={"nginx_keepalive": "server"}, only={"nginx_keepalive": nginx_op.runners})
     assert "n/a (native and linuxabi only)" in table
     assert "8.00x" in table and "geomean server" in table
+
+
+def test_the_warm_runner_measures_workloads_through_a_server_it_starts(tmp_path: Path) -> None:
+    from bench.runners import WarmServer
+
+    warm = RUNNERS["warm"]
+    ops = {op.kind: op for op in select("all")}
+    assert warm.applies_to(ops["workload"]) and not warm.applies_to(ops["micro"])
+    assert not warm.applies_to(ops["server"])
+    assert measure([ops["micro"]], [warm], {"warm": Path("/nonexistent")}, rounds=1, quick=True) == []
+    table = report.format_table(report.summarize([]), [ops["micro"].name], ["warm"],
+                                kinds={ops["micro"].name: "micro"}, runner_kinds={"warm": ("workload",)})
+    assert "n/a (workloads only)" in table
+    with WarmServer(tmp_path / "s.sock") as server:
+        runner = server.runner(warm)
+        assert runner.env is not None and runner.env["LINUXABI_SERVER"] == str(tmp_path / "s.sock")
+        r = subprocess.run(runner.command(Path("/ignored"), ["true"])[:3] + ["run", "--", "sh", "-c", "exit 6"],
+                           env=runner.env, cwd=runner.cwd, timeout=60)
+        assert r.returncode == 6
+        proc = server.proc
+    assert proc is not None and proc.returncode == 0  # stopped (SIGTERM, by its pid) and reaped
+    assert not (tmp_path / "s.sock").exists()
 
 
 def test_servers_that_cannot_run_are_reported_not_measured(tmp_path: Path, capsys: pytest.CaptureFixture[str],
