@@ -388,7 +388,10 @@ def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
     size = s32(size)
     if size <= 0:
         raise err(E.EINVAL)
-    if not path_arg(task, addr) and s32(dirfd) != AT_FDCWD:
+    path = path_arg(task, addr)  # (read once: busybox's readlink of /proc/self/exe is per exec)
+    if not path:
+        if s32(dirfd) == AT_FDCWD:
+            raise err(E.ENOENT)
         # readlinkat(fd, "", ...): the symlink an O_PATH|O_NOFOLLOW fd names
         loc = _fd_loc_or_ebadf(task, dirfd, allow_o_path=True)
         if not st.S_ISLNK(loc.inode.mode):
@@ -397,8 +400,7 @@ def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
         target = loc.inode.readlink()[:size]
         task.mem.write(buf, target)
         return len(target)
-    base, path = _at(task, dirfd, addr)
-    target = task.kernel.vfs.readlink(task.process.fs, base, path)[:size]
+    target = task.kernel.vfs.readlink(task.process.fs, base_for(task, dirfd, path), path)[:size]
     task.mem.write(buf, target)
     return len(target)
 
