@@ -329,7 +329,8 @@ class CSpace:
             if bits & want == want and ep.matches(proto, addr, port):
                 if self.audit is not None:
                     event = "connect-loopback" if op == "connect" and addr.is_loopback else op
-                    self.audit.record(event, cspace=self.name, proto=proto, ip=str(addr), port=port, cap=cap.id)
+                    if self.audit.enabled(event):  # (not at the normal level: a loopback connect)
+                        self.audit.record(event, cspace=self.name, proto=proto, ip=str(addr), port=port, cap=cap.id)
                 return cap
         raise self._deny(err, op, (), right, proto=proto, ip=str(addr), port=port)
 

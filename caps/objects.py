@@ -11,6 +11,7 @@ non-normalised path is a caller bug and raises ValueError.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -160,7 +161,18 @@ def _parse_ports(text: str, s: str) -> range:
 def normalise_ip(ip: "str | IPAddress") -> IPAddress:
     """An address as the checks see it: IPv4-mapped IPv6 (::ffff:a.b.c.d) counts as IPv4, so a
     dual-stack socket cannot slip past an IPv4 rule."""
-    a = ip if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else ipaddress.ip_address(ip)
+    if isinstance(ip, str):
+        return _parsed_ip(ip)
+    return _normalised(ip)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_ip(text: str) -> IPAddress:
+    """(A server's clients, or a client's servers, are few addresses asked for again and again.)"""
+    return _normalised(ipaddress.ip_address(text))
+
+
+def _normalised(a: IPAddress) -> IPAddress:
     if a.version == 6 and a.ipv4_mapped is not None:
         return a.ipv4_mapped
     return a

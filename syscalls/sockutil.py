@@ -4,6 +4,7 @@ translator (connect, send: parked when the guest would wait)."""
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import select
 import socket
@@ -131,37 +132,41 @@ def connect_parked(g: GuestSocket, raw: bytes) -> Result:
     """connect() without ever blocking the translator: a blocking guest's connect that is in
     progress is parked until the socket is writable, then finished as the kernel finishes
     it for a blocking caller."""
-    code = connect_nonblocking(g.fd, raw)
+    flags = fcntl.fcntl(g.fd, fcntl.F_GETFL)
+    code = connect_nonblocking(g.fd, raw, flags)
     # EALREADY: a blocking caller waits for the connect in progress (restarted after a signal)
-    if code in (E.EINPROGRESS, E.EALREADY) and os.get_blocking(g.fd):
+    if code in (E.EINPROGRESS, E.EALREADY) and not flags & os.O_NONBLOCK:
         if select.select([], [g.fd], [], 0)[1]:  # on the loopback it is usually done already
-            return connect_done(g, raw)
+            return connect_done(g, raw, flags)
         return Park(g.fd, lambda: connect_done(g, raw), events=POLLOUT, cancel=g.close)
     g.close()
     return -code
 
 
-def connect_done(g: GuestSocket, raw: bytes) -> Result:
+def connect_done(g: GuestSocket, raw: bytes, flags: int | None = None) -> Result:
     try:
         code = sockopt(g.fd, F.SO_ERROR)
         if not code:  # connect again, as a non-blocking caller would: the socket becomes
-            code = connect_nonblocking(g.fd, raw)  # "connected" (a third one is EISCONN)
+            code = connect_nonblocking(g.fd, raw, flags)  # "connected" (a third one is EISCONN)
     finally:
         g.close()
     return -code
 
 
-def connect_nonblocking(fd: int, raw: bytes) -> int:
-    """connect(2) on fd as if it were non-blocking; 0 or the errno."""
-    blocking = os.get_blocking(fd)
+def connect_nonblocking(fd: int, raw: bytes, flags: int | None = None) -> int:
+    """connect(2) on fd as if it were non-blocking; 0 or the errno. ``flags``: the file's
+    status flags, when the caller has them (None: asked here)."""
+    if flags is None:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    blocking = not flags & os.O_NONBLOCK
     if blocking:
-        os.set_blocking(fd, False)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
     try:
         r = libc.connect(fd, raw, len(raw))
         return ctypes.get_errno() if r < 0 else 0
     finally:
         if blocking:
-            os.set_blocking(fd, True)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
 
 
 def send_now(task: "Task", g: GuestSocket, data: bytes, flags: int, raw: bytes) -> Result:
