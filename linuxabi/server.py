@@ -8,9 +8,9 @@ value, runs the ordinary CLI with the client's argv, and sends the exit status b
 the client receives are passed on. While it waits, the spare has already made the guest's
 launcher (its namespaces and root: launch.prepare) and parsed the default policy.
 
-What the child cannot take on: the client's session, process group, cgroup and credentials
-(the server's own are used: only the server's user may connect). A guest that needs the
-caller's controlling terminal should run cold or with -t (a pty of its own).
+A warm run is exact or it is not warm: a client in other cgroups, or with a limit, CPU set or
+nice value the child cannot take on, gets no READY and runs cold. The guest leads a session of
+its own (as a cold one without -t does); only the server's user may connect.
 """
 from __future__ import annotations
 
@@ -231,12 +231,21 @@ def _prepare_launcher() -> None:
         pass
 
 
-def _same_user(conn: socket.socket) -> bool:
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The client's (pid, uid), as our pid namespace sees it (pid 0: from another one)."""
     import struct
 
     cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", cred)
-    return uid == os.getuid()
+    pid, uid, _gid = struct.unpack("3i", cred)
+    return pid, uid
+
+
+def _same_user(conn: socket.socket) -> bool:
+    return _peer(conn)[1] == os.getuid()
+
+
+class _NotWarm(Exception):
+    """The client has something a child of ours cannot take on exactly: it runs cold."""
 
 
 def _reap() -> set[int]:
@@ -253,7 +262,10 @@ def _reap() -> set[int]:
 
 def _serve_client(conn: socket.socket) -> int:
     """Become the client's translator; return its guest's exit status, sent to the client."""
-    argv = _take_on(conn)
+    try:
+        argv = _take_on(conn)
+    except _NotWarm:  # no READY: the client runs cold, as if no server listened
+        return 0
     if argv is None:  # connected and went away (a probe): nothing to run
         return 0
     conn.send(READY)  # from here on a guest may run: the client no longer falls back to a cold run
@@ -285,10 +297,12 @@ def _send_status(conn: socket.socket, code: int) -> None:
 
 def _take_on(conn: socket.socket) -> list[str] | None:
     """Read the request; make its fds, directory, environment, umask, limits, CPUs and nice
-    value ours (the guest inherits them from us, as it would from a cold `linuxabi run`)."""
+    value ours (the guest inherits them from us, as it would from a cold `linuxabi run`).
+    _NotWarm when one of them cannot be had exactly, or the client is in other cgroups."""
     head, fds = _recv_head(conn)
     if not head:
         return None
+    _same_cgroups(_peer(conn)[0])
     size = int.from_bytes(head[:4], "little")
     if size > _MAX_REQUEST:
         raise ServerError("request too large")
@@ -320,11 +334,11 @@ def _take_on(conn: socket.socket) -> list[str] | None:
         os.environb[k] = v
     os.umask(int(mask))
     _set_limits(limits)
-    os.sched_setaffinity(0, [int(c) for c in cpus.split(b",")])
-    try:  # a lower value than ours would need privilege the client may not have either
-        os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+    try:
+        os.sched_setaffinity(0, [int(c) for c in cpus.split(b",")])
+        os.setpriority(os.PRIO_PROCESS, 0, int(nice))  # (lower than ours needs a privilege)
     except OSError:
-        pass
+        raise _NotWarm from None
     return argv
 
 
@@ -345,7 +359,7 @@ def _recv_head(conn: socket.socket) -> tuple[bytes, list[int]]:
 
 
 def _set_limits(text: bytes) -> None:
-    """The client's limits, as far as ours allow (a hard limit above the server's cannot be had)."""
+    """The client's limits, exactly (a hard limit above ours cannot be had: _NotWarm)."""
     import resource
 
     for item in text.split(b";"):
@@ -353,11 +367,19 @@ def _set_limits(text: bytes) -> None:
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError):
-            cur_hard = resource.getrlimit(which)[1]
-            try:
-                resource.setrlimit(which, (min(soft, cur_hard) if cur_hard >= 0 else soft, cur_hard))
-            except (ValueError, OSError):
-                pass
+            raise _NotWarm from None
+
+
+def _same_cgroups(pid: int) -> None:
+    """A child of ours stays in our cgroups (moving it is a privilege the client may not have
+    and the guest's resource accounting is the client's): warm only for a client in ours."""
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as theirs, open("/proc/self/cgroup", "rb") as ours:
+            if pid > 0 and theirs.read() == ours.read():
+                return
+    except OSError:
+        pass
+    raise _NotWarm
 
 
 def _watch_client(conn_fd: int) -> None:

@@ -21,13 +21,13 @@ SCRIPT = 'echo out; echo err >&2; read line; echo "got $line"; echo "term=$TERM"
 
 
 class Server:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, preexec_fn=None) -> None:  # noqa: ANN001
         self.path = path
         self.log = path.with_suffix(".log")
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket", str(path)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         cwd=REPO, start_new_session=True)
+                                         cwd=REPO, start_new_session=True, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 60
         while b"serving at" not in self.log.read_bytes():
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
@@ -106,13 +106,43 @@ def test_a_warm_run_behaves_as_a_cold_one(server: Server, tmp_path: Path) -> Non
     assert warm_bad.stderr == cold_bad.stderr and warm_bad.stderr.count(b"\n") == 1
 
 
+def _runs_warm(env: dict[str, str], script: str = "echo started; sleep 1") -> tuple[bool, bytes]:
+    """Whether a run went to the server (cold, the CLI is the translator: the guest's init is
+    its child; warm, it has none), and the rest of what it printed."""
+    cli = _cli(["run", "--", "sh", "-c", script], env, stdout=subprocess.PIPE)
+    assert cli.stdout is not None and cli.stdout.readline() == b"started\n"
+    warm = _children(cli.pid) == []
+    assert cli.wait(timeout=30) == 0
+    return warm, cli.stdout.read()
+
+
 def test_the_server_translates_and_the_client_only_waits(server: Server, tmp_path: Path) -> None:
-    # Cold, the CLI is the translator: the guest's init is its child. Warm, it has no child.
-    for env, warm in ((server.env(), True), ({k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"}, False)):
-        cli = _cli(["run", "--", "sh", "-c", "echo started; sleep 2"], env, stdout=subprocess.PIPE)
-        assert cli.stdout is not None and cli.stdout.readline() == b"started\n"
-        assert (_children(cli.pid) == []) is warm
-        assert cli.wait(timeout=30) == 0
+    assert _runs_warm(server.env())[0]
+    assert not _runs_warm({k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"})[0]
+
+
+def test_what_the_server_cannot_give_exactly_runs_cold(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard > 256
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), 256))
+
+    srv = Server(tmp_path / "low.sock", preexec_fn=lower)
+    try:
+        # Its children cannot raise their hard limit to ours: the run is cold, and its guest
+        # has our limit, not the server's.
+        warm, out = _runs_warm(srv.env(), "echo started; ulimit -Hn")
+        assert not warm and out == str(hard).encode() + b"\n"
+        # A client that asks for no more than the server has runs warm.
+        def same() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), 256))
+
+        cli = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", "ulimit -Hn"],
+                             capture_output=True, env=srv.env(), preexec_fn=same, timeout=60)
+        assert cli.stdout == b"256\n"
+    finally:
+        srv.stop()
 
 
 def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_path: Path) -> None:
