@@ -231,13 +231,12 @@ def _prepare_launcher() -> None:
         pass
 
 
-def _peer(conn: socket.socket) -> tuple[int, int]:
-    """The client's (pid, uid), as our pid namespace sees it (pid 0: from another one)."""
+def _peer(conn: socket.socket) -> tuple[int, int, int]:
+    """The client's (pid, uid, gid), as our pid namespace sees it (pid 0: from another one)."""
     import struct
 
     cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", cred)
-    return pid, uid
+    return struct.unpack("3i", cred)
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -302,7 +301,10 @@ def _take_on(conn: socket.socket) -> list[str] | None:
     head, fds = _recv_head(conn)
     if not head:
         return None
-    _same_cgroups(_peer(conn)[0])
+    pid, _uid, gid = _peer(conn)
+    if gid != os.getegid():  # (the guest's ids are mapped from ours)
+        raise _NotWarm
+    _same_cgroups(pid)
     size = int.from_bytes(head[:4], "little")
     if size > _MAX_REQUEST:
         raise ServerError("request too large")
