@@ -75,3 +75,30 @@ def test_guest_killed_mid_call(image_copy: Path) -> None:
     assert box.supervisor is not None and box.supervisor.errors == 0
     assert _open_fds() == fds_before
     assert _children_of_us() == []
+
+
+def test_a_bug_before_the_answer_does_not_strand_the_guest(tmp_path: Path) -> None:
+    # A fault no real guest can cause: the supervisor raises while serving a notification,
+    # before answering it. The guest's call fails (ENOSYS) instead of waiting forever.
+    import subprocess
+    import sys
+
+    from oracle import REPO
+
+    code = """if True:
+        import sys
+        from linuxabi.cli import main
+        from linuxabi.host.supervisor import Supervisor
+        serve, faults = Supervisor._on_notification, []
+        def buggy(self, n):
+            if n.nr == 83 and not faults:  # the first mkdir
+                faults.append(n.nr)
+                raise RuntimeError("injected fault")
+            return serve(self, n)
+        Supervisor._on_notification = buggy
+        sys.exit(main(["run", "--", "sh", "-c", "mkdir /tmp/a; echo rc=$?; mkdir /tmp/b; echo rc=$?; ls -d /tmp/?"]))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0
+    assert r.stdout == b"rc=1\nrc=0\n/tmp/b\n"
+    assert b"injected fault" in r.stderr and b"Function not implemented" in r.stderr

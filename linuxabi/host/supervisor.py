@@ -357,7 +357,7 @@ class Supervisor:
 
     def _serve_once(self) -> None:
         if self._stashed:
-            self._on_notification(self._stashed.pop(0))
+            self._serve(self._stashed.pop(0))
         elif self._signals:
             self._drain_signals()
         elif self.parked:
@@ -365,7 +365,26 @@ class Supervisor:
         else:
             n = self._recv_interruptible()
             if n is not None:
-                self._on_notification(n)
+                try:
+                    self._on_notification(n)
+                except Exception:
+                    self._unanswered(n)
+                    raise
+
+    def _serve(self, n: Notification) -> None:
+        try:
+            self._on_notification(n)
+        except Exception:
+            self._unanswered(n)
+            raise
+
+    def _unanswered(self, n: Notification) -> None:
+        """A bug of ours while serving ``n`` (the run loop reports it): the guest thread must
+        not wait for an answer forever. ENOSYS, unless it was answered already."""
+        try:
+            self.listener.reply_errno(n.id, E.ENOSYS)
+        except OSError:
+            pass
 
     def _on_signal(self, signo: int, _frame: object) -> None:
         self._signals.append(signo)
@@ -439,7 +458,7 @@ class Supervisor:
             if fd == self.listener.fd:
                 n = self.listener.recv()
                 if n is not None:
-                    self._on_notification(n)
+                    self._serve(n)
             elif fd in self.parked:
                 self._on_parked_ready(fd)
 
