@@ -356,20 +356,23 @@ class Supervisor:
             self._shutdown()
 
     def _serve_once(self) -> None:
-        if self._stashed:
-            self._serve(self._stashed.pop(0))
-        elif self._signals:
-            self._drain_signals()
-        elif self.parked:
-            self._poll_parked()
-        else:
-            n = self._recv_interruptible()
-            if n is not None:
-                try:
+        n = None
+        try:
+            if self._stashed:
+                n = self._stashed.pop(0)
+                self._on_notification(n)
+            elif self._signals:
+                self._drain_signals()
+            elif self.parked:
+                self._poll_parked()
+            else:
+                n = self._recv_interruptible()
+                if n is not None:
                     self._on_notification(n)
-                except Exception:
-                    self._unanswered(n)
-                    raise
+        except Exception:
+            if n is not None:
+                self._unanswered(n)
+            raise
 
     def _serve(self, n: Notification) -> None:
         try:
