@@ -76,6 +76,7 @@ class Listener:
         self._zero = bytes(_NOTIF.size)
         self._sbuf = bytearray(_RESP.size)
         self.sync_wakeup = self._try_sync_wakeup()
+        self.recv_errno = 0  # why recv_prepared last returned None (0: it did not fail)
 
     def _try_sync_wakeup(self) -> bool:
         # Keeps the guest's wake-up on the supervisor's CPU; without it a cross-CPU wake
@@ -111,12 +112,22 @@ class Listener:
         """RECV into a buffer ``prepare`` already zeroed (``received`` inlined: the hot path)."""
         try:
             fcntl.ioctl(self.fd, _RECV, self._rbuf, True)
-        except OSError:
+        except OSError as e:
+            self.recv_errno = e.errno or 0
             return None
         nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _unpack_notif(self._rbuf)
         if nid == 0 and pid == 0:
             return None
         return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+
+    def no_tasks_left(self) -> bool:
+        """Whether every task under the filter has exited (the fd polls hung up): from then on
+        RECV fails at once (ENOENT), however often it is asked."""
+        import select
+
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _fd, ev in p.poll(0))
 
     def reply(self, nid: int, val: int = 0, error: int = 0) -> bool:
         """Answer with a return value or -errno; False if the task is gone."""

@@ -407,10 +407,21 @@ class Supervisor:
         try:
             self._in_recv = True
             n = None if self._signals else self.listener.recv_prepared()
+            if n is None and self.listener.recv_errno == _errno.ENOENT:
+                self._wait_for_exit()
             self._in_recv = False
             return n
         except _Wakeup:
             return self.listener.received()
+
+    def _wait_for_exit(self) -> None:
+        """RECV failed with ENOENT: a notification withdrawn before we took it (its task got a
+        signal: try again), or no guest task left at all, while the kernel tears the pid
+        namespace down before init's exit reaches us (~5 ms). Then every RECV fails at once:
+        wait for init's pidfd instead of spinning (a signal breaks the wait, as it does RECV)."""
+        self.listener.recv_errno = 0
+        if self.listener.no_tasks_left():
+            select.select([self.launched.pidfd], [], [], 0.05)
 
     def add_reader(self, reader: "_Reader") -> None:
         """Serve ``reader`` (fileno/on_readable, never blocking) from this loop: while calls are
