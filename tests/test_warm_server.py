@@ -226,3 +226,18 @@ def test_a_launcher_made_ahead_runs_with_what_the_caller_has_when_it_starts(
     assert launch._prepared == []  # used, not left for a later launch
     out, err = capfd.readouterr()
     assert status == 4 and out == "123\nto-stdout\n" and err == "to-stderr\n"
+
+
+def test_a_server_whose_code_changed_stops_and_its_clients_run_cold(server: Server) -> None:
+    import linuxabi.terminal  # loaded by every server (a run's modules are)
+
+    module = Path(linuxabi.terminal.__file__)
+    before = module.stat()
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))  # "upgraded"
+    try:
+        assert not _runs_warm(server.env())[0]
+        assert server.proc.wait(timeout=30) == 0
+        assert b"code changed since this server started" in server.log.read_bytes()
+        assert not server.path.exists()
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
