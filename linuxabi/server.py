@@ -81,7 +81,10 @@ def serve(path: Path, spares: int = 1) -> int:
         except FileNotFoundError:
             pass
         # Idle spares return from accept() with EINVAL and end; clients already taken run on.
-        listener.shutdown(socket.SHUT_RDWR)
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         listener.close()
         for fd in (taken_r, taken_w):
             os.close(fd)
