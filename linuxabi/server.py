@@ -230,10 +230,15 @@ def _warm() -> None:
     from linuxabi.cli import main_parser
     from linuxabi.host import filter as seccomp_filter
     from linuxabi.image import default_image
+    from syscalls.exec import elf_verdicts
 
     main_parser()
     default_policy()
     seccomp_filter.build_filter()
+    # The ELF verdicts of the files runs exec, read once (a child rereads the file only when
+    # another run has added to it), and pyelftools for a miss (its import alone is ~25 ms).
+    elf_verdicts().preload()
+    import elftools.elf.elffile  # noqa: F401
     try:
         default_image()
     except Exception:  # noqa: BLE001 - a run will report it; the server has no guest to fail

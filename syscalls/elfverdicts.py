@@ -29,6 +29,7 @@ class ElfVerdicts:
         self._memory: dict[Key, Verdict] = {}
         self._loaded = path is None
         self._memfd_dev: int | None = None
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file as last read
 
     def check(self, fd: int) -> bytes:
         """PT_INTERP of the executable open at ``fd`` (b"" for a static one); OSError(ENOEXEC) otherwise."""
@@ -37,6 +38,9 @@ class ElfVerdicts:
         if not self._loaded:
             self._load()
         verdict = self._memory.get(key)
+        if verdict is None and self._file_changed():  # another sandbox saved since we read it
+            self._load()
+            verdict = self._memory.get(key)
         if verdict is None:
             try:
                 verdict = (0, parse_elf(fd))
@@ -60,10 +64,26 @@ class ElfVerdicts:
                 os.close(fd)
         return self._memfd_dev
 
+    def preload(self) -> None:
+        """Read the file now (a warm server, whose children then start with it in memory)."""
+        if not self._loaded:
+            self._load()
+
+    def _file_changed(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            s = os.stat(self.path)
+        except OSError:
+            return False
+        return (s.st_mtime_ns, s.st_size) != self._stamp
+
     def _load(self) -> None:
         self._loaded = True
         try:
             with open(self.path, "rb") as f:  # type: ignore[arg-type]
+                s = os.fstat(f.fileno())
+                self._stamp = (s.st_mtime_ns, s.st_size)
                 doc = json.load(f)
             if doc.get("format") != _FORMAT:
                 return
@@ -83,7 +103,10 @@ class ElfVerdicts:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "w") as f:
                 json.dump(doc, f)
+                f.flush()
+                s = os.fstat(f.fileno())
             os.replace(tmp, self.path)
+            self._stamp = (s.st_mtime_ns, s.st_size)  # our own save is not news to us
         except OSError:
             try:
                 os.unlink(tmp)

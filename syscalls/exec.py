@@ -87,6 +87,11 @@ def _check_exec(task: Task, loc) -> None:
 _ELF_VERDICTS = ElfVerdicts(default_path())
 
 
+def elf_verdicts() -> ElfVerdicts:
+    """The process's verdict cache (a warm server preloads it for its children)."""
+    return _ELF_VERDICTS
+
+
 def _check_elf(fd: int) -> bytes:
     """ENOEXEC unless an x86-64 executable; returns its PT_INTERP (b"" for a static one)."""
     return _ELF_VERDICTS.check(fd)

@@ -156,3 +156,16 @@ def test_memfd_programs_are_not_saved(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert not store.exists() or '"verdicts": []' in store.read_text()
+
+
+def test_a_verdict_another_sandbox_saved_is_read_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "elf-verdicts.json"
+    warm = ElfVerdicts(str(store))
+    warm.preload()  # read before the other sandbox saved (a warm server, say)
+    expected = _check(ElfVerdicts(str(store)), DYNAMIC)
+
+    def no_parse(fd: int) -> bytes:
+        raise AssertionError("parsed although another sandbox had saved the verdict")
+
+    monkeypatch.setattr(elfverdicts, "parse_elf", no_parse)
+    assert _check(warm, DYNAMIC) == expected
