@@ -149,8 +149,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from .server import ServerError, default_socket_path, serve
 
+    if not 1 <= args.spares <= 64:
+        raise _UserError("--spares: between 1 and 64")
     try:
-        return serve(Path(args.socket) if args.socket else default_socket_path())
+        return serve(Path(args.socket) if args.socket else default_socket_path(), spares=args.spares)
     except ServerError as e:
         raise _UserError(str(e)) from None
 
@@ -184,6 +186,8 @@ def main_parser() -> _Parser:
                        "forks it instead of starting cold")
     p.add_argument("--socket", metavar="PATH", help="where to listen (default: "
                    "$XDG_RUNTIME_DIR/linuxabi/server.sock, or ~/.cache/linuxabi/server.sock)")
+    p.add_argument("--spares", metavar="N", type=int, default=1,
+                   help="translators kept forked and ready (default 1; more for clients that start together)")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
     sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
     sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")

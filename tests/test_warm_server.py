@@ -21,11 +21,11 @@ SCRIPT = 'echo out; echo err >&2; read line; echo "got $line"; echo "term=$TERM"
 
 
 class Server:
-    def __init__(self, path: Path, preexec_fn=None) -> None:  # noqa: ANN001
+    def __init__(self, path: Path, preexec_fn=None, extra: tuple[str, ...] = ()) -> None:  # noqa: ANN001
         self.path = path
         self.log = path.with_suffix(".log")
         with open(self.log, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket", str(path)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket", str(path), *extra],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                          cwd=REPO, start_new_session=True, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 60
@@ -241,3 +241,19 @@ def test_a_server_whose_code_changed_stops_and_its_clients_run_cold(server: Serv
         assert not server.path.exists()
     finally:
         os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_spares_serve_clients_that_start_together(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "three.sock", extra=("--spares", "3"))
+    try:
+        assert not _wait_gone(lambda: len(_children(srv.proc.pid)) != 3)  # three forked, waiting
+        clis = [_cli(["run", "--", "sh", "-c", f"echo started; sleep 1; exit {i}"], srv.env(), stdout=subprocess.PIPE)
+                for i in range(3)]
+        for cli in clis:
+            assert cli.stdout is not None and cli.stdout.readline() == b"started\n"
+        assert [_children(cli.pid) for cli in clis] == [[], [], []]  # all three warm
+        assert [cli.wait(timeout=30) for cli in clis] == [0, 1, 2]
+    finally:
+        srv.stop()
+    bad = _run(["serve", "--spares", "0"], dict(os.environ), tmp_path)
+    assert bad.returncode == 2 and bad.stderr == b"linuxabi: --spares: between 1 and 64\n"
