@@ -73,7 +73,11 @@ class CapGuard:
     # ---- vfs.guard.Guard --------------------------------------------------------------------
 
     def see(self, m: "Mount", d: "Dentry") -> None:
-        self.cspace.authorize_path(self.path(m, d), NONE, op="stat")
+        self.see_path(self.path(m, d))
+
+    def see_path(self, path: bytes) -> None:
+        """see() of the object at canonical guest path ``path``."""
+        self.cspace.authorize_path(path, NONE, op="stat")
 
     def access(self, m: "Mount", d: "Dentry", mode: int) -> None:
         if mode & 1 and st.S_ISDIR(d.inode.mode):  # X_OK on a directory: may it be searched

@@ -400,7 +400,10 @@ def _readlink(task: Task, dirfd: int, addr: int, buf: int, size: int) -> Result:
         target = loc.inode.readlink()[:size]
         task.mem.write(buf, target)
         return len(target)
-    target = task.kernel.vfs.readlink(task.process.fs, base_for(task, dirfd, path), path)[:size]
+    target = task.kernel.proc_self_exe(task.process) if path == b"/proc/self/exe" else None
+    if target is None:
+        target = task.kernel.vfs.readlink(task.process.fs, base_for(task, dirfd, path), path)
+    target = target[:size]
     task.mem.write(buf, target)
     return len(target)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from vfs import FsContext, Location, Vfs
+from vfs.epoch import EPOCH
 
 if TYPE_CHECKING:
     from caps import CSpace, Rights
@@ -66,6 +67,9 @@ class Kernel:
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
     nvidia_host = None  # syscalls.nvidia.host.NvidiaHost: the driver behind the devices shown
     _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call
+    # (namespace epoch, whether "/proc" from the root is procfs and searchable by all): see
+    # proc_self_exe
+    _proc_at_root: tuple[int, bool] = (-1, False)
 
     def __init__(self, vfs: Vfs, *, hostname: bytes = b"linuxabi") -> None:
         self.vfs = vfs
@@ -310,6 +314,36 @@ class Kernel:
         self.guard = CapGuard(cspace, self.vfs)
         self.vfs.guard = self.guard
         cspace.actor = lambda: self.current.pid if self.current is not None else None
+
+    def proc_self_exe(self, proc: Process) -> bytes | None:
+        """readlink("/proc/self/exe") for ``proc`` without the walk, when nothing can make the
+        walk end elsewhere: busybox asks on every start, and the walk (the new process's
+        /proc/PID, its exe link, their dentries) costs ~100 µs in place. None: walk.
+        The same capability check as the walk's end (guard.see of /proc/PID/exe)."""
+        root = self.vfs.root()
+        if proc.fs.root != root or not proc.exe:
+            return None  # chrooted: /proc may be anything, or nothing
+        epoch, usable = self._proc_at_root
+        if epoch != EPOCH.value:  # (any mount, rename or mode change moves the epoch)
+            usable = self._proc_root_usable(root)
+            self._proc_at_root = (EPOCH.value, usable)
+        if not usable:
+            return None
+        if self.guard is not None:
+            self.guard.see_path(b"/proc/%d/exe" % proc.pid)
+        return proc.exe
+
+    def _proc_root_usable(self, root: Location) -> bool:
+        """Whether "/proc" is a procfs root that anyone may search through from ``root`` (then
+        "/proc/self/exe" resolves the same for every process whose root that is)."""
+        from vfs.procfs import ProcFs
+
+        try:
+            loc = self.vfs.lookup(self.vfs.new_context(b"/"), root, b"/proc", directory=True)
+        except OSError:
+            return False
+        searchable = all(inode.mode & 0o111 == 0o111 for inode in (root.dentry.inode, loc.dentry.inode))
+        return isinstance(loc.mount.fs, ProcFs) and loc.dentry is loc.mount.root and searchable
 
     def authorize_exec(self, loc: Location) -> None:
         """EACCES (and an audit record) unless a capability lets the sandbox exec ``loc``."""

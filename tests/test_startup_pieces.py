@@ -169,3 +169,27 @@ def test_a_verdict_another_sandbox_saved_is_read_not_parsed(tmp_path: Path, monk
 
     monkeypatch.setattr(elfverdicts, "parse_elf", no_parse)
     assert _check(warm, DYNAMIC) == expected
+
+
+def test_proc_self_exe_answers_without_the_walk_where_the_walk_would_agree(
+        image_copy: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from linuxabi.api import Sandbox, SandboxConfig
+    from vfs.vfs import Vfs
+
+    walked: list[bytes] = []
+    readlink = Vfs.readlink
+
+    def counted(self, ctx, base, path):  # noqa: ANN001, ANN202
+        walked.append(path)
+        return readlink(self, ctx, base, path)
+
+    monkeypatch.setattr(Vfs, "readlink", counted)
+    # Busybox itself reads /proc/self/exe as it starts; in a chroot without /proc, the walk
+    # answers (and fails, as on Linux).
+    script = ("readlink /proc/self/exe; mkdir -p /tmp/r/bin /tmp/r/proc; cp /bin/busybox /tmp/r/bin/; "
+              "chroot /tmp/r /bin/busybox readlink /proc/self/exe; echo rc=$?")
+    status = Sandbox(SandboxConfig(root=image_copy)).run(["sh", "-c", script])
+    out, _err = capfd.readouterr()
+    assert status == 0 and out == "/bin/busybox\nrc=1\n"
+    assert walked and set(walked) == {b"/proc/self/exe"}  # only from inside the chroot
+    assert len(walked) <= 3
