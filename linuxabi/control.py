@@ -25,6 +25,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import secrets
 import select
 import socket
@@ -63,6 +64,26 @@ def audit_dir() -> Path:
     return _private_dir(Path(base) / "linuxabi" / "audit")
 
 
+_DEFAULT_NAME = re.compile(r"(\d+)-[0-9a-f]{6}\.sock")  # new_sandbox_id()'s, as socket_path names it
+
+
+def _sweep(directory: Path) -> None:
+    """Remove the sockets of translators that died without closing theirs (a SIGKILL): a
+    default id starts with its translator's pid, and no process has that pid any more. (A pid
+    taken again by another process keeps its file: removed by a later sweep.)"""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        m = _DEFAULT_NAME.fullmatch(name)
+        if m is not None and not os.path.exists(f"/proc/{m.group(1)}"):
+            try:
+                os.unlink(directory / name)
+            except OSError:
+                pass
+
+
 def socket_path(sandbox: str) -> Path:
     """A sandbox id, or a path to a control socket (anything with a slash)."""
     if "/" in sandbox:
@@ -84,6 +105,8 @@ class ControlServer:
         self.kernel = kernel
         self.sandbox_id = sandbox_id
         self.path = Path(path) if path is not None else socket_path(sandbox_id)
+        if path is None:
+            _sweep(self.path.parent)
         try:
             self.path.unlink()  # a socket left by a crashed sandbox of the same id
         except FileNotFoundError:

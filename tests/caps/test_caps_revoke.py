@@ -179,3 +179,27 @@ def test_socket_layer_stub_checks_network_capabilities(sandbox) -> None:  # noqa
     with pytest.raises(PermissionError) as e:
         kernel.authorize_net("bind", "tcp", "0.0.0.0", 8080)
     assert e.value.errno == E.EACCES
+
+
+def test_control_sockets_of_dead_translators_are_swept(image_copy: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from linuxabi.control import new_sandbox_id, run_dir
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no process has now (as a SIGKILLed translator's)
+    stale = run_dir() / f"{dead.pid}-abcdef.sock"
+    alive = run_dir() / f"{os.getpid()}-123456.sock"  # a running sandbox's: kept
+    other = run_dir() / "by-hand.sock"  # not a default id: not ours to judge
+    for p in (stale, alive, other):
+        p.touch()
+    vfs = build_vfs(image_copy)
+    server = ControlServer(Kernel(vfs), new_sandbox_id())
+    try:
+        assert not stale.exists() and alive.exists() and other.exists()
+        assert server.path.exists()
+    finally:
+        server.close()
+        vfs.close()
