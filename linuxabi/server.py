@@ -168,28 +168,46 @@ def _open_std() -> None:
 
 
 def _listen(path: Path) -> socket.socket:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """A listening socket at ``path``; ServerError (one line for the user) when there cannot be
+    one. Only a socket no server answers on is replaced: any other file there is left alone."""
     try:
-        probe.connect(os.fspath(path))
+        return _bind(path)
+    except ServerError:
+        raise
+    except OSError as e:
+        raise ServerError(f"cannot listen at {path}: {e.strerror or e}") from None
+
+
+def _bind(path: Path) -> socket.socket:
+    import stat
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        pass
-    except ConnectionRefusedError:  # a server that ended without removing its socket
-        os.unlink(path)
-    else:
-        raise ServerError(f"a server already listens at {path}")
-    finally:
-        probe.close()
+        mode = None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise ServerError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(os.fspath(path))
+        except ConnectionRefusedError:  # a server that ended without removing its socket
+            os.unlink(path)
+        else:
+            raise ServerError(f"a server already listens at {path}")
+        finally:
+            probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old_mask = os.umask(0o177)  # the socket is the user's alone from its first moment
     try:
         listener.bind(os.fspath(path))
-    except OSError as e:
+        listener.listen(128)
+    except OSError:
         listener.close()
-        raise ServerError(f"cannot listen at {path}: {e.strerror}") from None
+        raise
     finally:
         os.umask(old_mask)
-    listener.listen(128)
     return listener
 
 

@@ -257,3 +257,21 @@ def test_spares_serve_clients_that_start_together(tmp_path: Path) -> None:
         srv.stop()
     bad = _run(["serve", "--spares", "0"], dict(os.environ), tmp_path)
     assert bad.returncode == 2 and bad.stderr == b"linuxabi: --spares: between 1 and 64\n"
+
+
+def test_serve_replaces_only_a_dead_socket(tmp_path: Path) -> None:
+    regular = tmp_path / "notes.txt"
+    regular.write_text("mine\n")
+    r = _run(["serve", "--socket", str(regular)], dict(os.environ), tmp_path)
+    assert r.returncode == 2 and regular.read_text() == "mine\n"
+    assert r.stderr == f"linuxabi: {regular} exists and is not a socket\n".encode()
+    r = _run(["serve", "--socket", str(tmp_path / "no" / "such" / ("x" * 120) / "s.sock")], dict(os.environ), tmp_path)
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1 and b"cannot listen at" in r.stderr
+    dead = tmp_path / "dead.sock"  # a server's socket left behind (the server was killed)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(dead))
+    srv = Server(dead)
+    try:
+        assert _runs_warm(srv.env())[0]
+    finally:
+        srv.stop()
