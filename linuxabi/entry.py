@@ -18,6 +18,7 @@ SERVER_ENV = "LINUXABI_SERVER"
 READY = b"R"
 NO_STATUS = 256  # what the client reads when the translator ended without sending a status
 FORWARDED = (2, 15, 1, 3, 10, 12, 28, 18)  # INT TERM HUP QUIT USR1 USR2 WINCH CONT: the supervisor's list
+ENDING = (2, 15, 1, 3, 10, 12)  # those whose default action ends a process
 
 
 def pack_fields(fields: list[bytes]) -> bytes:
@@ -71,10 +72,14 @@ def run_on_server(path: str, argv: list[str]) -> int | None:
     except OSError:
         conn.close()
         return None
-    # From now on our signals go to the translator (it reads them once its guest may run).
+    # From now on our signals go to the translator (it reads them once its guest may run);
+    # one that would end us, before the server took the run on, ends us as it would have.
     forwarded: list[int] = []
+    ready: list[bool] = []
 
     def forward(signo: int, _frame: object) -> None:
+        if not ready and signo in ENDING:
+            raise _Interrupted(signo)
         forwarded.append(signo)
         try:
             conn.send(bytes([signo]))
@@ -90,19 +95,36 @@ def run_on_server(path: str, argv: list[str]) -> int | None:
         reply = conn.recv(1)
     except OSError:
         reply = b""
+    except _Interrupted as e:  # (a translator that took the run sees us go, and ends it)
+        conn.close()
+        _end_by(e.signo)
     finally:
         os.close(cwd)
-    if reply != READY:  # the server went away before it took the run on
+    if reply != READY:  # not a server of ours, or it went away before it took the run on
         conn.close()
         for signo, handler in old.items():
             _signal.signal(signo, handler)
         return None
+    ready.append(True)
     status = _wait_status(conn)
     if status == NO_STATUS and forwarded:  # ended by the signal we passed on: end the same way
-        for signo in FORWARDED:
-            _signal.signal(signo, _signal.SIG_DFL)
-        os.kill(os.getpid(), forwarded[-1])
+        _end_by(forwarded[-1])
     return status
+
+
+class _Interrupted(Exception):
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+
+def _end_by(signo: int) -> None:
+    import _signal
+
+    for s in FORWARDED:
+        _signal.signal(s, _signal.SIG_DFL)
+    os.kill(os.getpid(), signo)
+    os._exit(128 + signo)  # (if it was held: the status a shell would show)
 
 
 def _wait_status(conn) -> int:  # noqa: ANN001 - a _socket.socket

@@ -275,3 +275,25 @@ def test_serve_replaces_only_a_dead_socket(tmp_path: Path) -> None:
         assert _runs_warm(srv.env())[0]
     finally:
         srv.stop()
+
+
+def test_a_socket_that_is_not_a_server_of_ours(tmp_path: Path) -> None:
+    # One that answers something else: the run is cold. One that never answers: Ctrl-C ends
+    # the client as it would end a cold one, and nothing ran.
+    path = tmp_path / "other.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(path))
+        other.listen(4)
+        env = dict(os.environ, LINUXABI_SERVER=str(path))
+        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, stdout=subprocess.PIPE)
+        conn, _ = other.accept()
+        conn.sendall(b"HTTP/1.0 400 nonsense\r\n")
+        conn.close()
+        assert cli.wait(timeout=60) == 0 and cli.stdout is not None and cli.stdout.read() == b"ran\n"
+        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, stdout=subprocess.PIPE)
+        conn, _ = other.accept()  # and never a word
+        time.sleep(0.3)
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=30) == -signal.SIGINT
+        conn.close()  # (the request's fds, never received, hold the client's stdout open)
+        assert cli.stdout is not None and cli.stdout.read() == b""
