@@ -40,16 +40,27 @@ def request_fields(argv: list[str], open_std: list[int]) -> list[bytes]:
     are open (a bitmask)."""
     import resource
 
-    mask = os.umask(0)
-    os.umask(mask)
-    kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
-    limits = b";".join(b"%d,%d,%d" % (r, *resource.getrlimit(r)) for r in kinds)
+    mask = current_umask()
+    limits = b";".join(b"%d,%d,%d" % (r, *resource.getrlimit(r)) for r in rlimit_kinds())
     env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()]
     cpus = b",".join(b"%d" % c for c in sorted(os.sched_getaffinity(0)))
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     fields = [b"%d" % len(argv), *(os.fsencode(a) for a in argv), b"%d" % len(env), *env,
               b"%d" % mask, limits, cpus, b"%d" % nice, b"%d" % sum(1 << fd for fd in open_std)]
     return fields
+
+
+def rlimit_kinds() -> list[int]:
+    """Every resource limit this system's Python knows (what a process passes on to a child)."""
+    import resource
+
+    return sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _is_open(fd: int) -> bool:

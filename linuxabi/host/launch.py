@@ -263,9 +263,11 @@ class Prepared:
         import resource
         import socket
 
-        limits = [(r, *resource.getrlimit(r)) for r in _rlimit_kinds()]
+        from linuxabi.entry import current_umask, rlimit_kinds
+
+        limits = [(r, *resource.getrlimit(r)) for r in rlimit_kinds()]
         std = [fd for fd in (0, 1, 2) if _inherited(fd)]
-        spec = marshal.dumps((path, argv, env, prog, tty, limits, _umask(), sorted(os.sched_getaffinity(0)),
+        spec = marshal.dumps((path, argv, env, prog, tty, limits, current_umask(), sorted(os.sched_getaffinity(0)),
                               os.getpriority(os.PRIO_PROCESS, 0), std))
         fds = struct.pack(f"={len(std)}i", *std)
         self.sock.sendmsg([struct.pack("=I", len(spec)), spec],  # type: ignore[attr-defined]
@@ -377,18 +379,6 @@ def _take_spec(sock, fd_w: int, go_r: int) -> None:  # noqa: ANN001 - a socket.s
     except OSError:
         pass
     _start(path, argv, env, fd_w, prog, tty, (go_r,))
-
-
-def _rlimit_kinds() -> list[int]:
-    import resource
-
-    return sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _inherited(fd: int) -> bool:
