@@ -241,8 +241,11 @@ def test_policy_refuses_bind_and_connect(tmp_path: Path) -> None:
     policy.write_text('[filesystem]\n"/" = "rwxcd"\n"/tmp" = "rwxcd"\n'
                       '[network]\nbind = ["tcp:0.0.0.0:7000"]\nconnect = ["tcp:127.0.0.1:7000"]\n'
                       '[devices]\nallow = ["/dev/null"]\n')
-    script = ("nc -l -p 7001 ; echo bind7001=$?; (nc -l -p 7000 > /tmp/got &) ; sleep 0.3; "
-              "echo allowed | nc 127.0.0.1 7000; sleep 0.2; cat /tmp/got; echo x | nc 127.0.0.1 7002; echo c7002=$?")
+    # The listener's output is read after it has exited (wait), and the client retries until the
+    # listener is up: fixed sleeps raced on a loaded machine.
+    script = ("nc -l -p 7001 ; echo bind7001=$?; nc -l -p 7000 > /tmp/got & listener=$!; "
+              "for i in $(seq 50); do echo allowed | nc 127.0.0.1 7000 2>/dev/null && break; sleep 0.1; done; "
+              "wait $listener; cat /tmp/got; echo x | nc 127.0.0.1 7002; echo c7002=$?")
     r = run_translated(["sh", "-c", script], extra=["--policy", str(policy)], timeout=60)
     out, err = r.stdout.decode().split(), r.stderr.decode()
     assert out == ["bind7001=1", "allowed", "c7002=1"], (out, err)
