@@ -81,6 +81,17 @@ class InstallFd:
     cloexec: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReplaceFd:
+    """Put host fd ``host_fd`` in place of the guest's fd ``guest_fd`` (as dup2 would, keeping
+    its number), then answer ``result`` (the platform closes ours)."""
+
+    host_fd: int
+    guest_fd: int
+    cloexec: bool
+    result: int = 0
+
+
 class _Continue:
     __slots__ = ()
 
@@ -118,7 +129,7 @@ class Park:
     cancel: Callable[[], None] | None = None
 
 
-Result = Union[int, InstallFd, _Continue, ExecPlan, Park]
+Result = Union[int, InstallFd, ReplaceFd, _Continue, ExecPlan, Park]
 
 
 class Memory(Protocol):

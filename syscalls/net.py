@@ -4,8 +4,11 @@ Guest AF_INET/AF_INET6/AF_UNIX sockets are host sockets in the sandbox's own net
 namespace (loopback only; see net/socklayer.py), so data, readiness and options run natively.
 What names a peer is trapped: bind, connect and addressed sendto are checked against the
 sandbox's capabilities and then carried out here, on the guest's socket, with the address as
-it was checked (never re-read from guest memory). listen is checked and runs natively; accept
-and getsockname are served here only on ports forwarded in with ``-p``.
+it was checked (never re-read from guest memory). listen is checked and runs natively, but on
+a port forwarded in with ``-p``: there the guest's listener is replaced by the host's listening
+socket (linuxabi/forward.py), whose connections the guest then accepts natively; a guest's
+connect to such a port is redirected to it, and getsockname/getpeername name those host sockets
+as the guest's own port.
 
 With an uplink (``--net tap:NAME``, net/uplink.py) an AF_INET stream connect to an address
 outside 127/8 is carried out by linuxabi's stack: the guest's socket waits on the hold port
@@ -18,6 +21,7 @@ continues at once while there is no uplink).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import socket
@@ -31,13 +35,14 @@ from net.sockaddr import family_of, pack_inet, parse_inet
 
 from . import net_uplink as uplink
 from . import unix_names
-from .base import CONTINUE, InstallFd, Park, Result
+from .base import CONTINUE, InstallFd, Park, ReplaceFd, Result
 from .fsutil import err, s32
-from .sockutil import (GuestSocket, accept_raw, connect_nonblocking, connect_parked, inet_peer, inet_port,
-                       libc, libc_call, pack_as, read_sockaddr, send_now, sockname_raw, v4, write_sockaddr,
-                       write_sockaddr_known)
+from .sockutil import (POLLOUT, GuestSocket, accept_raw, connect_nonblocking, connect_parked, inet_peer,
+                       inet_port, libc, libc_call, pack_as, read_sockaddr, send_now, sockname_raw, sockopt, v4,
+                       write_sockaddr, write_sockaddr_known)
 
 if TYPE_CHECKING:
+    from net.socklayer import GuestNet, Published
     from net.uplink import Uplink
 
     from .base import Task
@@ -92,6 +97,8 @@ def sys_bind(task: "Task", a: Args) -> Result:
             return _unix_name_call(task, g, raw, "bind")
         if g.family in _INET:
             _authorize(task, "bind", g.proto, raw, g.family)
+            if g.type == F.SOCK_STREAM and _published_listening(task, raw, g.family) is not None:
+                raise err(E.EADDRINUSE)  # its listener is the host's socket now, not in the sandbox
             up = _uplink(task)
             if up is not None and g.family == F.AF_INET:
                 return uplink.bind_uplink(g, raw, up)
@@ -108,6 +115,10 @@ def sys_listen(task: "Task", a: Args) -> Result:
             with g.object() as s:
                 ip, port = s.getsockname()[:2]
             task.kernel.authorize_net("listen", "tcp", ip, port)
+            net = task.kernel.net_if_any
+            fwd = net.published.get(port) if net is not None else None
+            if fwd is not None and _reaches(ip, "127.0.0.1"):
+                return _listen_published(task, g, a[0], s32(a[1]), fwd, (ip, port))
             up = _uplink(task)
             if up is not None and ip in ("0.0.0.0", "::"):
                 libc_call(libc.listen, g.fd, s32(a[1]))  # ours, so that the stack listens only after it
@@ -129,8 +140,15 @@ def sys_connect(task: "Task", a: Args) -> Result:
             result = _unix_name_call(task, g, raw, "connect")
             g.close()
             return result
+        net = task.kernel.net_if_any
+        if net is not None and net.published and g.family in _INET:
+            with g.object() as s:
+                if net.is_host_socket(s):  # never a way out of the sandbox's namespace
+                    raise err(E.EPERM if family_of(raw) == F.AF_UNSPEC else E.EISCONN)
         if g.family in _INET and family_of(raw) != F.AF_UNSPEC:
             _authorize(task, "connect", g.proto, raw, g.family)
+            if g.type == F.SOCK_STREAM and (fwd := _published_listening(task, raw, g.family)) is not None:
+                return _connect_published(task, g, a[0], fwd)
             up = _uplink(task)
             if up is not None and g.family == F.AF_INET and g.type == F.SOCK_STREAM:
                 dest = parse_inet(raw, F.AF_INET)
@@ -144,6 +162,113 @@ def sys_connect(task: "Task", a: Args) -> Result:
         g.close()
         raise
     return connect_parked(g, raw)
+
+
+# ---- ports published with -p: their listener is the host's socket ----------------------------
+
+# Options a listener passes on to the connections it accepts, carried over to the host listener
+# that takes a guest listener's place (and to a host socket that takes a connecting one's).
+_CARRIED_OPTIONS = (
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE), (socket.SOL_SOCKET, socket.SO_RCVBUF),
+    (socket.SOL_SOCKET, socket.SO_SNDBUF), (socket.SOL_SOCKET, socket.SO_PRIORITY),
+    (socket.SOL_SOCKET, socket.SO_RCVLOWAT), (socket.IPPROTO_IP, socket.IP_TOS),
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY), (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL), (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    (socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT), (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+    (socket.IPPROTO_TCP, socket.TCP_FASTOPEN),
+)
+_LINGER = struct.Struct("ii")
+_DOUBLED = (socket.SO_RCVBUF, socket.SO_SNDBUF)  # the kernel reports twice what was set
+
+
+def _reaches(bound_ip: str, dest_ip: str) -> bool:
+    """Whether a listener bound to ``bound_ip`` takes connections to loopback ``dest_ip``."""
+    bound_ip, dest_ip = bound_ip.removeprefix("::ffff:"), dest_ip.removeprefix("::ffff:")
+    if dest_ip in ("0.0.0.0", "::"):  # a connect to "any" reaches the local host
+        dest_ip = "127.0.0.1" if dest_ip == "0.0.0.0" else "::1"
+    if bound_ip in ("0.0.0.0", "::"):
+        return dest_ip.startswith("127.") or (bound_ip == "::" and dest_ip == "::1")
+    return bound_ip == dest_ip
+
+
+def _published_listening(task: "Task", raw: bytes, family: int) -> "Published | None":
+    """The published port that ``raw`` (a local address) names, while a guest listens on it."""
+    net = task.kernel.net_if_any
+    if net is None or not net.published:
+        return None
+    a = parse_inet(raw, family)
+    fwd = net.published.get(a.port)
+    if fwd is None or fwd.guest_name is None or not _reaches(fwd.guest_name[0], a.ip):
+        return None
+    return fwd if fwd.guest_listens() else None
+
+
+def _carry_options(src: socket.socket, dst: socket.socket) -> None:
+    for level, name in _CARRIED_OPTIONS:
+        try:
+            value = src.getsockopt(level, name)
+            if value != dst.getsockopt(level, name):
+                dst.setsockopt(level, name, value // 2 if name in _DOUBLED and level == socket.SOL_SOCKET else value)
+        except OSError:
+            continue  # an option this family or kernel lacks
+    linger = src.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER.size)
+    if _LINGER.unpack(linger)[0]:
+        dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+
+
+def _listen_published(task: "Task", g: GuestSocket, fd: int, backlog: int, fwd: "Published",
+                      name: tuple[str, int]) -> Result:
+    """The guest listens on a published port: its socket is replaced by the host's listener,
+    with the guest's options, status flags and backlog. (``g`` is the caller's to close.)"""
+    with g.object() as guest:
+        if task.kernel.net.is_host_socket(guest):
+            return CONTINUE  # already the host's listener: a new backlog, natively
+        try:
+            host = fwd.take(g.family, name)
+        except OSError as e:
+            raise err(e.errno or E.EADDRINUSE) from None
+        try:
+            _carry_options(guest, host)
+            host.listen(backlog)
+            host.setblocking(not fcntl.fcntl(g.fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+        except BaseException:
+            host.close()
+            raise
+    return ReplaceFd(host.detach(), s32(fd), task.fd_closes_on_exec(s32(fd)))
+
+
+def _connect_published(task: "Task", g: GuestSocket, fd: int, fwd: "Published") -> Result:
+    """A guest connects to its own listener on a published port: the connection is made to the
+    host listener that stands in for it, from a host socket that takes the guest's socket's
+    place (with its options and status flags). A failure leaves the guest's socket as it was."""
+    try:
+        flags = fcntl.fcntl(g.fd, fcntl.F_GETFL)
+        cloexec = task.fd_closes_on_exec(s32(fd))
+        host = socket.socket(g.family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            with g.object() as guest:
+                _carry_options(guest, host)
+            ip, port = fwd.address
+            code = host.connect_ex((f"::ffff:{ip}" if g.family == F.AF_INET6 else ip, port))
+        except BaseException:
+            host.close()
+            raise
+    finally:
+        g.close()
+
+    def done(code: int) -> Result:
+        if code and code != E.EINPROGRESS:
+            host.close()
+            return -code
+        host.setblocking(not flags & os.O_NONBLOCK)
+        return ReplaceFd(host.detach(), s32(fd), cloexec, -code)
+
+    if code == E.EINPROGRESS and not flags & os.O_NONBLOCK and not select.select([], [host], [], 0)[1]:
+        return Park(host.fileno(), lambda: done(sockopt(host.fileno(), F.SO_ERROR)), events=POLLOUT,
+                    cancel=host.close)
+    if code == E.EINPROGRESS and not flags & os.O_NONBLOCK:
+        code = sockopt(host.fileno(), F.SO_ERROR)
+    return done(code)
 
 
 def _connect_udp(g: GuestSocket, raw: bytes, up: "Uplink") -> Result:
@@ -194,15 +319,15 @@ def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Resu
     call here is paid per connection, under load: the path is kept short (raw fds, no socket
     objects)."""
     net = task.kernel.net_if_any
-    if net is None or not (net.published or net.uplink is not None):
+    up = net.uplink if net is not None else None
+    if up is None:
         return CONTINUE
     if flags & ~_SOCK_FLAGS:
         raise err(E.EINVAL)
     hfd = task.host_fd(s32(fd))
     try:
         port = inet_port(sockname_raw(hfd))
-        up = net.uplink
-        served = port is not None and (port in net.published or (up is not None and port in up.listening_ports))
+        served = port is not None and port in up.listening_ports
         have = 0
         if served and addr:  # fail before taking the connection, which Linux would lose
             (have,) = struct.unpack("=i", task.mem.read(len_addr, 4))
@@ -228,20 +353,12 @@ def _accept_now(task: "Task", hfd: int, addr: int, len_addr: int, have: int, fla
         conn_fd, raw = accept_raw(hfd, flags & F.SOCK_NONBLOCK)
     finally:
         os.close(hfd)
-    net = task.kernel.net
+    up = task.kernel.net.uplink
     try:
-        peer = inet_peer(raw)
-        host = net.answer_door(conn_fd, peer)
-        if host is not None:  # a -p doorbell: the guest gets the host connection instead
-            host.setblocking(not flags & F.SOCK_NONBLOCK)
-            ip, port = host.getpeername()[:2]
-            raw = pack_inet(host.family, ip, port)
-            conn_fd = host.detach()
-        elif net.uplink is not None:
-            names = net.uplink.take_bell(v4(peer))
-            if names is not None:  # a connection the stack brought in: its outside addresses
-                net.uplink.set_names(os.fstat(conn_fd).st_ino, names)
-                raw = pack_as(struct.unpack_from("=H", raw)[0], names.peer)  # type: ignore[arg-type]
+        names = up.take_bell(v4(inet_peer(raw))) if up is not None else None
+        if names is not None:  # a connection the stack brought in: its outside addresses
+            up.set_names(os.fstat(conn_fd).st_ino, names)
+            raw = pack_as(struct.unpack_from("=H", raw)[0], names.peer)  # type: ignore[arg-type]
         write_sockaddr_known(task, addr, len_addr, have, raw)
     except BaseException:
         os.close(conn_fd)
@@ -269,12 +386,19 @@ def sys_getsockname(task: "Task", a: Args) -> Result:
 
 
 def sys_getpeername(task: "Task", a: Args) -> Result:
-    """Native but for sockets whose peer is outside (through the uplink): with no uplink this
-    continues at once, without even looking at the socket."""
+    """Native but for sockets whose peer is outside (through the uplink) or a published port's
+    host listener: with neither this continues at once, without even looking at the socket."""
     net = task.kernel.net_if_any
-    up = net.uplink if net is not None else None
-    if up is None:
+    if net is None:
         return CONTINUE
+    if net.published:
+        result = _peer_published(task, a, net)
+        if result is not CONTINUE:
+            return result
+    return CONTINUE if net.uplink is None else _peer_uplink(task, a, net.uplink)
+
+
+def _peer_uplink(task: "Task", a: Args, up: "Uplink") -> Result:
     try:
         fd = task.host_fd(s32(a[0]))
     except OSError:
@@ -294,6 +418,26 @@ def sys_getpeername(task: "Task", a: Args) -> Result:
     if native != names.native_peer:
         return CONTINUE  # connected elsewhere since
     write_sockaddr(task, a[1], a[2], pack_as(family, names.peer))
+    return 0
+
+
+def _peer_published(task: "Task", a: Args, net: "GuestNet") -> Result:
+    """getpeername of a connection redirected to a published port: the guest's own server."""
+    try:
+        g = GuestSocket(task, a[0])
+    except OSError:
+        return CONTINUE  # EBADF, ENOTSOCK: as the kernel says them
+    try:
+        if g.family not in _INET:
+            return CONTINUE
+        with g.object() as s:
+            name = net.host_peer_name(s)
+            family = s.family
+    finally:
+        g.close()
+    if name is None:
+        return CONTINUE
+    write_sockaddr(task, a[1], a[2], pack_as(family, name))
     return 0
 
 

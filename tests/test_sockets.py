@@ -65,8 +65,9 @@ def _curl(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_guest_to_guest_tcp_on_loopback() -> None:
     script = (HTTPD.format(body="internal-page", port="127.0.0.1:8000").replace("exec httpd -f", "httpd")
               + " && wget -q -O - http://127.0.0.1:8000/ && wget -q -O - http://localhost:8000/"
-              + " && (nc -l -p 5000 > /tmp/got &) && sleep 0.3 && echo via-nc | nc 127.0.0.1 5000"
-              + " && sleep 0.3 && cat /tmp/got")
+              + " && { nc -l -p 5000 > /tmp/got & listener=$!; }"
+              + " && for i in $(seq 50); do echo via-nc | nc 127.0.0.1 5000 2>/dev/null && break; sleep 0.1; done"
+              + " && wait $listener && cat /tmp/got")
     r = run_translated(["sh", "-c", script], timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().split() == ["internal-page", "internal-page", "via-nc"]
@@ -366,3 +367,109 @@ def test_a_signal_interrupts_a_parked_accept(image_copy: Path, tmp_path: Path) -
     r = run_translated(["/intr", "80"], image_copy, timeout=60, extra=["-p", f"127.0.0.1:{_free_port()}:80"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == native.stdout
+
+
+_PUBLISHED_SERVER = r"""
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+/* A server that is its own client, on port argv[1]: what each side sees, a second bind of
+ * the port, then attempts to re-aim the sockets it holds (disconnect, connect elsewhere). */
+static void show(const char *what, int fd, int peer) {
+    struct sockaddr_in n;
+    socklen_t nl = sizeof n;
+    int r = peer ? getpeername(fd, (void *)&n, &nl) : getsockname(fd, (void *)&n, &nl);
+    printf("%s=%d %s:%d\n", what, r, inet_ntoa(n.sin_addr), ntohs(n.sin_port));
+}
+static void result(const char *what, int r) {
+    printf("%s=%d %s\n", what, r, r ? strerror(errno) : "");
+}
+int main(int argc, char **argv) {
+    int port = atoi(argv[1]), one = 1;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4)) { perror("listen"); return 1; }
+    show("listener", l, 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    result("connect", connect(c, (void *)&to, sizeof to));
+    show("client_peer", c, 1);
+    int s = accept(l, NULL, NULL);
+    show("server_self", s, 0);
+    char buf[8] = {0};
+    printf("sent=%zd ", write(c, "ping", 4));
+    printf("got=%zd %s\n", read(s, buf, 4), buf);
+    int l2 = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(l2, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    result("bind2", bind(l2, (void *)&a, sizeof a));
+    fflush(stdout);
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    result("disconnect_conn", connect(s, &unspec, sizeof unspec));
+    result("disconnect_listener", connect(l, &unspec, sizeof unspec));
+    struct sockaddr_in other = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    result("reconnect", connect(s, (void *)&other, sizeof other));
+    return 0;
+}
+"""
+
+
+def test_publish_a_guest_client_reaches_its_own_server_and_no_socket_leads_out(image_copy: Path, tmp_path: Path) -> None:
+    """On a published port the guest's listener is the host's socket: the guest's own client
+    reaches it (redirected), both ends see the guest's port, a second bind is EADDRINUSE, as
+    natively. Those host sockets cannot be disconnected and aimed elsewhere (natively they can:
+    here that would leave the sandbox's namespace)."""
+    src = tmp_path / "published.c"
+    src.write_text(_PUBLISHED_SERVER)
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(image_copy / "published"), str(src)], check=True)
+    native_port = _free_port()
+    native = run_native(["/published", str(native_port)], image_copy).stdout.decode().replace(str(native_port), "PORT")
+    r = run_translated(["/published", "8080"], image_copy, timeout=60, extra=["-p", f"127.0.0.1:{_free_port()}:8080"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().replace("8080", "PORT").splitlines()
+    assert lines[:6] == native.splitlines()[:6] == [
+        "listener=0 0.0.0.0:PORT", "connect=0 ", "client_peer=0 127.0.0.1:PORT", "server_self=0 127.0.0.1:PORT",
+        "sent=4 got=4 ping", "bind2=-1 Address already in use"]
+    assert native.splitlines()[6:8] == ["disconnect_conn=0 ", "disconnect_listener=0 "]
+    assert lines[6:] == ["disconnect_conn=-1 Operation not permitted", "disconnect_listener=-1 Operation not permitted",
+                         "reconnect=-1 Transport endpoint is already connected"]
+
+
+def test_publish_after_the_guest_closes_its_listener_the_host_refuses_and_a_new_listen_serves() -> None:
+    port = _free_port()
+    box = Sandbox(["-p", f"127.0.0.1:{port}:80", "--", "sh", "-c",
+                   "echo one | nc -l -p 80; echo two | nc -l -p 80; echo done; sleep 30"])
+
+    def fetch() -> bytes:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    data = c.recv(16)
+                    if data:
+                        return data
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and box.proc.poll() is None, "no answer"
+            time.sleep(0.05)
+
+    try:
+        assert fetch() == b"one\n"
+        assert fetch() == b"two\n"  # served by the second listener, bound again
+        deadline = time.monotonic() + 10
+        while True:  # the second nc has exited: nothing listens, the host refuses
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "still accepted after the guest's listener closed"
+            time.sleep(0.05)
+        assert box.proc.stdout is not None
+        assert box.proc.stdout.readline() == b"done\n"  # (the guest then sleeps: bounded)
+    finally:
+        box.stop()

@@ -24,7 +24,7 @@ from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
 
-from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park
+from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
 from syscalls.table import SYSCALLS
@@ -571,6 +571,18 @@ class Supervisor:
             except OSError as e:
                 if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                     self.listener.reply_errno(n.id, e.errno or E.EMFILE)
+            finally:
+                os.close(result.host_fd)
+        elif isinstance(result, ReplaceFd):
+            try:
+                pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
+                self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=False,
+                                    newfd=result.guest_fd, pin=pin)
+            except OSError as e:
+                if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
+                    self.listener.reply_errno(n.id, e.errno or E.EMFILE)
+            else:
+                self._answer(n, task, result.result)
             finally:
                 os.close(result.host_fd)
         elif isinstance(result, Park):
