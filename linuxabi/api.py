@@ -262,9 +262,10 @@ class Sandbox:
             if uplink is not None:
                 uplink.close()
             raise
+        features = frozenset({"uplink"}) if uplink is not None else frozenset()
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
-                          trace_denied=self.trace_denied, tty=self.config.tty)
-        sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher)
+                          trace_denied=self.trace_denied, tty=self.config.tty, features=features)
+        sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher, features=features)
         self._start_control(sup)
         init = self.kernel.processes[1]
         init.fs.cwd = self.vfs.lookup(init.fs, init.fs.root, self.config.cwd.encode(), directory=True)

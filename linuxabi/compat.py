@@ -16,7 +16,8 @@ def _describe(decl) -> str:
         return f"denied -> {E.NAMES.get(decl.errno, decl.errno)}"
     if decl.disposition is Disposition.TRANSLATED:
         how = "ptrace-rewritten" if decl.trap is Trap.TRACE else "handler"
-        return f"translated ({how}: {decl.handler.__module__}.{decl.handler.__name__})"
+        note = f"; {decl.note}" if decl.native_without else ""
+        return f"translated ({how}: {decl.handler.__module__}.{decl.handler.__name__}{note})"
     return "native"
 
 

@@ -61,6 +61,13 @@ class SyscallDecl:
     # When no rule matches: this decl's disposition applies (evaluated by the dispatcher for
     # the cases the filter hands it).
     note: str = ""
+    # A sandbox feature ("uplink") that the handler serves; a sandbox without it runs the call
+    # natively, in the filter (its handler would only continue it).
+    native_without: str = ""
+
+    def native_in(self, features: frozenset[str]) -> bool:
+        """Whether a sandbox with ``features`` runs this call natively for want of its feature."""
+        return bool(self.native_without) and self.native_without not in features
 
     def resolve(self, args: tuple[int, ...]) -> tuple[Disposition, int]:
         """(disposition, errno) for these arguments: first matching rule, else the default."""

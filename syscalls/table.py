@@ -88,6 +88,12 @@ HANDLERS: dict[str, Handler] = {
         "setuid setgid setreuid setregid setresuid setresgid setfsuid setfsgid setgroups capset".split())},
 }
 
+# Translated only in a sandbox with the feature named (see SyscallDecl.native_without).
+NATIVE_WITHOUT: dict[str, tuple[str, str]] = {
+    name: ("uplink", "translated with --net tap (the stack's connections); native otherwise")
+    for name in ("accept", "accept4")
+}
+
 TRACED: dict[str, Handler] = {"execve": ex.sys_execve, "execveat": ex.sys_execveat}
 
 # Denied in the filter itself, with the errno a program copes with.
@@ -181,7 +187,8 @@ def _build() -> dict[int, SyscallDecl]:
         if name in RULED:
             decl = RULED[name]
         elif name in HANDLERS:
-            decl = SyscallDecl(nr, name, T, HANDLERS[name])
+            feature, note = NATIVE_WITHOUT.get(name, ("", ""))
+            decl = SyscallDecl(nr, name, T, HANDLERS[name], note=note, native_without=feature)
         elif name in TRACED:
             decl = SyscallDecl(nr, name, T, TRACED[name], trap=Trap.TRACE, note="rewritten to execveat on a checked fd")
         elif name in DENIED:
@@ -191,6 +198,8 @@ def _build() -> dict[int, SyscallDecl]:
         else:
             raise RuntimeError(f"syscall {name} ({nr}) has no declaration")
         table[nr] = decl
+    if not set(NATIVE_WITHOUT) <= set(HANDLERS):
+        raise RuntimeError("a syscall native without a feature must have a handler")
     declared = set(NATIVE) | set(HANDLERS) | set(TRACED) | set(DENIED) | set(RULED)
     unknown = declared - set(x86_64.NR)
     if unknown:

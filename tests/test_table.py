@@ -8,6 +8,7 @@ import sys
 from linuxabi.abi import errno as E
 from linuxabi.abi import x86_64
 from linuxabi.compat import report
+from linuxabi.host import filter as seccomp_filter
 from linuxabi.host.filter import build_filter, pfc
 from syscalls.base import Disposition
 from syscalls.table import BY_NAME, SYSCALLS
@@ -73,3 +74,12 @@ def test_compat_report_lists_every_syscall() -> None:
                          text=True, cwd=REPO, check=True).stdout
     counts = dict(re.findall(r"^\s+(native|translated|denied|argument-dependent)\s+(\d+)$", out, re.M))
     assert sum(int(v) for v in counts.values()) == len(x86_64.NR)
+
+
+def test_a_call_served_only_for_a_feature_is_native_without_it() -> None:
+    """accept is translated only for the uplink's connections: elsewhere the filter allows it."""
+    assert BY_NAME["accept4"].native_without == "uplink"
+    assert _filter_actions()["accept4"] == "ALLOW" and _filter_actions()["accept"] == "ALLOW"
+    with_uplink = seccomp_filter.filter_rules(features=frozenset({"uplink"}))
+    assert not any(nr in (BY_NAME["accept"].nr, BY_NAME["accept4"].nr) for nr, _, _ in with_uplink)  # trapped
+    assert seccomp_filter._cache_path(with_uplink) != seccomp_filter._cache_path(seccomp_filter.filter_rules())

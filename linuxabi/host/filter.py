@@ -41,7 +41,9 @@ def _action(disposition: Disposition, errno: int) -> Action | None:
     return None  # translated: the default action (notify) already traps it
 
 
-def _decl_rules(decl: SyscallDecl, trace_denied: bool) -> list[Rule]:
+def _decl_rules(decl: SyscallDecl, trace_denied: bool, features: frozenset[str]) -> list[Rule]:
+    if decl.native_in(features):
+        return [(decl.nr, ("allow",), None)]
     out: list[Rule] = []
     for rule in decl.rules:
         action = _action(rule.disposition, rule.errno)
@@ -61,9 +63,10 @@ def _decl_rules(decl: SyscallDecl, trace_denied: bool) -> list[Rule]:
     return [(decl.nr, action, None)] if action is not None else []
 
 
-def filter_rules(trace_denied: bool = False) -> list[Rule]:
-    """Every rule of the filter, in table order: what libseccomp is given."""
-    return [r for decl in SYSCALLS.values() for r in _decl_rules(decl, trace_denied)]
+def filter_rules(trace_denied: bool = False, features: frozenset[str] = frozenset()) -> list[Rule]:
+    """Every rule of the filter, in table order: what libseccomp is given. ``features``: what
+    the sandbox has of those a declaration may depend on ("uplink")."""
+    return [r for decl in SYSCALLS.values() for r in _decl_rules(decl, trace_denied, features)]
 
 
 def _compile(rules: list[Rule]):  # noqa: ANN202 - a pyseccomp.SyscallFilter
@@ -85,12 +88,12 @@ def _compile(rules: list[Rule]):  # noqa: ANN202 - a pyseccomp.SyscallFilter
     return flt
 
 
-def compile_filter(trace_denied: bool = False) -> bytes:
+def compile_filter(trace_denied: bool = False, features: frozenset[str] = frozenset()) -> bytes:
     """The program as libseccomp compiles it now (no cache)."""
     import tempfile
 
     with tempfile.TemporaryFile() as f:
-        _compile(filter_rules(trace_denied)).export_bpf(f)
+        _compile(filter_rules(trace_denied, features)).export_bpf(f)
         f.seek(0)
         return f.read()
 
@@ -102,9 +105,9 @@ def _cache_path(rules: list[Rule]) -> Path:
 
 
 @functools.cache
-def build_filter(trace_denied: bool = False) -> bytes:
+def build_filter(trace_denied: bool = False, features: frozenset[str] = frozenset()) -> bytes:
     """The filter program as raw BPF (struct sock_filter array), ready for seccomp(2)."""
-    rules = filter_rules(trace_denied)
+    rules = filter_rules(trace_denied, features)
     path = _cache_path(rules)
     try:
         prog = path.read_bytes()
@@ -112,7 +115,7 @@ def build_filter(trace_denied: bool = False) -> bytes:
             return prog
     except OSError:
         pass
-    prog = compile_filter(trace_denied)
+    prog = compile_filter(trace_denied, features)
     try:  # best effort: a read-only cache only costs the next start the compile
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

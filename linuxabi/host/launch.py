@@ -175,9 +175,9 @@ def _write_id_maps(pid: int) -> None:
 
 
 def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bool = False,
-           tty: bool = False) -> Launched:
+           tty: bool = False, features: frozenset[str] = frozenset()) -> Launched:
     # Compiled before cloning: after pivot_root the child can load nothing.
-    prog = build_filter(trace_denied)
+    prog = build_filter(trace_denied, features)
     prepared, _prepared[:] = _prepared[:1], []
     if prepared:
         try:

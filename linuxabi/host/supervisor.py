@@ -142,8 +142,9 @@ def _cancel(park: Park) -> None:
 
 class Supervisor:
     def __init__(self, kernel: Kernel, launched: Launched, init_exe: bytes, *,
-                 dispatcher: Dispatcher | None = None) -> None:
+                 dispatcher: Dispatcher | None = None, features: frozenset[str] = frozenset()) -> None:
         self.kernel = kernel
+        self.features = features  # the filter's (a call translated only with one may be native)
         self.launched = launched
         self.listener = Listener(launched.listener_fd)
         self.dispatcher = dispatcher or Dispatcher()
@@ -1028,7 +1029,7 @@ class Supervisor:
         if self._native_calls.pop(tid, None) == regs.orig_rax:
             return
         decl = SYSCALLS.get(regs.orig_rax)
-        if decl is not None and decl.disposition is Disposition.TRANSLATED:
+        if decl is not None and decl.disposition is Disposition.TRANSLATED and not decl.native_in(self.features):
             regs.set("rax", -_ERESTARTNOINTR)
             ptrace.set_regs(tid, regs)
 
