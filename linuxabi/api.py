@@ -78,7 +78,7 @@ class SandboxConfig:
 
 def build_vfs(root: Path) -> Vfs:
     """The guest's filesystem: the image under a RAM overlay, plus /tmp, /dev and /proc."""
-    vfs = Vfs(OverlayFs(ImageFs(str(root))))
+    vfs = Vfs(OverlayFs(ImageFs.open(root)))  # (read ahead, in a warm server's child)
     ctx = vfs.new_context(b"/")
     for mnt in (b"/tmp", b"/dev", b"/proc"):
         try:

@@ -249,6 +249,7 @@ def _warm() -> None:
     from linuxabi.host import filter as seccomp_filter
     from linuxabi.image import default_image
     from syscalls.exec import elf_verdicts
+    from vfs.imagefs import keep_loaded
 
     main_parser()
     default_policy()
@@ -258,7 +259,7 @@ def _warm() -> None:
     elf_verdicts().preload()
     import elftools.elf.elffile  # noqa: F401
     try:
-        default_image()
+        keep_loaded(default_image())  # each child's sandbox starts with its directories read
     except Exception:  # noqa: BLE001 - a run will report it; the server has no guest to fail
         pass
     _note_loaded()

@@ -145,6 +145,28 @@ class ImageDir(DirInode):
         return self._children
 
 
+def _identity(host_dir: str) -> tuple[int, int, int]:
+    s = os.stat(host_dir)
+    return s.st_dev, s.st_ino, s.st_mtime_ns
+
+
+# host directory -> (its identity then, an ImageFs with every directory read): see keep_loaded.
+_KEPT: dict[str, tuple[tuple[int, int, int], "ImageFs"]] = {}
+
+
+def keep_loaded(host_dir: str | os.PathLike[str]) -> None:
+    """Read a whole image ahead and keep it for the next ``ImageFs.open`` of that directory: a
+    server that forks a sandbox per run does this once, and each run starts with the image's
+    directories read (a fresh image reads /bin, ~400 entries, on a program's first lookup)."""
+    identity = _identity(os.fspath(host_dir))
+    fs = ImageFs(host_dir)
+    fs.load_all()
+    old = _KEPT.pop(os.fspath(host_dir), None)
+    if old is not None:
+        old[1].close()
+    _KEPT[os.fspath(host_dir)] = (identity, fs)
+
+
 class ImageFs(FileSystem):
     readonly = True
     stable_names = True  # the host image directory is never written
@@ -158,6 +180,31 @@ class ImageFs(FileSystem):
 
     def make_root(self) -> Inode:
         return self._inode(b".", os.fstat(self.root_fd))
+
+    @classmethod
+    def open(cls, host_dir: str | os.PathLike[str]) -> "ImageFs":
+        """An ImageFs of ``host_dir``: the one ``keep_loaded`` read ahead, if it is of this very
+        directory as it is now (taken once: each forked child has its own copy), else a new one."""
+        host_dir = os.fspath(host_dir)
+        kept = _KEPT.pop(host_dir, None)
+        if kept is not None:
+            identity, fs = kept
+            try:
+                same = _identity(host_dir) == identity
+            except OSError:
+                same = False
+            if same:
+                return fs
+            fs.close()
+        return cls(host_dir)
+
+    def load_all(self) -> None:
+        """Read every directory of the image now (each is otherwise read on its first lookup)."""
+        pending: list[Inode] = [self.root.inode]
+        while pending:
+            d = pending.pop()
+            if isinstance(d, ImageDir):
+                pending.extend(dent.inode for dent in d.listing())
 
     def open_rel(self, rel: bytes, flags: int) -> int:
         """Open a path of the image relative to its root; O_NOATIME where the host allows it."""

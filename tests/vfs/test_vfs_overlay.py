@@ -182,3 +182,28 @@ def test_an_open_fd_leads_back_to_its_file_before_and_after_copy_up(world: World
     fd = world.open(b"/tmp/new", os.O_CREAT | os.O_WRONLY)
     assert world.vfs.location_of_host_fd(fd).inode is world.at(b"/tmp/new").inode
     os.close(fd)
+
+
+def test_an_image_read_ahead_is_used_once_and_only_while_the_directory_is_the_same(tmp_path) -> None:  # noqa: ANN001
+    """keep_loaded (a warm server's) reads every directory of the image; ImageFs.open takes it
+    once, and not once the image directory has been replaced or changed."""
+    from vfs import imagefs
+
+    image = tmp_path / "image"
+    (image / "bin").mkdir(parents=True)
+    (image / "bin" / "true").write_bytes(b"x")
+    imagefs.keep_loaded(image)
+    kept = imagefs._KEPT[str(image)][1]
+    assert all(isinstance(d.inode, ImageDir) and d.inode._children is not None
+               for d in kept.root.inode.listing() if isinstance(d.inode, ImageDir))  # read ahead
+    assert imagefs.ImageFs.open(image) is kept
+    second = imagefs.ImageFs.open(image)
+    assert second is not kept  # taken once
+    second.close()
+    kept.close()
+    imagefs.keep_loaded(image)
+    (image / "etc").mkdir()  # the image changed since: its root's mtime moved
+    os.utime(image, ns=(0, os.stat(image).st_mtime_ns + 1_000_000_000))  # (past a coarse clock's tick)
+    fresh = imagefs.ImageFs.open(image)
+    assert str(image) not in imagefs._KEPT and fresh.root.inode.lookup(b"etc") is not None
+    fresh.close()
