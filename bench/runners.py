@@ -75,6 +75,13 @@ def _linuxabi_env() -> dict[str, str]:
     return env
 
 
+def _warm_client() -> list[str]:
+    """linuxabi-run where it is built for this interpreter (else `linuxabi run`: the same, slower)."""
+    from linuxabi import client_build
+
+    return [str(client_build.target())] if client_build.built() else [sys.executable, "-m", "linuxabi", "run"]
+
+
 RUNNERS: dict[str, Runner] = {
     r.name: r
     for r in (
@@ -82,10 +89,10 @@ RUNNERS: dict[str, Runner] = {
         Runner("linuxabi", lambda root, argv: [sys.executable, "-m", "linuxabi", "run", "--root", str(root),
                                               "--", *argv],
                dev_nodes=False, env=_linuxabi_env(), cwd=REPO),
-        # The same command through a warm server: only whole-process times differ from
-        # `linuxabi` (a micro op's guest time is the same translator's), so only workloads.
-        Runner("warm", lambda root, argv: [sys.executable, "-m", "linuxabi", "run", "--root", str(root),
-                                          "--", *argv],
+        # The same command through a warm server, started by the C client (linuxabi-run, as
+        # `make setup` builds it): only whole-process times differ from `linuxabi` (a micro
+        # op's guest time is the same translator's), so only workloads.
+        Runner("warm", lambda root, argv: [*_warm_client(), "--root", str(root), "--", *argv],
                dev_nodes=False, env=_linuxabi_env(), cwd=REPO, kinds=("workload",), needs_server=True),
         # runsc's global --root is its state directory; `do --root` (after `do`) is the rootfs.
         Runner("runsc", lambda root, argv: ["runsc", "--rootless=false", "--network=none", "--platform=ptrace",

@@ -195,7 +195,10 @@ def test_server_ops_apply_to_their_runners_only() -> None:
 
 def test_the_warm_runner_measures_workloads_through_a_server_it_starts(tmp_path: Path) -> None:
     from bench.runners import WarmServer
+    from linuxabi import client_build
 
+    if not client_build.built():
+        client_build.build()
     warm = RUNNERS["warm"]
     ops = {op.kind: op for op in select("all")}
     assert warm.applies_to(ops["workload"]) and not warm.applies_to(ops["micro"])
@@ -207,7 +210,9 @@ def test_the_warm_runner_measures_workloads_through_a_server_it_starts(tmp_path:
     with WarmServer(tmp_path / "s.sock") as server:
         runner = server.runner(warm)
         assert runner.env is not None and runner.env["LINUXABI_SERVER"] == str(tmp_path / "s.sock")
-        r = subprocess.run(runner.command(Path("/ignored"), ["true"])[:3] + ["run", "--", "sh", "-c", "exit 6"],
+        command = runner.command(Path("/ignored"), ["true"])
+        assert command[0] == str(client_build.target())  # the C client, as `make setup` builds it
+        r = subprocess.run(command[:command.index("--root")] + ["--", "sh", "-c", "exit 6"],
                            env=runner.env, cwd=runner.cwd, timeout=60)
         assert r.returncode == 6
         proc = server.proc

@@ -15,7 +15,11 @@ from typing import Iterator
 
 import pytest
 
+from linuxabi import client_build
 from oracle import REPO
+
+# The two clients of a warm server: the `linuxabi` command itself and linuxabi-run (C).
+PY_CLIENT = [sys.executable, "-m", "linuxabi", "run"]
 
 SCRIPT = 'echo out; echo err >&2; read line; echo "got $line"; echo "term=$TERM"; pwd; exit 3'
 
@@ -42,6 +46,17 @@ class Server:
         return dict(os.environ, LINUXABI_SERVER=str(self.path))
 
 
+@pytest.fixture(params=["python", "c"])
+def client(request: pytest.FixtureRequest) -> list[str]:
+    """How `linuxabi run` is started: the console script's code, or the C client (built by
+    `make setup`; built here when it is missing or older than its source)."""
+    if request.param == "python":
+        return PY_CLIENT
+    if not client_build.built():
+        client_build.build()
+    return [str(client_build.target())]
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "server.sock")
@@ -52,8 +67,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
         _wait_gone(lambda: _processes_with(str(srv.path)))
 
 
-def _cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen[bytes]:  # noqa: ANN003
-    return subprocess.Popen([sys.executable, "-m", "linuxabi", *args], env=env, **kw)
+def _command(args: list[str], client: list[str]) -> list[str]:
+    """``linuxabi ARGS``, a run started by ``client``."""
+    return [*client, *args[1:]] if args[0] == "run" else [sys.executable, "-m", "linuxabi", *args]
+
+
+def _cli(args: list[str], env: dict[str, str], client: list[str] = PY_CLIENT, **kw) -> subprocess.Popen[bytes]:  # noqa: ANN003
+    return subprocess.Popen(_command(args, client), env=env, **kw)
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -85,43 +105,44 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "linuxabi", *args], input=stdin, capture_output=True,
-                          env=env, cwd=cwd, timeout=60)
+def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: bytes = b"",
+         client: list[str] = PY_CLIENT) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(_command(args, client), input=stdin, capture_output=True, env=env, cwd=cwd, timeout=60)
 
 
-def test_a_warm_run_behaves_as_a_cold_one(server: Server, tmp_path: Path) -> None:
+def test_a_warm_run_behaves_as_a_cold_one(server: Server, tmp_path: Path, client: list[str]) -> None:
     env = dict(server.env(), TERM="warm-test-term")
     cold_env = {k: v for k, v in env.items() if k != "LINUXABI_SERVER"}
     args = ["run", "--profile", "profile.txt", "--cwd", "/tmp", "--", "sh", "-c", SCRIPT]
-    warm = _run(args, env, tmp_path, b"line one\n")
-    cold = _run(args, cold_env, tmp_path, b"line one\n")
+    warm = _run(args, env, tmp_path, b"line one\n", client)
+    cold = _run(args, cold_env, tmp_path, b"line one\n", client)
     assert warm.returncode == cold.returncode == 3
     assert warm.stdout == cold.stdout == b"out\ngot line one\nterm=warm-test-term\n/tmp\n"
     assert warm.stderr == cold.stderr == b"err\n"
     assert "total" in (tmp_path / "profile.txt").read_text()  # relative to the client's directory
     # A user's mistake is one line and status 2 either way.
-    warm_bad, cold_bad = (_run(["run", "--no-such-flag"], e, tmp_path) for e in (env, cold_env))
+    warm_bad, cold_bad = (_run(["run", "--no-such-flag"], e, tmp_path, client=client) for e in (env, cold_env))
     assert warm_bad.returncode == cold_bad.returncode == 2
     assert warm_bad.stderr == cold_bad.stderr and warm_bad.stderr.count(b"\n") == 1
 
 
-def _runs_warm(env: dict[str, str], script: str = "echo started; sleep 1") -> tuple[bool, bytes]:
+def _runs_warm(env: dict[str, str], script: str = "echo started; sleep 1",
+               client: list[str] = PY_CLIENT) -> tuple[bool, bytes]:
     """Whether a run went to the server (cold, the CLI is the translator: the guest's init is
     its child; warm, it has none), and the rest of what it printed."""
-    cli = _cli(["run", "--", "sh", "-c", script], env, stdout=subprocess.PIPE)
+    cli = _cli(["run", "--", "sh", "-c", script], env, client, stdout=subprocess.PIPE)
     assert cli.stdout is not None and cli.stdout.readline() == b"started\n"
     warm = _children(cli.pid) == []
     assert cli.wait(timeout=30) == 0
     return warm, cli.stdout.read()
 
 
-def test_the_server_translates_and_the_client_only_waits(server: Server, tmp_path: Path) -> None:
-    assert _runs_warm(server.env())[0]
-    assert not _runs_warm({k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"})[0]
+def test_the_server_translates_and_the_client_only_waits(server: Server, tmp_path: Path, client: list[str]) -> None:
+    assert _runs_warm(server.env(), client=client)[0]
+    assert not _runs_warm({k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"}, client=client)[0]
 
 
-def test_what_the_server_cannot_give_exactly_runs_cold(tmp_path: Path) -> None:
+def test_what_the_server_cannot_give_exactly_runs_cold(tmp_path: Path, client: list[str]) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert hard > 256
 
@@ -132,20 +153,20 @@ def test_what_the_server_cannot_give_exactly_runs_cold(tmp_path: Path) -> None:
     try:
         # Its children cannot raise their hard limit to ours: the run is cold, and its guest
         # has our limit, not the server's.
-        warm, out = _runs_warm(srv.env(), "echo started; ulimit -Hn")
+        warm, out = _runs_warm(srv.env(), "echo started; sleep 1; ulimit -Hn", client)  # (alive while looked at)
         assert not warm and out == str(hard).encode() + b"\n"
         # A client that asks for no more than the server has runs warm.
         def same() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), 256))
 
-        cli = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", "ulimit -Hn"],
+        cli = subprocess.run([*client, "--", "sh", "-c", "ulimit -Hn"],
                              capture_output=True, env=srv.env(), preexec_fn=same, timeout=60)
         assert cli.stdout == b"256\n"
     finally:
         srv.stop()
 
 
-def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_path: Path) -> None:
+def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_path: Path, client: list[str]) -> None:
     cpu = max(os.sched_getaffinity(0))
 
     def confine() -> None:  # as `ulimit -n 200 -H 300; taskset -c CPU nice -n 3` would
@@ -154,27 +175,27 @@ def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_pat
         os.nice(3)
 
     script = "ulimit -n; ulimit -Hn; grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19 /proc/self/stat"
-    r = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--", "sh", "-c", script],
+    r = subprocess.run([*client, "--", "sh", "-c", script],
                        capture_output=True, env=server.env(), preexec_fn=confine, timeout=60)
     base_nice = os.getpriority(os.PRIO_PROCESS, 0)
     assert r.returncode == 0
     assert r.stdout.split() == [b"200", b"300", b"Cpus_allowed_list:", str(cpu).encode(), str(base_nice + 3).encode()]
     # A closed stdin stays closed for the guest (the client's own socket is not passed instead).
-    r = subprocess.run(f"{sys.executable} -m linuxabi run -- sh -c 'cat; echo status=$?' <&-", shell=True,
+    r = subprocess.run(f"{' '.join(client)} -- sh -c 'cat; echo status=$?' <&-", shell=True,
                        capture_output=True, env=server.env(), cwd=REPO, timeout=60)
     assert r.stdout == b"status=1\n" and b"Bad file descriptor" in r.stderr
 
 
-def test_signals_reach_the_guest_and_a_killed_client_ends_its_sandbox(server: Server) -> None:
+def test_signals_reach_the_guest_and_a_killed_client_ends_its_sandbox(server: Server, client: list[str]) -> None:
     cli = _cli(["run", "--", "sh", "-c", 'trap "echo got TERM; exit 7" TERM; echo ready; sleep 20 & wait'],
-               server.env(), stdout=subprocess.PIPE)
+               server.env(), client, stdout=subprocess.PIPE)
     assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
     cli.send_signal(signal.SIGTERM)
     assert cli.wait(timeout=30) == 7
     assert cli.stdout.read() == b"got TERM\n"
 
     marker = "31.4159"
-    cli = _cli(["run", "--", "sh", "-c", f"echo ready; sleep {marker}"], server.env(), stdout=subprocess.PIPE)
+    cli = _cli(["run", "--", "sh", "-c", f"echo ready; sleep {marker}"], server.env(), client, stdout=subprocess.PIPE)
     assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
     assert _processes_with(marker)  # the guest's sleep (and its translator's argv)
     cli.kill()
@@ -182,8 +203,9 @@ def test_signals_reach_the_guest_and_a_killed_client_ends_its_sandbox(server: Se
     assert _wait_gone(lambda: _processes_with(marker)) == []
 
 
-def test_a_stopped_server_lets_guests_finish_and_clients_run_cold(server: Server, tmp_path: Path) -> None:
-    cli = _cli(["run", "--", "sh", "-c", "echo ready; sleep 1; echo finished; exit 5"], server.env(),
+def test_a_stopped_server_lets_guests_finish_and_clients_run_cold(server: Server, tmp_path: Path,
+                                                                   client: list[str]) -> None:
+    cli = _cli(["run", "--", "sh", "-c", "echo ready; sleep 1; echo finished; exit 5"], server.env(), client,
                stdout=subprocess.PIPE)
     assert cli.stdout is not None and cli.stdout.readline() == b"ready\n"
     server.stop()
@@ -191,7 +213,7 @@ def test_a_stopped_server_lets_guests_finish_and_clients_run_cold(server: Server
     assert cli.wait(timeout=30) == 5 and cli.stdout.read() == b"finished\n"
     # The spares are gone with the server; a client falls back to a cold run.
     assert _wait_gone(lambda: _processes_with(str(server.path))) == []
-    r = _run(["run", "--", "sh", "-c", "echo cold"], server.env(), tmp_path)
+    r = _run(["run", "--", "sh", "-c", "echo cold"], server.env(), tmp_path, client=client)
     assert r.returncode == 0 and r.stdout == b"cold\n" and r.stderr == b""
 
 
@@ -277,7 +299,7 @@ def test_serve_replaces_only_a_dead_socket(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_a_socket_that_is_not_a_server_of_ours(tmp_path: Path) -> None:
+def test_a_socket_that_is_not_a_server_of_ours(tmp_path: Path, client: list[str]) -> None:
     # One that answers something else: the run is cold. One that never answers: Ctrl-C ends
     # the client as it would end a cold one, and nothing ran.
     path = tmp_path / "other.sock"
@@ -285,12 +307,12 @@ def test_a_socket_that_is_not_a_server_of_ours(tmp_path: Path) -> None:
         other.bind(str(path))
         other.listen(4)
         env = dict(os.environ, LINUXABI_SERVER=str(path))
-        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, stdout=subprocess.PIPE)
+        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, client, stdout=subprocess.PIPE)
         conn, _ = other.accept()
         conn.sendall(b"HTTP/1.0 400 nonsense\r\n")
         conn.close()
         assert cli.wait(timeout=60) == 0 and cli.stdout is not None and cli.stdout.read() == b"ran\n"
-        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, stdout=subprocess.PIPE)
+        cli = _cli(["run", "--", "sh", "-c", "echo ran"], env, client, stdout=subprocess.PIPE)
         conn, _ = other.accept()  # and never a word
         time.sleep(0.3)
         cli.send_signal(signal.SIGINT)
