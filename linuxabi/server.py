@@ -253,7 +253,7 @@ def _warm() -> None:
 
     main_parser()
     default_policy()
-    seccomp_filter.build_filter()
+    seccomp_filter.build_filter(trace_denied=True)  # a run's (Sandbox audits refused calls)
     # The ELF verdicts of the files runs exec, read once (a child rereads the file only when
     # another run has added to it), and pyelftools for a miss (its import alone is ~25 ms).
     elf_verdicts().preload()

@@ -201,7 +201,7 @@ class MemDir(DirInode):
     """A RAM directory. Entry cookies (getdents positions) come from a per-directory
     counter, so they stay valid while other entries come and go."""
 
-    __slots__ = ("lower", "_children", "_order", "_seq")
+    __slots__ = ("lower", "_children", "_order", "_seq", "_looked_up")
 
     def __init__(self, *a, lower: "ImageDir | None" = None, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -209,6 +209,8 @@ class MemDir(DirInode):
         self._children: dict[bytes, Dentry] | None = None if lower is not None else {}
         self._order: list[Dentry] | None = None
         self._seq = 2  # cookies 0 and 1 are "." and ".."
+        # Before the upper view is built: the lower entries adopted one by one, by lookup.
+        self._looked_up: dict[bytes, Dentry] | None = None
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -218,25 +220,43 @@ class MemDir(DirInode):
         return ch if ch is not None else self._load()
 
     def _load(self) -> dict[bytes, Dentry]:
-        """Build the upper view of a lower directory: every lower entry adopted as is."""
+        """Build the upper view of a lower directory: every lower entry adopted as is (those
+        looked up before are kept: the same dentries, the same inodes)."""
         children: dict[bytes, Dentry] = {}
         self._children = children
         assert self.lower is not None
-        adopt = self.fs.adopt  # type: ignore[attr-defined]
+        looked_up, self._looked_up = self._looked_up or {}, None
         for ld in self.lower.listing():
-            inode = adopt(ld.inode)
-            d = Dentry(ld.name, self.dentry, inode, self._seq)
+            d = looked_up.get(ld.name) or self._adopt_entry(ld, self._seq)
             self._seq += 1
-            if isinstance(inode, DirInode):
-                inode.dentry = d
             children[ld.name] = d
         return children
 
+    def _adopt_entry(self, ld: Dentry, cookie: int) -> Dentry:
+        inode = self.fs.adopt(ld.inode)  # type: ignore[attr-defined]
+        d = Dentry(ld.name, self.dentry, inode, cookie)
+        if isinstance(inode, DirInode):
+            inode.dentry = d
+        return d
+
     def lookup(self, name: bytes) -> Dentry | None:
         ch = self._children
-        if ch is None:
-            ch = self._load()
-        return ch.get(name)
+        if ch is not None:
+            return ch.get(name)
+        # A lower directory nothing has changed yet: adopt the one entry looked up, not all of
+        # them (a program's lookup in /bin would adopt its ~400 entries). Its cookie is the one
+        # the whole view gives it: the lower entry's position, counted the same way.
+        looked_up = self._looked_up
+        if looked_up is None:
+            looked_up = self._looked_up = {}
+        d = looked_up.get(name)
+        if d is None:
+            assert self.lower is not None
+            ld = self.lower.lookup(name)
+            if ld is None:
+                return None
+            d = looked_up[name] = self._adopt_entry(ld, ld.cookie)
+        return d
 
     def listing(self) -> list[Dentry]:
         if self._order is None:

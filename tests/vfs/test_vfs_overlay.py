@@ -207,3 +207,28 @@ def test_an_image_read_ahead_is_used_once_and_only_while_the_directory_is_the_sa
     fresh = imagefs.ImageFs.open(image)
     assert str(image) not in imagefs._KEPT and fresh.root.inode.lookup(b"etc") is not None
     fresh.close()
+
+
+def test_a_lookup_in_an_unchanged_image_directory_adopts_that_entry_only(tmp_path) -> None:  # noqa: ANN001
+    """One name looked up in a lower directory is adopted alone; the full view built later
+    keeps that very dentry and inode, and gives every entry the cookie a view built at once
+    gives it."""
+    from vfsharness import make_vfs
+
+    built = World(tmp_path / "a")
+    lazy = make_vfs("overlay", built.image)
+    ctx = lazy.new_context()
+    bin_dir = lazy.lookup(ctx, ctx.root, b"/bin").dentry.inode
+    sh = lazy.lookup(ctx, ctx.root, b"/bin/sh", follow=False).dentry
+    assert bin_dir._children is None and list(bin_dir._looked_up) == [b"sh"]  # the one entry
+    assert lazy.lookup(ctx, ctx.root, b"/bin/sh", follow=False).dentry is sh
+    at_once = make_vfs("overlay", built.image)
+    octx = at_once.new_context()
+    expected = [(d.name, d.cookie) for d in at_once.lookup(octx, octx.root, b"/bin").dentry.inode.listing()]
+    listing = bin_dir.listing()
+    assert [(d.name, d.cookie) for d in listing] == expected
+    assert next(d for d in listing if d.name == b"sh") is sh and bin_dir._looked_up is None
+    assert stat.S_ISLNK(lazy.stat(ctx, ctx.root, b"/bin/sh", follow=False).mode)
+    lazy.close()
+    at_once.close()
+    built.close()
