@@ -379,6 +379,11 @@ def sys_getsockname(task: "Task", a: Args) -> Result:
                 name = uplink.uplink_local(net.uplink, g, s)
     finally:
         g.close()
+    return _name_result(task, a, family, name)
+
+
+def _name_result(task: "Task", a: Args, family: int, name: tuple[str, int] | None) -> Result:
+    """getsockname/getpeername: the name as the guest knows it, or the kernel's (None)."""
     if name is None:
         return CONTINUE
     write_sockaddr(task, a[1], a[2], pack_as(family, name))
@@ -435,10 +440,7 @@ def _peer_published(task: "Task", a: Args, net: "GuestNet") -> Result:
             family = s.family
     finally:
         g.close()
-    if name is None:
-        return CONTINUE
-    write_sockaddr(task, a[1], a[2], pack_as(family, name))
-    return 0
+    return _name_result(task, a, family, name)
 
 
 # ---- sendto with an address (without one it runs natively) --------------------------------
