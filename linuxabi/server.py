@@ -108,6 +108,7 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
             os._exit(0)
         _touch()
         _prepare_launcher()
+        watch = _ClientWatch()
         conn = _accept(listener)
         _set_parent_death_signal(0)  # a client's translator outlives the server
         stale = _code_changed()  # then the client runs cold (new code), and the server stops
@@ -118,7 +119,7 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
         os.close(taken_w)
         listener.close()
         if conn is not None and _same_user(conn) and not stale:
-            code = _serve_client(conn)
+            code = _serve_client(conn, watch)
     except BaseException as e:  # noqa: BLE001 - a child must end here, never in the server's loop
         _report(e)
         code = 70
@@ -318,7 +319,7 @@ def _reap() -> set[int]:
         ended.add(pid)
 
 
-def _serve_client(conn: socket.socket) -> int:
+def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
     """Become the client's translator; return its guest's exit status, sent to the client."""
     try:
         argv = _take_on(conn)
@@ -327,7 +328,7 @@ def _serve_client(conn: socket.socket) -> int:
     if argv is None:  # connected and went away (a probe): nothing to run
         return 0
     conn.send(READY)  # from here on a guest may run: the client no longer falls back to a cold run
-    _watch_client(conn.fileno())
+    watch.start(conn.fileno())
     from linuxabi.cli import main
 
     try:
@@ -443,15 +444,33 @@ def _same_cgroups(pid: int) -> None:
     raise _NotWarm
 
 
-def _watch_client(conn_fd: int) -> None:
+class _ClientWatch:
     """Signals the client forwards reach the main thread (where the supervisor waits); a client
-    that goes away without its status (killed) takes the sandbox with it."""
-    main_ident = threading.main_thread().ident
+    that goes away without its status (killed) takes the sandbox with it. The thread is started
+    by a spare before its client comes (a thread's start costs a forked child ~1 ms) and waits
+    for the connection."""
 
-    def watch() -> None:
+    def __init__(self) -> None:
+        self._main_ident = threading.main_thread().ident
+        self._conn_fd = -1
+        self._given = threading.Lock()
+        self._given.acquire()  # released once the connection is there
+        # Started with every signal blocked, which it keeps: process signals go to the main thread.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
+        try:
+            threading.Thread(target=self._watch, name="linuxabi-client-watch", daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def start(self, conn_fd: int) -> None:
+        self._conn_fd = conn_fd
+        self._given.release()
+
+    def _watch(self) -> None:
+        self._given.acquire()
         while True:
             try:
-                data = os.read(conn_fd, 64)
+                data = os.read(self._conn_fd, 64)
             except InterruptedError:
                 continue
             except OSError as e:
@@ -462,11 +481,4 @@ def _watch_client(conn_fd: int) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)  # the guest's init follows (PDEATHSIG)
             for signo in data:
                 if signo in FORWARDED:
-                    signal.pthread_kill(main_ident, signo)
-
-    # Started with every signal blocked, which it keeps: process signals go to the main thread.
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
-    try:
-        threading.Thread(target=watch, name="linuxabi-client-watch", daemon=True).start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                    signal.pthread_kill(self._main_ident, signo)
