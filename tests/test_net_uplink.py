@@ -324,7 +324,9 @@ def test_guest_uploads_to_namespace_and_loopback_stays_inside(net: Net) -> None:
         assert time.monotonic() < end
         time.sleep(0.05)
     n = 64 << 20
-    script = (f"(nc -l -p 7000 > /tmp/loop &) ; sleep 0.3; echo inside | nc 127.0.0.1 7000; sleep 0.2; cat /tmp/loop; "
+    # (the listener's output is read once it has exited; the client retries until it listens)
+    script = ("nc -l -p 7000 > /tmp/loop & listener=$!; for i in $(seq 50); do "
+              "echo inside | nc 127.0.0.1 7000 2>/dev/null && break; sleep 0.1; done; wait $listener; cat /tmp/loop; "
               f"dd if=/dev/zero bs=65536 count={n >> 16} 2>/dev/null | nc {SERVER} 9100")
     r = net.linuxabi(f"tap:{net.tap},ip={STATIC}/24", script)
     assert r.returncode == 0, r.stderr.decode()
