@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 
-from net.sockaddr import family_of, pack_inet, parse_inet
+from net.sockaddr import family_of, parse_inet
 
 from . import net_uplink as uplink
 from . import unix_names
@@ -263,10 +263,10 @@ def _connect_published(task: "Task", g: GuestSocket, fd: int, fwd: "Published") 
         host.setblocking(not flags & os.O_NONBLOCK)
         return ReplaceFd(host.detach(), s32(fd), cloexec, -code)
 
-    if code == E.EINPROGRESS and not flags & os.O_NONBLOCK and not select.select([], [host], [], 0)[1]:
-        return Park(host.fileno(), lambda: done(sockopt(host.fileno(), F.SO_ERROR)), events=POLLOUT,
-                    cancel=host.close)
-    if code == E.EINPROGRESS and not flags & os.O_NONBLOCK:
+    if code == E.EINPROGRESS and not flags & os.O_NONBLOCK:  # a blocking caller: its outcome
+        if not select.select([], [host], [], 0)[1]:  # (on the loopback usually there already)
+            return Park(host.fileno(), lambda: done(sockopt(host.fileno(), F.SO_ERROR)), events=POLLOUT,
+                        cancel=host.close)
         code = sockopt(host.fileno(), F.SO_ERROR)
     return done(code)
 

@@ -566,24 +566,17 @@ class Supervisor:
         elif result is CONTINUE:
             self._native_calls[n.pid] = n.nr
             self.listener.reply_continue(n.id)
-        elif isinstance(result, InstallFd):
+        elif isinstance(result, (InstallFd, ReplaceFd)):
+            replace = isinstance(result, ReplaceFd)
             try:
-                self._send_fd(n, result.host_fd, cloexec=result.cloexec)
-            except OSError as e:
-                if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
-                    self.listener.reply_errno(n.id, e.errno or E.EMFILE)
-            finally:
-                os.close(result.host_fd)
-        elif isinstance(result, ReplaceFd):
-            try:
-                pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
-                self.listener.addfd(n.id, result.host_fd, cloexec=result.cloexec, send=False,
-                                    newfd=result.guest_fd, pin=pin)
+                self._send_fd(n, result.host_fd, cloexec=result.cloexec, send=not replace,
+                              newfd=result.guest_fd if replace else None)
             except OSError as e:
                 if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                     self.listener.reply_errno(n.id, e.errno or E.EMFILE)
             else:
-                self._answer(n, task, result.result)
+                if isinstance(result, ReplaceFd):  # the fd is in place: now the call's answer
+                    self._answer(n, task, result.result)
             finally:
                 os.close(result.host_fd)
         elif isinstance(result, Park):
@@ -596,11 +589,12 @@ class Supervisor:
                     os.close(result.interp_fd)
             self.listener.reply_errno(n.id, E.ENOSYS)
 
-    def _send_fd(self, n: Notification, host_fd: int, *, cloexec: bool, newfd: int | None = None) -> int:
-        """Answer ``n`` with ``host_fd`` installed in its task (ADDFD|SEND), the task kept on our
-        CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd number."""
+    def _send_fd(self, n: Notification, host_fd: int, *, cloexec: bool, newfd: int | None = None,
+                 send: bool = True) -> int:
+        """Install ``host_fd`` in ``n``'s task (ADDFD; with ``send`` also the call's answer), the
+        task kept on our CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd."""
         pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
-        return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=True, newfd=newfd, pin=pin)
+        return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=send, newfd=newfd, pin=pin)
 
     def _on_parked_ready(self, wfd: int) -> None:
         p = self.parked.get(wfd)
