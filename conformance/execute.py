@@ -126,6 +126,7 @@ class TranslatedLauncher:
         env = dict(os.environ)
         paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["PYTHONFAULTHANDLER"] = "1"  # a translator that hangs shows its threads' stacks (SIGABRT)
         return env
 
 
@@ -137,13 +138,57 @@ def run_command(cmd: list[str], env: dict[str, str], timeout: float) -> RunResul
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        state = _process_tree_state(proc.pid)
+        try:
+            os.kill(proc.pid, signal.SIGABRT)  # a Python translator with faulthandler: its stacks
+            proc.wait(timeout=2)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
+        # What a hang looked like, for the log: rare hangs are not reproduced on demand.
+        sys.stderr.write(f"conformance: {' '.join(cmd[-1:])} timed out; its processes then:\n{state}"
+                         f"its stderr (last lines):\n" + "\n".join(_text(err).splitlines()[-60:]) + "\n")
         return RunResult(_text(out), _text(err), None, timed_out=True)
     return RunResult(_text(out), _text(err), proc.returncode)
+
+
+def _process_tree_state(root: int) -> str:
+    """Each task under ``root``: its state, what it waits in (wchan), its syscall line, and its
+    pending and blocked signals."""
+    lines, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            tasks = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+        except OSError:
+            continue
+        for tid in tasks:
+            base = f"/proc/{pid}/task/{tid}"
+            fields = {}
+            for name in ("comm", "wchan", "syscall"):
+                try:
+                    with open(f"{base}/{name}") as f:
+                        fields[name] = f.read().strip()
+                except OSError:
+                    fields[name] = "?"
+            try:
+                with open(f"{base}/status") as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+                extra = " ".join(f"{k}={status[k].strip()}" for k in ("State", "SigPnd", "ShdPnd", "SigBlk", "TracerPid")
+                                 if k in status)
+            except OSError:
+                extra = ""
+            lines.append(f"  {pid}/{tid} {fields['comm']} wchan={fields['wchan']} syscall={fields['syscall']} {extra}")
+            try:
+                with open(f"{base}/children") as f:
+                    pending += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+    return "".join(line + "\n" for line in lines)
 
 
 def _text(data: bytes) -> str:
