@@ -24,7 +24,7 @@ from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
 
-from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd
+from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd, Trap
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
 from syscalls.table import SYSCALLS
@@ -34,7 +34,7 @@ from .filter import TRACE_MARKER
 from .inject import FdRemoval
 from .interp import stage_interpreter
 from .launch import Launched
-from .libc import block_all_signals, raw_syscall, restore_signals
+from .libc import block_all_signals, current_cpu, raw_syscall, restore_signals
 from .notify import Listener, Notification, cpu_mask
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
@@ -113,15 +113,18 @@ class _PendingChild:
 _IGNORED_BY_DEFAULT = sum(1 << (s - 1) for s in (17, 18, 23, 28))
 
 
-def _signal_pending(tgid: int, tid: int) -> bool:
-    """Whether the thread has a signal pending that it does not block and does not ignore."""
+def _signal_pending(tgid: int, tid: int, blocked: int | None = None) -> bool:
+    """Whether the thread has a signal pending that it does not block and does not ignore
+    (``blocked``: the guest's own mask, while we hold its signals)."""
     try:
         with open(f"/proc/{tgid}/task/{tid}/status", "rb") as f:
             fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
         pending = int(fields[b"SigPnd"], 16) | int(fields[b"ShdPnd"], 16)
         caught = int(fields[b"SigCgt"], 16)
         dropped = int(fields[b"SigIgn"], 16) | (_IGNORED_BY_DEFAULT & ~caught)
-        return bool(pending & ~int(fields[b"SigBlk"], 16) & ~dropped)
+        if blocked is None:
+            blocked = int(fields[b"SigBlk"], 16)
+        return bool(pending & ~blocked & ~dropped)
     except (OSError, KeyError, ValueError):
         return False
 
@@ -156,6 +159,9 @@ class Supervisor:
         # host tid -> the syscall it runs natively as we answered (CONTINUE, or -ERESTARTSYS for
         # a parked call a signal interrupted): its -ERESTARTSYS is the kernel's, keep it
         self._native_calls: dict[int, int] = {}
+        # host tid -> its own signal mask, while a translated call a signal withdrew runs again
+        # with every signal blocked (_hold_signals); put back at that call's exit stop
+        self._masked: dict[int, int] = {}
         self.init_host_pid = launched.host_pid
         self.exit_status: int | None = None
         self.exec_error: int | None = None
@@ -307,6 +313,7 @@ class Supervisor:
             os.close(dance.plan.host_fd)
             dance.plan.host_fd = -1
         self.pending.pop(host_tid, None)
+        self._masked.pop(host_tid, None)
         if task is None:
             return
         hp = task.hp
@@ -459,9 +466,10 @@ class Supervisor:
         for wfd, p in list(self.parked.items()):
             if _ready(wfd, p.park.events):
                 continue  # what it waited for came first: it is answered, not interrupted
-            if _signal_pending(p.task.hp.proc.host_pid, p.task.host_tid):
+            tid = p.task.host_tid
+            if _signal_pending(p.task.hp.proc.host_pid, tid, self._masked.get(tid)):
                 self._unpark(wfd, cancel=True)
-                self._native_calls[p.task.host_tid] = p.notif.nr
+                self._native_calls[tid] = p.notif.nr
                 self.listener.reply_errno(p.notif.id, E.ERESTARTSYS)
 
     def _poll_parked(self) -> None:
@@ -556,6 +564,7 @@ class Supervisor:
     def _answer(self, n: Notification, task: HostTask, result: object) -> None:
         if self._held and task.host_tid in self._held:  # its call already ran in the guest:
             held = self._held.pop(task.host_tid)        # the result goes in its rax
+            self._unmask(task.host_tid)  # (stopped now; finish resumes it without syscall stops)
             in_guest.finish(held, result if isinstance(result, int) else -E.ENOSYS)
             return
         if isinstance(result, int):
@@ -717,14 +726,16 @@ class Supervisor:
             else:
                 ptrace.cont(tid)
             return
-        self._restart_unserved_call(tid)
+        if self._restart_unserved_call(tid) and sig not in (signal.SIGKILL, signal.SIGSTOP):
+            self._hold_signals(tid, sig)
+            return
         task = self.tasks.get(tid)
         if (sig in _FAULT_SIGNALS and task is not None and task.hp.proc.host_pid == self.init_host_pid
                 and not _handles(self.init_host_pid, sig) and ptrace.signal_code(tid) > 0):
             self.exit_status = sig  # as if killed by it
             self.kill_all()
             return
-        ptrace.cont(tid, sig)  # signal-delivery-stop: deliver it
+        self._resume_here(tid, sig, ptrace.cont)  # signal-delivery-stop: deliver it
 
     def _on_new_task(self, parent_tid: int, event: int) -> None:
         child_tid = ptrace.event_msg(parent_tid)
@@ -910,8 +921,15 @@ class Supervisor:
         removal = self._removals.get(tid)
         if removal is not None and removal.saved is not None:
             entry = ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY
-            if removal.on_syscall_stop(entry):
+            if removal.on_syscall_stop(entry, keep_tracing=tid in self._masked):
                 del self._removals[tid]
+            return
+        if tid in self._masked:  # the held call's restart: on to its exit, then the mask back
+            if ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY:
+                ptrace.cont_to_syscall_exit(tid)
+            else:
+                self._unmask(tid)
+                ptrace.cont(tid)  # the held signal is delivered now, on the way out
             return
         dance = self.execs.get(tid)
         if dance is None:
@@ -1012,20 +1030,71 @@ class Supervisor:
         self._raise_deferred(tid, dance)
         ptrace.cont(tid, sig)
 
-    def _restart_unserved_call(self, tid: int) -> None:
+    def _restart_unserved_call(self, tid: int) -> bool:
         """A translated call interrupted before we received it must be restarted, whatever the
         handler's SA_RESTART says: Linux would not have failed a stat() with EINTR. (A call we
         received is not interrupted: the filter waits killable-only once it is received.) A call
-        that ran natively (CONTINUE: a blocking accept) keeps the kernel's own answer."""
+        that ran natively (CONTINUE: a blocking accept) keeps the kernel's own answer.
+        True when it is such a notification's call, restarted."""
         regs = ptrace.get_regs(tid)
         if regs.rax != _ERESTARTSYS_RET or regs.orig_rax >= 1 << 63:
-            return
+            return False
         if self._native_calls.pop(tid, None) == regs.orig_rax:
-            return
+            return False
         decl = SYSCALLS.get(regs.orig_rax)
-        if decl is not None and decl.disposition is Disposition.TRANSLATED and not decl.native_in(self.features):
-            regs.set("rax", -_ERESTARTNOINTR)
-            ptrace.set_regs(tid, regs)
+        if decl is None or decl.disposition is not Disposition.TRANSLATED or decl.native_in(self.features):
+            return False
+        regs.set("rax", -_ERESTARTNOINTR)
+        ptrace.set_regs(tid, regs)
+        return decl.trap is not Trap.TRACE  # (an exec's own restart is the exec dance's)
+
+    def _hold_signals(self, tid: int, sig: int) -> None:
+        """The call a signal withdrew runs again with every signal blocked, ``sig`` pending: it
+        cannot be withdrawn twice, so a guest under a signal storm (a 100 µs timer) makes
+        progress instead of restarting the same stat() forever while we are slower than the
+        timer. Linux runs such a call to its end and delivers the signal after: so do we. The
+        guest's own mask comes back at the call's exit stop; a parked call is still interrupted
+        by a signal that mask lets through (_interrupt_parked)."""
+        try:
+            self._masked[tid] = ptrace.get_sigmask(tid)
+            ptrace.set_sigmask(tid, _ALL_SIGNALS)
+        except OSError:
+            self._masked.pop(tid, None)
+            raise
+        # Blocked now: the kernel queues the signal again instead of delivering it, and the
+        # call restarts; the restart's entry stop comes first, then its exit stop.
+        self._resume_here(tid, sig, ptrace.cont_to_syscall_exit)
+
+    def _resume_here(self, tid: int, sig: int, resume: Callable[[int, int], None]) -> None:
+        """Resume a thread stopped for a signal, woken on our CPU: each signal a guest takes is
+        a stop and a wake-up each way, and a wake-up that crosses CPUs costs tens of µs here,
+        so a guest taking a 10 kHz timer made no progress at all between two signals (the
+        next one was due before its handler returned). The thread's own CPU set is put back
+        at once; it stays where it woke until the scheduler moves it."""
+        if self._all_cpus is None:
+            resume(tid, sig)
+            return
+        try:
+            own = os.sched_getaffinity(tid)
+            cpu = current_cpu()
+            pinned = len(own) > 1 and cpu in own
+            if pinned:
+                os.sched_setaffinity(tid, (cpu,))
+        except OSError:
+            pinned = False
+        try:
+            resume(tid, sig)
+        finally:
+            if pinned:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(tid, own)
+
+    def _unmask(self, tid: int) -> None:
+        """Put back the mask _hold_signals saved, if it saved one (the thread is stopped)."""
+        mask = self._masked.pop(tid, None)
+        if mask is not None:
+            with contextlib.suppress(OSError):
+                ptrace.set_sigmask(tid, mask)
 
     @staticmethod
     def _raise_deferred(tid: int, dance: _ExecDance) -> None:
