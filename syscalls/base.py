@@ -82,10 +82,15 @@ class SyscallDecl:
 
 @dataclass(frozen=True, slots=True)
 class InstallFd:
-    """Hand host fd ``host_fd`` to the guest as the syscall's result (the platform closes ours)."""
+    """Hand host fd ``host_fd`` to the guest as the syscall's result (the platform closes ours).
+
+    ``counted``: the object counts its holders, and the guest can tell (a FIFO's writers make a
+    read wait instead of seeing end-of-file; a socket's last close sends the FIN). Ours is then
+    closed before the guest runs on, at the cost of answering apart from the fd's install."""
 
     host_fd: int
     cloexec: bool
+    counted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

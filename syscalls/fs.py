@@ -51,8 +51,9 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int, reso
         # O_PATH files cannot be injected: hand over a stand-in that names the same object
         os.close(opened.host_fd)
         return InstallFd(vfs.stand_in_fd(opened.location), bool(flags & F.O_CLOEXEC))
-    if isinstance(opened.location.inode, SpecialInode) and st.S_ISFIFO(opened.location.inode.mode):
-        return _fifo_opened(task, opened.location.inode, opened.host_fd, flags)
+    inode = opened.location.inode
+    if isinstance(inode, SpecialInode) and st.S_ISFIFO(inode.mode):
+        return _fifo_opened(task, inode, opened.host_fd, flags)
     return InstallFd(opened.host_fd, bool(flags & F.O_CLOEXEC))
 
 
@@ -65,10 +66,10 @@ def _fifo_opened(task: Task, fifo: SpecialInode, fd: int, flags: int) -> Result:
     fifo.arrived(acc)
     cloexec = bool(flags & F.O_CLOEXEC)
     if flags & F.O_NONBLOCK or acc not in (F.O_RDONLY, F.O_WRONLY):
-        return InstallFd(fd, cloexec)
+        return InstallFd(fd, cloexec, counted=True)
     other = F.O_WRONLY if acc == F.O_RDONLY else F.O_RDONLY
     if fifo.waiting(other) or _fifo_end_open(task, os.fstat(fd), want_write=other == F.O_WRONLY):
-        return InstallFd(fd, cloexec)
+        return InstallFd(fd, cloexec, counted=True)
     efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
     fifo.wait(acc, efd)
 
@@ -78,7 +79,7 @@ def _fifo_opened(task: Task, fifo: SpecialInode, fd: int, flags: int) -> Result:
 
     def finish() -> Result:
         done()
-        return InstallFd(fd, cloexec)
+        return InstallFd(fd, cloexec, counted=True)
 
     def cancel() -> None:
         done()

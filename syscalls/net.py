@@ -363,7 +363,7 @@ def _accept_now(task: "Task", hfd: int, addr: int, len_addr: int, have: int, fla
     except BaseException:
         os.close(conn_fd)
         raise
-    return InstallFd(conn_fd, bool(flags & F.SOCK_CLOEXEC))
+    return InstallFd(conn_fd, bool(flags & F.SOCK_CLOEXEC), counted=True)
 
 
 def sys_getsockname(task: "Task", a: Args) -> Result:

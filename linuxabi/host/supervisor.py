@@ -577,17 +577,20 @@ class Supervisor:
             self.listener.reply_continue(n.id)
         elif isinstance(result, (InstallFd, ReplaceFd)):
             replace = isinstance(result, ReplaceFd)
+            # The install is the answer too (one ioctl), unless ours must be closed first: a
+            # FIFO writer or a socket we still held when the guest runs on could be seen.
+            send = not replace and not result.counted
             try:
-                self._send_fd(n, result.host_fd, cloexec=result.cloexec, send=not replace,
-                              newfd=result.guest_fd if replace else None)
+                fd = self._send_fd(n, result.host_fd, cloexec=result.cloexec, send=send,
+                                   newfd=result.guest_fd if replace else None)
             except OSError as e:
+                os.close(result.host_fd)
                 if e.errno not in (_errno.ENOENT, _errno.EINPROGRESS):
                     self.listener.reply_errno(n.id, e.errno or E.EMFILE)
-            else:
-                if isinstance(result, ReplaceFd):  # the fd is in place: now the call's answer
-                    self._answer(n, task, result.result)
-            finally:
-                os.close(result.host_fd)
+                return
+            os.close(result.host_fd)
+            if not send:  # the fd is in place: now the call's answer
+                self._answer(n, task, result.result if replace else fd)
         elif isinstance(result, Park):
             self.parked[result.wait_fd] = _Parked(n, task, result)
             self._ep.register(result.wait_fd, result.events)
