@@ -6,6 +6,7 @@ traffic is on 127.0.0.1 (the host's, for -p) or inside the sandbox's network nam
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -278,6 +279,26 @@ int main(void) {
     assert native[-1] == "inet 1"  # the same program natively (as root it may open the others)
 
 
+def _wait_for_guest_listener(translator_pid: int, port: int, timeout: float = 20.0) -> None:
+    """Until a TCP socket listens on ``port`` in the sandbox's network namespace (read through
+    the guest init's /proc/PID/net/tcp and tcp6: the guest's own procfs has no /proc/net)."""
+    deadline = time.monotonic() + timeout
+    listening = re.compile(rf"^\s*\d+: [0-9A-F]+:{port:04X} [0-9A-F]+:0000 0A ", re.M)
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{translator_pid}/task/{translator_pid}/children") as f:
+                kids = f.read().split()
+            for kid in kids:
+                for table in ("tcp", "tcp6"):
+                    with open(f"/proc/{kid}/net/{table}") as f:
+                        if listening.search(f.read()):
+                            return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"no listener on port {port} in the sandbox after {timeout} s")
+
+
 def test_revoking_a_bind_capability_shuts_the_open_sockets(tmp_path: Path) -> None:
     """The guest's listener and the connection it accepted carry data natively: a revoke reaches
     them anyway (shut down on the host socket itself) and the next bind is refused."""
@@ -286,15 +307,22 @@ def test_revoking_a_bind_capability_shuts_the_open_sockets(tmp_path: Path) -> No
                       '[network]\nbind = ["tcp:0.0.0.0:7000"]\nconnect = ["tcp:127.0.0.1:7000"]\n'
                       '[devices]\nallow = ["/dev/null"]\n')
     idf = tmp_path / "id"
-    script = ("sleep 30 | nc -l -p 7000 > /tmp/srv & sleep 0.3; echo ready; "
+    # The client starts once the host sees the listener in the sandbox's namespace (a fixed
+    # sleep raced on a loaded machine), and is told "go" once the revoke is done.
+    # (The listener's stdin stays open, from a sleep that is stopped once the listener is done.)
+    script = ("sleep 30 | nc -l -p 7000 > /tmp/srv & srv=$!; echo ready; read listening; "
               "(echo before; read go; echo after; sleep 0.3; echo later) | nc 127.0.0.1 7000; "
-              "wait %1; echo served; cat /tmp/srv; nc -l -p 7000; echo relisten=$?")
+              "while kill -0 $srv 2>/dev/null; do sleep 0.05; done; kill %1 2>/dev/null; wait; "
+              "echo served; cat /tmp/srv; nc -l -p 7000; echo relisten=$?")
     cmd = [sys.executable, "-m", "linuxabi", "run", "--policy", str(policy), "--id-file", str(idf),
            "--audit", str(tmp_path / "audit.log"), "--", "sh", "-c", script]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     try:
-        assert p.stdout is not None
+        assert p.stdout is not None and p.stdin is not None
         assert p.stdout.readline() == b"ready\n"
+        _wait_for_guest_listener(p.pid, 7000)
+        p.stdin.write(b"listening\n")
+        p.stdin.flush()
         time.sleep(0.5)  # the connection is up and "before" went through
         sandbox = idf.read_text().strip()
         listing = subprocess.run([sys.executable, "-m", "linuxabi", "ctl", "list", sandbox],
