@@ -700,9 +700,9 @@ class Supervisor:
                     removal.start(ptrace.get_regs(tid), self.tasks[tid].mem)
                 except OSError:
                     self._removals.pop(tid, None)
-                    ptrace.cont(tid)
+                    self._cont(tid)
             else:
-                ptrace.cont(tid)
+                self._cont(tid)
         elif sig == _SIGTRAP_SYSCALL:
             self._on_syscall_exit(tid)
         elif tid not in self.tasks and event == 0 and sig == signal.SIGSTOP:
@@ -738,7 +738,7 @@ class Supervisor:
             self.exit_status = sig  # as if killed by it
             self.kill_all()
             return
-        self._resume_here(tid, sig, ptrace.cont)  # signal-delivery-stop: deliver it
+        self._resume_here(tid, sig, self._cont)  # signal-delivery-stop: deliver it
 
     def _on_new_task(self, parent_tid: int, event: int) -> None:
         child_tid = ptrace.event_msg(parent_tid)
@@ -1091,6 +1091,11 @@ class Supervisor:
             if pinned:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(tid, own)
+
+    def _cont(self, tid: int, sig: int = 0) -> None:
+        """Resume the thread; one whose signals we hold keeps stopping at syscalls, so that its
+        mask comes back at the next exit (a SIGSTOP, which no mask holds, may stop it first)."""
+        (ptrace.cont_to_syscall_exit if tid in self._masked else ptrace.cont)(tid, sig)
 
     def _unmask(self, tid: int) -> None:
         """Put back the mask _hold_signals saved, if it saved one (the thread is stopped)."""
