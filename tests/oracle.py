@@ -61,3 +61,11 @@ def tree_hash(root: Path) -> str:
                 with open(p, "rb") as f:
                     h.update(hashlib.sha256(f.read()).digest())
     return h.hexdigest()
+
+
+def compile_static(src: Path, exe: Path) -> Path:
+    """A C test program, built static (gcc comes with `make test`): the guest's image has no
+    libc of its own to link against."""
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()[-300:]
+    return exe

@@ -23,6 +23,7 @@ from typing import Iterator
 
 import pytest
 from netns_env import netns_environment, stop, udp_port_bound  # noqa: F401 - the fixture
+from oracle import compile_static
 
 REPO = Path(__file__).resolve().parent.parent
 LINUXABI = [sys.executable, "-m", "linuxabi"]
@@ -216,11 +217,7 @@ def test_dhcp_address_and_wget(net: Net) -> None:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """tests/uplink_probe.c, static (the guest gets it on stdin: it is not in the image)."""
-    exe = tmp_path_factory.mktemp("probe") / "probe"
-    src = Path(__file__).with_name("uplink_probe.c")
-    r = subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr.decode()[-300:]  # gcc comes with `make test`
-    return exe.read_bytes()
+    return compile_static(Path(__file__).with_name("uplink_probe.c"), tmp_path_factory.mktemp("probe") / "probe").read_bytes()
 
 
 def test_guest_connect_names_and_errors(net: Net, probe: bytes) -> None:

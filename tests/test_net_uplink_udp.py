@@ -20,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from oracle import compile_static
 from test_net_uplink import LINUXABI, POLICY, REPO, SERVER, STATIC, SUBNET, Net, net  # noqa: F401
 
 ECHO_PORT, DNS_PORT = 9500, 5353
@@ -86,11 +87,7 @@ def servers(net: Net) -> Iterator[Net]:  # noqa: F811 - the imported fixture
 
 @pytest.fixture(scope="module")
 def udp_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exe = tmp_path_factory.mktemp("udp_probe") / "probe"
-    r = subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(Path(__file__).with_name("uplink_udp_probe.c"))],
-                       capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr.decode()[-300:]  # gcc comes with `make test`
-    return exe
+    return compile_static(Path(__file__).with_name("uplink_udp_probe.c"), tmp_path_factory.mktemp("udp_probe") / "probe")
 
 
 def _guest(net: Net, script: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -187,8 +184,7 @@ def test_revoking_udp_connect_stops_the_datagrams(servers: Net, tmp_path: Path) 
     net = servers
     src = tmp_path / "after.c"
     src.write_text(_AFTER_REVOKE)
-    exe = tmp_path / "after"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True, timeout=60)
+    exe = compile_static(src, tmp_path / "after")
     idf = tmp_path / "id"
     cmd = ["ip", "netns", "exec", net.ns, *LINUXABI, "run", "--net", f"tap:{net.tap},ip={STATIC}/24",
            "--policy", str(net.workdir / "udp.toml"), "--id-file", str(idf), "--", "sh", "-c",
