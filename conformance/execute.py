@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,13 @@ class RunResult:
     stderr: str
     returncode: int | None  # None when it timed out
     timed_out: bool = False
+    seconds: float = 0.0  # wall time of the run
+    limit: float = 0.0  # the timeout it ran under (0: none known)
+
+    @property
+    def slow(self) -> bool:
+        """Over a third of its time limit: a loaded machine could make it time out."""
+        return self.limit > 0 and not self.timed_out and self.seconds > self.limit / 3
 
     @property
     def ok(self) -> bool:
@@ -132,6 +140,7 @@ class TranslatedLauncher:
 
 def run_command(cmd: list[str], env: dict[str, str], timeout: float) -> RunResult:
     """Run cmd in its own session; on timeout kill the whole process group."""
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd="/", stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -152,8 +161,9 @@ def run_command(cmd: list[str], env: dict[str, str], timeout: float) -> RunResul
         # What a hang looked like, for the log: rare hangs are not reproduced on demand.
         sys.stderr.write(f"conformance: {' '.join(cmd[-1:])} timed out; its processes then:\n{state}"
                          f"its stderr (last lines):\n" + "\n".join(_text(err).splitlines()[-60:]) + "\n")
-        return RunResult(_text(out), _text(err), None, timed_out=True)
-    return RunResult(_text(out), _text(err), proc.returncode)
+        return RunResult(_text(out), _text(err), None, timed_out=True,
+                         seconds=time.monotonic() - started, limit=timeout)
+    return RunResult(_text(out), _text(err), proc.returncode, seconds=time.monotonic() - started, limit=timeout)
 
 
 def _process_tree_state(root: int) -> str:

@@ -97,6 +97,9 @@ def _notes(outcome: CaseOutcome, side_b: str) -> str:
         notes.append(f"ORACLE BROKEN: {problem}")
     if not outcome.translated.ok:
         notes.append(f"{side_b} {outcome.translated.describe()}")
+    for side, run in (("native", outcome.native), (side_b, outcome.translated)):
+        if run.slow:  # a flake waiting to happen: say so before CI finds it
+            notes.append(f"{side} slow: {run.seconds:.1f} s of its {run.limit:g} s limit")
     return "; ".join(notes)
 
 
@@ -106,6 +109,8 @@ def outcome_json(outcome: CaseOutcome, baseline: Baseline | None) -> dict[str, o
         "syscalls": list(outcome.case.syscalls),
         "native_status": outcome.native.describe(),
         "translated_status": outcome.translated.describe(),
+        "native_seconds": round(outcome.native.seconds, 3),
+        "translated_seconds": round(outcome.translated.seconds, 3),
         "native_stderr": outcome.native.stderr,
         "translated_stderr": outcome.translated.stderr,
         "oracle_problem": outcome.oracle_problem(),

@@ -205,6 +205,23 @@ def outcome(name: str, native: str, translated: str, native_rc: int = 0) -> Case
                        compare_outputs(native, translated))
 
 
+def test_a_run_near_its_time_limit_is_named_in_the_table() -> None:
+    # sigdeliver took 14-27 s of its 30 s under translation, unnoticed until CI timed it out.
+    from dataclasses import replace
+
+    from conformance.report import write_table
+
+    def timed(name: str, seconds: float) -> CaseOutcome:
+        o = outcome(name, NATIVE, NATIVE)
+        return replace(o, translated=replace(o.translated, seconds=seconds, limit=30.0))
+
+    out = io.StringIO()
+    write_table([timed("open", 14.2), timed("link", 9.9)], Baseline(), out)
+    lines = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
+    assert lines["open"].endswith("translated slow: 14.2 s of its 30 s limit")
+    assert "slow" not in lines["link"]
+
+
 def test_known_failure_does_not_fail_the_run() -> None:
     changed = NATIVE.replace("errno=EEXIST", "errno=EACCES")
     outcomes = [outcome("open", NATIVE, changed)]
