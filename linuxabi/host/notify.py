@@ -49,6 +49,22 @@ def cpus_of_mask(mask: bytes) -> frozenset[int]:
     return frozenset(c for c in range(len(mask) * 8) if bits >> c & 1)
 
 
+def _answered(fd: int, request: int, buf: bytearray) -> bool:
+    """ioctl(fd, request, buf): True if it succeeded, False if the kernel refused (ENOENT: the
+    notification's task is gone). The kernel takes the listener's lock interruptibly, so a
+    signal to us (SIGCHLD, the tick) while a guest thread holds it fails the call with EINTR,
+    and fcntl.ioctl does not retry as other calls do (PEP 475): an answer dropped then left
+    the guest waiting forever (a multi-threaded guest under a signal storm hung so)."""
+    while True:
+        try:
+            fcntl.ioctl(fd, request, buf, True)
+            return True
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+
+
 def _pin(tid: int, cpus: "set[int] | tuple[int, ...]") -> bool:
     try:
         os.sched_setaffinity(tid, cpus)
@@ -132,11 +148,7 @@ class Listener:
     def reply(self, nid: int, val: int = 0, error: int = 0) -> bool:
         """Answer with a return value or -errno; False if the task is gone."""
         _pack_resp(self._sbuf, 0, nid, val, error, 0)
-        try:
-            fcntl.ioctl(self.fd, _SEND, self._sbuf, True)
-            return True
-        except OSError:
-            return False
+        return _answered(self.fd, _SEND, self._sbuf)
 
     def reply_errno(self, nid: int, errno: int) -> bool:
         return self.reply(nid, 0, -errno)
@@ -144,11 +156,7 @@ class Listener:
     def reply_continue(self, nid: int) -> bool:
         """Let the syscall run natively. Only for calls whose safety does not depend on memory."""
         _RESP.pack_into(self._sbuf, 0, nid, 0, 0, flags.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
-        try:
-            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_SEND, self._sbuf, True)
-            return True
-        except OSError:
-            return False
+        return _answered(self.fd, _SEND, self._sbuf)
 
     def addfd(self, nid: int, srcfd: int, *, cloexec: bool, send: bool, newfd: int | None = None,
               pin: "tuple[int, bytes] | None" = None) -> int:
@@ -192,8 +200,4 @@ class Listener:
             restore_signals()
 
     def id_valid(self, nid: int) -> bool:
-        try:
-            fcntl.ioctl(self.fd, flags.SECCOMP_IOCTL_NOTIF_ID_VALID, bytearray(_ID.pack(nid)), True)
-            return True
-        except OSError:
-            return False
+        return _answered(self.fd, flags.SECCOMP_IOCTL_NOTIF_ID_VALID, bytearray(_ID.pack(nid)))

@@ -1053,11 +1053,13 @@ class Supervisor:
 
     def _hold_signals(self, tid: int, sig: int) -> None:
         """The call a signal withdrew runs again with every signal blocked, ``sig`` pending: it
-        cannot be withdrawn twice, so a guest under a signal storm (a 100 µs timer) makes
+        cannot be withdrawn again, so a guest under a signal storm (a 100 µs timer) makes
         progress instead of restarting the same stat() forever while we are slower than the
         timer. Linux runs such a call to its end and delivers the signal after: so do we. The
         guest's own mask comes back at the call's exit stop; a parked call is still interrupted
-        by a signal that mask lets through (_interrupt_parked)."""
+        by a signal that mask lets through (_interrupt_parked), with EINTR or a restart as its
+        SA_RESTART says: a restart after the handler would have lost that EINTR. It costs two
+        stops more (the restart's entry and exit); withdrawals are rare but in signal storms."""
         try:
             self._masked[tid] = ptrace.get_sigmask(tid)
             ptrace.set_sigmask(tid, _ALL_SIGNALS)
@@ -1074,8 +1076,9 @@ class Supervisor:
         so a guest taking a 10 kHz timer made no progress at all between two signals (the
         next one was due before its handler returned). The thread's own CPU set is put back
         at once; it stays where it woke until the scheduler moves it."""
-        if self._all_cpus is None:
-            resume(tid, sig)
+        task = self.tasks.get(tid)
+        if self._all_cpus is None or task is None or len(task.hp.tasks) > 1:
+            resume(tid, sig)  # (threads of one process would crowd our CPU: they run in parallel)
             return
         try:
             own = os.sched_getaffinity(tid)
