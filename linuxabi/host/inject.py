@@ -45,9 +45,8 @@ class FdRemoval:
         self.insn = _find_syscall_insn(self.tid, regs.rip, mem)
         self._next()
 
-    def on_syscall_stop(self, entry: bool, *, keep_tracing: bool = False) -> bool:
-        """Returns True once every fd is closed and the thread runs on as before (with
-        ``keep_tracing``, on to its next syscall stop: the supervisor awaits one)."""
+    def on_syscall_stop(self, entry: bool) -> bool:
+        """Returns True once every fd is closed and the thread runs on as before."""
         if entry:
             ptrace.cont_to_syscall_exit(self.tid)
             return False
@@ -60,7 +59,7 @@ class FdRemoval:
             return False
         assert self.saved is not None
         ptrace.set_regs(self.tid, _restarted(self.saved))
-        (ptrace.cont_to_syscall_exit if keep_tracing else ptrace.cont)(self.tid)
+        ptrace.cont(self.tid)
         return True
 
     def _next(self) -> None:

@@ -58,9 +58,9 @@ def cont(tid: int, sig: int = 0) -> None:
     _ptrace(flags.PTRACE_CONT, tid, 0, sig)
 
 
-def cont_to_syscall_exit(tid: int, sig: int = 0) -> None:
-    """Resume (delivering ``sig``) and stop again at the next syscall boundary."""
-    _ptrace(flags.PTRACE_SYSCALL, tid, 0, sig)
+def cont_to_syscall_exit(tid: int) -> None:
+    """Resume and stop again at the next syscall boundary (used once, for fd injection)."""
+    _ptrace(flags.PTRACE_SYSCALL, tid, 0, 0)
 
 
 def listen(tid: int) -> None:

@@ -529,6 +529,11 @@ class Supervisor:
 
     def _on_notification(self, n: Notification) -> None:
         self._native_calls.pop(n.pid, None)
+        if self._masked and n.pid in self._masked:
+            # A held call, received: a signal can no longer withdraw it. It stops for us once
+            # it returns (the interrupt waits for that), to have its mask back.
+            with contextlib.suppress(OSError):
+                ptrace.interrupt(n.pid)
         task = self.tasks.get(n.pid)
         if task is None:
             task = self._late_task(n.pid)
@@ -564,7 +569,7 @@ class Supervisor:
     def _answer(self, n: Notification, task: HostTask, result: object) -> None:
         if self._held and task.host_tid in self._held:  # its call already ran in the guest:
             held = self._held.pop(task.host_tid)        # the result goes in its rax
-            self._unmask(task.host_tid)  # (stopped now; finish resumes it without syscall stops)
+            self._unmask(task.host_tid)  # (stopped now; its interrupt stop was in_guest's)
             in_guest.finish(held, result if isinstance(result, int) else -E.ENOSYS)
             return
         if isinstance(result, int):
@@ -692,17 +697,22 @@ class Supervisor:
         elif event == F.PTRACE_EVENT_STOP:
             if tid in self.pending or tid not in self.tasks:
                 self._child_stopped(tid)  # a new task's first stop (SIGSTOP, from auto-attach)
-            elif sig in _STOP_SIGNALS:
-                ptrace.listen(tid)  # group-stop: stay stopped until SIGCONT, as Linux would
-            elif tid in self._removals and self._removals[tid].saved is None:
-                removal = self._removals[tid]
-                try:
-                    removal.start(ptrace.get_regs(tid), self.tasks[tid].mem)
-                except OSError:
-                    self._removals.pop(tid, None)
-                    self._cont(tid)
             else:
-                self._cont(tid)
+                if self._masked:
+                    # Its held call is done (_hold_signals): the signal comes next. (A group-stop
+                    # may take the place of our interrupt's stop: the mask comes back there too.)
+                    self._unmask(tid)
+                if sig in _STOP_SIGNALS:
+                    ptrace.listen(tid)  # group-stop: stay stopped until SIGCONT, as Linux would
+                elif tid in self._removals and self._removals[tid].saved is None:
+                    removal = self._removals[tid]
+                    try:
+                        removal.start(ptrace.get_regs(tid), self.tasks[tid].mem)
+                    except OSError:
+                        self._removals.pop(tid, None)
+                        ptrace.cont(tid)
+                else:
+                    ptrace.cont(tid)
         elif sig == _SIGTRAP_SYSCALL:
             self._on_syscall_exit(tid)
         elif tid not in self.tasks and event == 0 and sig == signal.SIGSTOP:
@@ -738,7 +748,7 @@ class Supervisor:
             self.exit_status = sig  # as if killed by it
             self.kill_all()
             return
-        self._resume_here(tid, sig, self._cont)  # signal-delivery-stop: deliver it
+        self._resume_here(tid, sig, ptrace.cont)  # signal-delivery-stop: deliver it
 
     def _on_new_task(self, parent_tid: int, event: int) -> None:
         child_tid = ptrace.event_msg(parent_tid)
@@ -924,15 +934,8 @@ class Supervisor:
         removal = self._removals.get(tid)
         if removal is not None and removal.saved is not None:
             entry = ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY
-            if removal.on_syscall_stop(entry, keep_tracing=tid in self._masked):
+            if removal.on_syscall_stop(entry):
                 del self._removals[tid]
-            return
-        if tid in self._masked:  # the held call's restart: on to its exit, then the mask back
-            if ptrace.syscall_stop_kind(tid) == ptrace.SYSCALL_INFO_ENTRY:
-                ptrace.cont_to_syscall_exit(tid)
-            else:
-                self._unmask(tid)
-                ptrace.cont(tid)  # the held signal is delivered now, on the way out
             return
         dance = self.execs.get(tid)
         if dance is None:
@@ -1055,11 +1058,12 @@ class Supervisor:
         """The call a signal withdrew runs again with every signal blocked, ``sig`` pending: it
         cannot be withdrawn again, so a guest under a signal storm (a 100 µs timer) makes
         progress instead of restarting the same stat() forever while we are slower than the
-        timer. Linux runs such a call to its end and delivers the signal after: so do we. The
-        guest's own mask comes back at the call's exit stop; a parked call is still interrupted
-        by a signal that mask lets through (_interrupt_parked), with EINTR or a restart as its
-        SA_RESTART says: a restart after the handler would have lost that EINTR. It costs two
-        stops more (the restart's entry and exit); withdrawals are rare but in signal storms."""
+        timer. Linux runs such a call to its end and delivers the signal after: so do we. Once
+        we receive the restarted call, the thread is sent PTRACE_INTERRUPT, which stops it when
+        the call returns: its own mask comes back there, and the signal is delivered. A parked
+        call is still interrupted by a signal that mask lets through (_interrupt_parked), with
+        EINTR or a restart as its SA_RESTART says: a restart after the handler would have lost
+        that EINTR. One stop more than that restart; withdrawals are rare but in storms."""
         try:
             self._masked[tid] = ptrace.get_sigmask(tid)
             ptrace.set_sigmask(tid, _ALL_SIGNALS)
@@ -1067,8 +1071,8 @@ class Supervisor:
             self._masked.pop(tid, None)
             raise
         # Blocked now: the kernel queues the signal again instead of delivering it, and the
-        # call restarts; the restart's entry stop comes first, then its exit stop.
-        self._resume_here(tid, sig, ptrace.cont_to_syscall_exit)
+        # call restarts.
+        self._resume_here(tid, sig, ptrace.cont)
 
     def _resume_here(self, tid: int, sig: int, resume: Callable[[int, int], None]) -> None:
         """Resume a thread stopped for a signal, woken on our CPU: each signal a guest takes is
@@ -1094,11 +1098,6 @@ class Supervisor:
             if pinned:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(tid, own)
-
-    def _cont(self, tid: int, sig: int = 0) -> None:
-        """Resume the thread; one whose signals we hold keeps stopping at syscalls, so that its
-        mask comes back at the next exit (a SIGSTOP, which no mask holds, may stop it first)."""
-        (ptrace.cont_to_syscall_exit if tid in self._masked else ptrace.cont)(tid, sig)
 
     def _unmask(self, tid: int) -> None:
         """Put back the mask _hold_signals saved, if it saved one (the thread is stopped)."""
