@@ -160,7 +160,7 @@ class Supervisor:
         # a parked call a signal interrupted): its -ERESTARTSYS is the kernel's, keep it
         self._native_calls: dict[int, int] = {}
         # host tid -> its own signal mask, while a translated call a signal withdrew runs again
-        # with every signal blocked (_hold_signals); put back at that call's exit stop
+        # with every signal blocked (_hold_signals); put back at the stop after that call
         self._masked: dict[int, int] = {}
         self.init_host_pid = launched.host_pid
         self.exit_status: int | None = None
@@ -748,7 +748,7 @@ class Supervisor:
             self.exit_status = sig  # as if killed by it
             self.kill_all()
             return
-        self._resume_here(tid, sig, ptrace.cont)  # signal-delivery-stop: deliver it
+        self._resume_here(tid, sig)  # signal-delivery-stop: deliver it
 
     def _on_new_task(self, parent_tid: int, event: int) -> None:
         child_tid = ptrace.event_msg(parent_tid)
@@ -1064,17 +1064,14 @@ class Supervisor:
         call is still interrupted by a signal that mask lets through (_interrupt_parked), with
         EINTR or a restart as its SA_RESTART says: a restart after the handler would have lost
         that EINTR. One stop more than that restart; withdrawals are rare but in storms."""
-        try:
-            self._masked[tid] = ptrace.get_sigmask(tid)
-            ptrace.set_sigmask(tid, _ALL_SIGNALS)
-        except OSError:
-            self._masked.pop(tid, None)
-            raise
+        mask = ptrace.get_sigmask(tid)
+        ptrace.set_sigmask(tid, _ALL_SIGNALS)
+        self._masked[tid] = mask
         # Blocked now: the kernel queues the signal again instead of delivering it, and the
         # call restarts.
-        self._resume_here(tid, sig, ptrace.cont)
+        self._resume_here(tid, sig)
 
-    def _resume_here(self, tid: int, sig: int, resume: Callable[[int, int], None]) -> None:
+    def _resume_here(self, tid: int, sig: int) -> None:
         """Resume a thread stopped for a signal, woken on our CPU: each signal a guest takes is
         a stop and a wake-up each way, and a wake-up that crosses CPUs costs tens of µs here,
         so a guest taking a 10 kHz timer made no progress at all between two signals (the
@@ -1082,7 +1079,7 @@ class Supervisor:
         at once; it stays where it woke until the scheduler moves it."""
         task = self.tasks.get(tid)
         if self._all_cpus is None or task is None or len(task.hp.tasks) > 1:
-            resume(tid, sig)  # (threads of one process would crowd our CPU: they run in parallel)
+            ptrace.cont(tid, sig)  # (threads of one process would crowd our CPU: they run in parallel)
             return
         try:
             own = os.sched_getaffinity(tid)
@@ -1093,7 +1090,7 @@ class Supervisor:
         except OSError:
             pinned = False
         try:
-            resume(tid, sig)
+            ptrace.cont(tid, sig)
         finally:
             if pinned:
                 with contextlib.suppress(OSError):
