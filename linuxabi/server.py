@@ -24,6 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import hotpages
 from .entry import FORWARDED, READY, SERVER_ENV, unpack_fields
 
 _MAX_REQUEST = 16 << 20
@@ -39,7 +40,8 @@ def serve(path: Path, spares: int = 1) -> int:
 
     ``spares`` children wait in accept() at any time, already forked and warmed: a client's
     run pays neither the fork of this large process nor the first touches of its pages
-    (copy-on-write faults, ~10 ms in all). Each reports on a pipe when it takes a client, and
+    (copy-on-write faults, ~3.5 µs each: a spare copies ahead the pages that the runs before
+    it wrote, linuxabi/hotpages.py). Each reports on a pipe when it takes a client, and
     another is forked in its place."""
     _open_std()
     listener = _listen(path)
@@ -52,18 +54,24 @@ def serve(path: Path, spares: int = 1) -> int:
 
     old = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     taken_r, taken_w = os.pipe2(os.O_CLOEXEC)
+    # The pages each served child wrote (linuxabi/hotpages.py); a report that does not fit is
+    # dropped, never waited for.
+    hot_r, hot_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    hot: list[hotpages.Run] = []
     idle: set[int] = set()
     sys.stderr.write(f"linuxabi: serving at {path}; clients run warm with {SERVER_ENV}={path}\n")
     sys.stderr.flush()
     try:
         while not stop:
             while len(idle) < spares:
-                idle.add(_fork_spare(listener, taken_w, taken_r, old))
+                idle.add(_fork_spare(listener, taken_w, taken_r, old, hot, hot_w))
             try:
-                readable, _, _ = select.select([taken_r], [], [], 1.0)
+                readable, _, _ = select.select([taken_r, hot_r], [], [], 1.0)
             except InterruptedError:
                 continue
-            if readable:
+            if hot_r in readable:
+                hot = _learn(hot, hot_r)
+            if taken_r in readable:
                 data = os.read(taken_r, 4096)
                 for i in range(0, len(data) - 3, 4):
                     pid = int.from_bytes(data[i:i + 4], sys.byteorder)
@@ -86,12 +94,22 @@ def serve(path: Path, spares: int = 1) -> int:
         except OSError:
             pass
         listener.close()
-        for fd in (taken_r, taken_w):
+        for fd in (taken_r, taken_w, hot_r, hot_w):
             os.close(fd)
     return 0
 
 
-def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: dict) -> int:
+def _learn(hot: "list[hotpages.Run]", hot_r: int) -> "list[hotpages.Run]":
+    """``hot`` and the pages that the reports waiting on ``hot_r`` name."""
+    try:
+        data = os.read(hot_r, 1 << 16)
+    except BlockingIOError:
+        return hot
+    return hotpages.merge(hot + hotpages.decode_all(data))
+
+
+def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: dict,
+                hot: "list[hotpages.Run]", hot_w: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -106,8 +124,12 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
         _set_parent_death_signal(signal.SIGKILL)  # an idle spare ends with the server
         if os.getppid() == 1:
             os._exit(0)
+        shared = hotpages.writable_ranges()  # what we share with the server, as forked
         _touch()
         _prepare_launcher()
+        # The pages runs have written, copied now rather than fault by fault while a client
+        # waits. After the launcher's fork: until it execs, that fork shares our pages again.
+        hotpages.populate(hot)
         watch = _ClientWatch()
         conn = _accept(listener)
         _set_parent_death_signal(0)  # a client's translator outlives the server
@@ -120,10 +142,19 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
         listener.close()
         if conn is not None and _same_user(conn) and not stale:
             code = _serve_client(conn, watch)
+            _report_pages(hot_w, shared)
     except BaseException as e:  # noqa: BLE001 - a child must end here, never in the server's loop
         _report(e)
         code = 70
     os._exit(code)
+
+
+def _report_pages(hot_w: int, shared: list[tuple[int, int]]) -> None:
+    """Tell the server which of its pages this run wrote (its client already has the status)."""
+    try:
+        os.write(hot_w, hotpages.encode(hotpages.owned_runs(shared)))
+    except OSError:  # no pagemap here, or the server has gone: the next spares copy less ahead
+        pass
 
 
 def _accept(listener: socket.socket) -> socket.socket | None:
@@ -338,6 +369,7 @@ def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
         atexit._run_exitfuncs()
     except SystemExit as e:  # argparse's way to end on a user's mistake (already reported)
         code = e.code if isinstance(e.code, int) else 1
+    watch.finish()  # the client ends once it has the status: that is no longer a kill
     _send_status(conn, code)
     return code
 
@@ -453,6 +485,7 @@ class _ClientWatch:
     def __init__(self) -> None:
         self._main_ident = threading.main_thread().ident
         self._conn_fd = -1
+        self._finished = False
         self._given = threading.Lock()
         self._given.acquire()  # released once the connection is there
         # Started with every signal blocked, which it keeps: process signals go to the main thread.
@@ -466,6 +499,9 @@ class _ClientWatch:
         self._conn_fd = conn_fd
         self._given.release()
 
+    def finish(self) -> None:
+        self._finished = True
+
     def _watch(self) -> None:
         self._given.acquire()
         while True:
@@ -478,6 +514,8 @@ class _ClientWatch:
                     return
                 data = b""
             if not data:
+                if self._finished:
+                    return
                 os.kill(os.getpid(), signal.SIGKILL)  # the guest's init follows (PDEATHSIG)
             for signo in data:
                 if signo in FORWARDED:

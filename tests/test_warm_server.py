@@ -281,6 +281,44 @@ def test_spares_serve_clients_that_start_together(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr == b"linuxabi: --spares: between 1 and 64\n"
 
 
+def _private_dirty_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Private_Dirty:"))
+
+
+def _settled_spare(server: Server, not_pids: "set[int]" = set()) -> tuple[int, int]:  # noqa: B006 - never changed
+    """A spare of ``server`` (none of ``not_pids``) done with its warm-up: (pid, KiB of memory
+    it has written), once that stops growing."""
+    deadline = time.monotonic() + 30
+    last = (0, -1)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        spares = [p for p in _children(server.proc.pid) if p not in not_pids]
+        try:
+            now = (spares[0], _private_dirty_kib(spares[0])) if spares else (0, -1)
+        except OSError:  # it took a client meanwhile, or ended
+            continue
+        if now[0] and now == last:
+            return now
+        last = now
+    raise AssertionError(f"no settled spare (last seen {last})")
+
+
+def test_spares_copy_ahead_the_pages_that_runs_wrote(server: Server, tmp_path: Path) -> None:
+    """A served child reports the server's pages its run wrote; a spare forked afterwards copies
+    them before its client comes (linuxabi/hotpages.py), not one fault at a time during the run:
+    it has written megabytes more of its memory than the first spare had. (The spare that takes
+    the second run was forked as the first began, before any report.)"""
+    seen: set[int] = set()
+    first, first_kib = _settled_spare(server)
+    for _ in range(2):
+        seen.add(_settled_spare(server, seen)[0])
+        done = _run(["run", "--", "true"], server.env(), tmp_path)
+        assert done.returncode == 0, done.stderr
+    third, third_kib = _settled_spare(server, seen)
+    assert third_kib > first_kib + 4096, (first_kib, third_kib)
+
+
 def test_serve_replaces_only_a_dead_socket(tmp_path: Path) -> None:
     regular = tmp_path / "notes.txt"
     regular.write_text("mine\n")
