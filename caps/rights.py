@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 
 
 class Rights(enum.Flag):
@@ -57,6 +58,7 @@ def parse_rights(text: str) -> Rights:
     return out
 
 
+@functools.lru_cache(maxsize=256)  # every capability a sandbox starts with is logged with it
 def format_rights(rights: Rights) -> str:
     """The letter form, in canonical order ("" for no rights)."""
     return "".join(ch for ch, r in LETTERS.items() if r & rights)

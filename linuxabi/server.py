@@ -274,6 +274,7 @@ def _note_loaded() -> None:
 
 def _warm() -> None:
     """Load what a run loads, so that each child starts where a cold run's guest starts."""
+    import syscalls.capguard  # noqa: F401 - what every Sandbox installs (Kernel imports it late)
     import syscalls.dispatch  # noqa: F401 - the handlers and their table
     from caps.policy import default_policy
     from linuxabi import api, control, forward, terminal  # noqa: F401
