@@ -84,6 +84,24 @@ def merge(runs: list[Run], gap: int = 0) -> list[Run]:
     return [(a, b) for a, b in out]
 
 
+def within(runs: list[Run], ranges: list[tuple[int, int]]) -> list[Run]:
+    """The parts of sorted ``runs`` inside sorted ``ranges`` (start, end addresses): what may be
+    populated now (the server may have mapped something else, a shared file, where a run was)."""
+    out: list[Run] = []
+    i = 0
+    for lo, hi in ranges:
+        first, last = lo // PAGE, hi // PAGE
+        while i < len(runs) and runs[i][0] + runs[i][1] <= first:
+            i += 1
+        j = i
+        while j < len(runs) and runs[j][0] < last:
+            a = max(runs[j][0], first)
+            b = min(runs[j][0] + runs[j][1], last)
+            out.append((a, b - a))
+            j += 1
+    return out
+
+
 def decode_all(data: bytes) -> list[Run]:
     """The runs of the reports in ``data`` (whole reports, as pipe reads of them return); what
     does not parse as a report ends the reading."""

@@ -129,7 +129,7 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
         _prepare_launcher()
         # The pages runs have written, copied now rather than fault by fault while a client
         # waits. After the launcher's fork: until it execs, that fork shares our pages again.
-        hotpages.populate(hot)
+        hotpages.populate(hotpages.within(hot, shared))
         watch = _ClientWatch()
         conn = _accept(listener)
         _set_parent_death_signal(0)  # a client's translator outlives the server

@@ -79,6 +79,13 @@ def test_a_report_fits_one_pipe_write_and_loses_no_page() -> None:
     assert hotpages.merge([(10, 2), (13, 1)], gap=1) == [(10, 4)]
 
 
+def test_only_what_is_still_privately_writable_is_populated() -> None:
+    ranges = [(10 * PAGE, 20 * PAGE), (30 * PAGE, 32 * PAGE)]
+    runs = [(0, 5), (8, 4), (15, 1), (19, 12), (40, 2)]
+    assert hotpages.within(runs, ranges) == [(10, 2), (15, 1), (19, 1), (30, 1)]
+    assert hotpages.within(runs, []) == []
+
+
 def test_populated_pages_no_longer_fault_when_written() -> None:
     buf, first = _shared_buffer()
     pages = range(0, PAGES)
