@@ -17,7 +17,6 @@ the last head somewhere else (or compare checkpoints) to detect that; see Verify
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import os
@@ -26,6 +25,8 @@ import time
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, Iterator
+
+from .digest import sha256_hex
 
 GENESIS = "0" * 64
 LEVELS = ("normal", "verbose")
@@ -78,7 +79,7 @@ def _canonical_flat(details: dict[str, Any]) -> str | None:
 
 
 def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    return sha256_hex(text.encode("ascii"))
 
 
 class AuditLog:

@@ -43,6 +43,43 @@ def test_cli_start_up_loads_neither_pycparser_nor_the_image_builder() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_default_run_loads_none_of_the_modules_it_does_not_need() -> None:
+    """OpenSSL's hashlib (CPython's own SHA-256 does), tomllib (the default policy is kept
+    parsed), shutil (argparse wants it only for the terminal's width) and secrets: each a few
+    milliseconds of every cold start."""
+    code = ("import os, sys, linuxabi.cli as cli\n"
+            "real_exit = os._exit\n"
+            "def done(code):\n"
+            "    print(sorted(m for m in ('_hashlib', 'hashlib', 'tomllib', 'shutil', 'secrets') if m in sys.modules))\n"
+            "    sys.stdout.flush()\n"
+            "    real_exit(code)\n"
+            "os._exit = done\n"
+            "cli.main(['run', '--', 'true'])\n"
+            "done(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_kept_pieces_agree_with_what_they_stand_for() -> None:
+    import hashlib
+    import tomllib
+
+    from caps.digest import sha256_hex
+    from caps.policy import DEFAULT_POLICY_TOML, default_policy_doc
+
+    assert default_policy_doc() == tomllib.loads(DEFAULT_POLICY_TOML)
+    for data in (b"", b"abc", bytes(range(256)) * 3):
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+    # The terminal's width, as argparse's own formatter finds it (COLUMNS first).
+    for columns in ("50", "200", "", "junk"):
+        env = dict(os.environ, COLUMNS=columns)
+        code = ("import argparse, linuxabi.cli as c; "
+                "print(c._Formatter('x')._width, argparse.HelpFormatter('x')._width)")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        ours, theirs = out.stdout.split()
+        assert ours == theirs, columns
+
+
 def test_kept_filter_is_what_libseccomp_compiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     seccomp_filter.build_filter.cache_clear()

@@ -13,10 +13,10 @@ start whose table has not changed loads it instead of loading libseccomp (its bi
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 
+from caps.digest import sha256_hex
 from syscalls.base import Cmp, Disposition, SyscallDecl, Trap
 from syscalls.table import SYSCALLS
 
@@ -100,7 +100,7 @@ def compile_filter(trace_denied: bool = False, features: frozenset[str] = frozen
 
 def _cache_path(rules: list[Rule]) -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(repr((_FORMAT, rules)).encode()).hexdigest()[:40]
+    digest = sha256_hex(repr((_FORMAT, rules)).encode())[:40]
     return Path(base) / "linuxabi" / "filters" / f"{digest}.bpf"
 
 
