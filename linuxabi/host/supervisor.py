@@ -445,7 +445,7 @@ class Supervisor:
                 traceback.print_exc(file=sys.stderr)
 
     def _drain_signals(self) -> None:
-        if self._readers:
+        if self._readers and signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
             self._serve_readers()
         while self._signals:
             signo = self._signals.pop(0)
