@@ -3,7 +3,7 @@ spare before its client comes (linuxabi/server.py).
 
 A spare is a fork of the server: the first write to each page the two share costs a
 copy-on-write fault (~3.5 µs here), and Python writes to every object it touches (reference
-counts, the adaptive interpreter's counters), so a run of `busybox true` copies ~1,400 pages
+counts, the adaptive interpreter's counters), so a run of `busybox true` copies ~1,300 pages
 that the spare's own warm-up did not (~5 ms of the client's wait). Once its client has its
 status, a served child reports the server's pages it now owns alone (the exclusive bit of
 /proc/self/pagemap); the server keeps their union, and the spares it forks afterwards copy

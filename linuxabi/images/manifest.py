@@ -7,16 +7,16 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from caps.digest import sha256_hex
+
 FORMAT = 1
 
 
 def request_key(packages: list[str], with_recommends: bool, exclude: list[str], keep_docs: bool) -> str:
     """Identifies a build request: the same key means the same image (no rebuild)."""
-    import hashlib  # (here: every `linuxabi run` loads this module, and hashlib loads OpenSSL)
-
     spec = {"format": FORMAT, "packages": sorted(set(packages)), "recommends": with_recommends,
             "exclude": sorted(set(exclude)), "docs": keep_docs}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_hex(json.dumps(spec, sort_keys=True).encode())[:16]
 
 
 @dataclass
