@@ -172,6 +172,15 @@ class Task(Protocol):
     # fd_closes_on_exec(guest_fd) -> bool: whether the guest's fd has FD_CLOEXEC.
 
 
+class CpuAffinity(Protocol):
+    """Each thread's CPU set as the guest sees it, where the platform places threads itself."""
+
+    cpus: frozenset[int]  # the sandbox's CPUs: a thread's set unless it chose its own
+
+    def wanted(self, host_tid: int) -> frozenset[int]: ...
+    def set_wanted(self, host_tid: int, cpus: frozenset[int]) -> None: ...  # OSError: ESRCH
+
+
 Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]
 
 

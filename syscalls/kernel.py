@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from caps import CSpace, Rights
     from net.socklayer import GuestNet
 
-    from .base import Task
+    from .base import CpuAffinity, Task
     from .capguard import CapGuard
 
 
@@ -64,6 +64,9 @@ class Kernel:
     # Set by the platform: make each listed (process, [(start, end)]) range of guest memory
     # inaccessible (a mapping of a file whose capability is gone).
     on_revoke_maps: "Callable[[list[tuple[Process, list[tuple[int, int]]]]], None] | None" = None
+    # Set by the platform: each thread's CPU set as the guest sees it, when the platform runs
+    # threads elsewhere (linuxabi.host.placement.Placement: wanted, set_wanted, cpus).
+    cpu_affinity: "CpuAffinity | None" = None
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
     nvidia_host = None  # syscalls.nvidia.host.NvidiaHost: the driver behind the devices shown
     _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call
@@ -120,6 +123,21 @@ class Kernel:
     def proc_threads(self, proc: Process) -> list[int]:
         """Guest tids of the thread group (the innermost pid of each host thread)."""
         return sorted(self.proc_thread_map(proc))
+
+    def proc_cpus(self, host_tid: int) -> frozenset[int] | None:
+        """The CPUs thread ``host_tid`` may run on as the guest sees them (None: the host's)."""
+        return self.cpu_affinity.wanted(host_tid) if self.cpu_affinity is not None else None
+
+    def host_tid_of(self, tid: int) -> int | None:
+        """The host thread of guest tid ``tid`` (any process of the sandbox), or None."""
+        proc = self.processes.get(tid)
+        if proc is not None:
+            return proc.host_pid
+        for proc in list(self.processes.values()):
+            host = self.proc_thread_map(proc).get(tid) if len(proc.threads) > 1 else None
+            if host is not None:
+                return host
+        return None
 
     def proc_thread_map(self, proc: Process) -> dict[int, int]:
         """Guest tid -> host tid for each thread of the group."""

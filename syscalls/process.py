@@ -156,3 +156,68 @@ def sys_clock_settime(task: Task, a: Args) -> Result:
     if s32(a[0]) != F.CLOCK_REALTIME:
         raise err(E.EINVAL)
     raise err(E.EPERM)
+
+
+# ---- CPU affinity: the guest's own sets, where the platform places threads itself ---------
+
+_MASK_MAX = 1024  # bytes: the kernel's cpumask is at most NR_CPUS (8192) bits
+
+
+def _native_getaffinity_len(length: int) -> int:
+    """What sched_getaffinity(0, length, buf) returns here: min(length, the kernel's cpumask
+    size), or -EINVAL for a length the kernel refuses (too short for nr_cpu_ids, or not a
+    multiple of sizeof(long))."""
+    import ctypes
+
+    if length & 7:
+        return -E.EINVAL
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(_MASK_MAX)
+    r = libc.syscall(x86_64.NR["sched_getaffinity"], 0, ctypes.c_size_t(min(length, _MASK_MAX)), buf)
+    return r if r >= 0 else -ctypes.get_errno()
+
+
+def _affinity_target(task: Task, pid: int) -> int:
+    """The host thread a sched_*affinity call names (0: the caller); ESRCH if none."""
+    if pid == 0 or pid == task.tid:
+        return task.host_tid  # type: ignore[attr-defined]
+    host = task.kernel.host_tid_of(pid) if pid > 0 else None
+    if host is None:
+        raise err(E.ESRCH)
+    return host
+
+
+def _mask_cpus(data: bytes) -> frozenset[int]:
+    bits = int.from_bytes(data, "little")
+    return frozenset(c for c in range(bits.bit_length()) if bits >> c & 1)
+
+
+def sys_sched_getaffinity(task: Task, a: Args) -> Result:
+    """The thread's CPU set as the guest knows it (the platform may run it on fewer)."""
+    aff = task.kernel.cpu_affinity
+    if aff is None:
+        return CONTINUE
+    length = a[1]
+    retlen = _native_getaffinity_len(length)
+    if retlen < 0:
+        raise err(-retlen)
+    cpus = aff.wanted(_affinity_target(task, s32(a[0])))
+    task.mem.write(a[2], sum(1 << c for c in cpus).to_bytes(retlen, "little"))
+    return retlen
+
+
+def sys_sched_setaffinity(task: Task, a: Args) -> Result:
+    """Linux's order: the mask is read first (EFAULT), then the thread found (ESRCH); a set
+    with none of the sandbox's CPUs is EINVAL (as one outside the cpuset is)."""
+    aff = task.kernel.cpu_affinity
+    if aff is None:
+        return CONTINUE
+    size = _native_getaffinity_len(_MASK_MAX)
+    length = min(a[1], size)
+    requested = _mask_cpus(task.mem.read(a[2], length)) if length else frozenset()
+    host_tid = _affinity_target(task, s32(a[0]))
+    cpus = requested & aff.cpus
+    if not cpus:
+        raise err(E.EINVAL)
+    aff.set_wanted(host_tid, cpus)
+    return 0

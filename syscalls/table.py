@@ -42,7 +42,7 @@ getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwai
 rt_sigqueueinfo rt_sigsuspend sigaltstack personality getpriority setpriority sched_setparam
 sched_getparam sched_setscheduler sched_getscheduler sched_get_priority_max
 sched_get_priority_min sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl
-setrlimit sync gettid readahead time futex sched_setaffinity sched_getaffinity
+setrlimit sync gettid readahead time futex
 set_thread_area io_setup io_destroy io_getevents io_submit io_cancel get_thread_area
 epoll_create remap_file_pages set_tid_address restart_syscall semtimedop fadvise64 timer_create
 timer_settime timer_gettime timer_getoverrun timer_delete clock_gettime clock_getres
@@ -71,6 +71,7 @@ HANDLERS: dict[str, Handler] = {
     "chmod": fs.sys_chmod, "fchmod": fs.sys_fchmod, "fchmodat": fs.sys_fchmodat,
     "fchmodat2": fs.sys_fchmodat2,
     "chown": fs.sys_chown, "fchown": fs.sys_fchown, "lchown": fs.sys_lchown, "fchownat": fs.sys_fchownat,
+    "sched_getaffinity": process.sys_sched_getaffinity, "sched_setaffinity": process.sys_sched_setaffinity,
     "umask": fs.sys_umask, "truncate": fs.sys_truncate,
     "utime": fs.sys_utime, "utimes": fs.sys_utimes, "utimensat": fs.sys_utimensat,
     "futimesat": fs.sys_futimesat,

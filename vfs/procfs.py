@@ -200,7 +200,8 @@ class PidDir(DynamicDir):
             gen = lambda: text.stat_text(proc, getattr(p, "current_tid", None))  # noqa: E731
         elif name == b"status":
             tid = self._thread_host_tid
-            gen = lambda: text.status_text(proc, tid, getattr(p, "current_tid", None))  # noqa: E731
+            gen = lambda: text.status_text(proc, tid, getattr(p, "current_tid", None),  # noqa: E731
+                                           getattr(p, "proc_cpus", None))
         elif name == b"cmdline":
             gen = lambda: text.cmdline_text(proc)  # noqa: E731
         elif name == b"environ":

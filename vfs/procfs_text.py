@@ -61,9 +61,39 @@ def stat_text(p: ProcInfo, caller_tid: int | None = None) -> bytes:
 _STATUS_REWRITE = {b"Tgid", b"Pid", b"PPid", b"TracerPid", b"NStgid", b"NSpid", b"NSpgid", b"NSsid"}
 
 
-def status_text(p: ProcInfo, tid: int | None = None, caller_tid: int | None = None) -> bytes:
+def render_mask(cpus: frozenset[int], like: bytes) -> bytes:
+    """``cpus`` as /proc/PID/status writes Cpus_allowed, in the layout of the host's value
+    ``like`` (the same width, comma-separated groups of 32 bits)."""
+    digits = len(like.replace(b",", b""))
+    text = format(sum(1 << c for c in cpus), "x").zfill(digits).encode()[-digits:]
+    out, pos = [], 0
+    for group in like.split(b","):
+        out.append(text[pos:pos + len(group)])
+        pos += len(group)
+    return b",".join(out)
+
+
+def render_list(cpus: frozenset[int]) -> bytes:
+    """``cpus`` as Cpus_allowed_list writes them: "0-3,6"."""
+    runs: list[str] = []
+    ordered = sorted(cpus)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        runs.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(runs).encode()
+
+
+def status_text(p: ProcInfo, tid: int | None = None, caller_tid: int | None = None,
+                cpus_of: "Callable[[int], frozenset[int] | None] | None" = None) -> bytes:
+    """``cpus_of``: a thread's CPU set as the guest knows it, where the translator runs the
+    thread on fewer (None: the host's lines are the guest's)."""
     shown = p.host_pid if tid is None else tid
     status = _read_host(shown, "status")
+    cpus = cpus_of(shown) if cpus_of is not None else None
     values = {
         b"Tgid": p.pid, b"Pid": p.pid if tid is None else _ns_field(status, b"NSpid"), b"PPid": p.ppid,
         b"TracerPid": 0, b"NStgid": p.pid, b"NSpid": p.pid if tid is None else _ns_field(status, b"NSpid"),
@@ -78,6 +108,10 @@ def status_text(p: ProcInfo, tid: int | None = None, caller_tid: int | None = No
             out.append(b"Name:\t" + _comm(p, line.split(b"\t", 1)[-1]))
         elif key == b"State" and caller_tid == shown:
             out.append(b"State:\tR (running)")  # see stat_text
+        elif key == b"Cpus_allowed" and cpus is not None:
+            out.append(b"Cpus_allowed:\t" + render_mask(cpus, line.split(b"\t", 1)[-1].strip()))
+        elif key == b"Cpus_allowed_list" and cpus is not None:
+            out.append(b"Cpus_allowed_list:\t" + render_list(cpus))
         elif key == b"Umask" and getattr(p, "fs", None) is not None:
             out.append(b"Umask:\t%04o" % p.fs.umask)  # the guest's, which the translator keeps
         else:

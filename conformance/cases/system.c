@@ -1,7 +1,7 @@
 // System and identity: uname, rlimits (getrlimit/setrlimit/prlimit64 and their
 // effects), getrusage, credentials, getrandom, sysinfo, prctl names,
 // scheduling niceness, affinity.
-// syscalls: uname getrlimit setrlimit prlimit64 getrusage getuid geteuid getgid getegid getresuid getresgid setresuid getrandom sysinfo prctl getpriority setpriority sched_getaffinity sched_yield getcpu personality
+// syscalls: uname getrlimit setrlimit prlimit64 getrusage getuid geteuid getgid getegid getresuid getresgid setresuid getrandom sysinfo prctl getpriority setpriority sched_getaffinity sched_setaffinity sched_yield getcpu personality
 #include "verdict.h"
 #include <sched.h>
 #include <sys/prctl.h>
@@ -11,6 +11,8 @@
 #include <sys/utsname.h>
 
 #define NOBODY 65534
+
+static void test_affinity(const cpu_set_t *all);
 
 static void test_uname(void)
 {
@@ -169,6 +171,51 @@ static void test_misc(void)
     unsigned cpu = 99999, node = 99999;
     CHECK_RET("getcpu", syscall(SYS_getcpu, &cpu, &node, NULL));
     checkf("getcpu_in_affinity", "ok=%d", cpu < 99999 && CPU_ISSET(cpu, &set));
+    test_affinity(&set);
+}
+
+// The CPU set a thread sees is its own: what it set, inherited by its children, the
+// whole set again when it asks; the count matches the host's (the same CPUs here).
+static void test_affinity(const cpu_set_t *all)
+{
+    cpu_set_t set, got;
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, all))
+        first++;
+    checkf("affinity_count", "cpus=%d", CPU_COUNT(all));
+    CHECK_RET("sched_getaffinity_unaligned_len", syscall(SYS_sched_getaffinity, 0, 12, &got));
+    CHECK_RET("sched_getaffinity_bad_pointer", syscall(SYS_sched_getaffinity, 0, sizeof got, BADPTR));
+    CHECK_RET("sched_getaffinity_missing_pid", syscall(SYS_sched_getaffinity, 999999, sizeof got, &got));
+    CPU_ZERO(&set);
+    CHECK_RET("sched_setaffinity_empty", syscall(SYS_sched_setaffinity, 0, sizeof set, &set));
+    CHECK_RET("sched_setaffinity_bad_pointer", syscall(SYS_sched_setaffinity, 0, sizeof set, BADPTR));
+    CPU_SET(first, &set);
+    CHECK_RET("sched_setaffinity_missing_pid", syscall(SYS_sched_setaffinity, 999999, sizeof set, &set));
+    IN_CHILD("child_affinity", {
+        CHECK_RET("sched_setaffinity_one", syscall(SYS_sched_setaffinity, 0, sizeof set, &set));
+        CPU_ZERO(&got);
+        long n = syscall(SYS_sched_getaffinity, 0, sizeof got, &got);
+        checkf("sched_getaffinity_after_set", "ret_positive=%d count=%d has_first=%d", n > 0,
+               CPU_COUNT(&got), CPU_ISSET(first, &got));
+        pid_t kid = fork();
+        if (kid == 0) {
+            CPU_ZERO(&got);
+            syscall(SYS_sched_getaffinity, 0, sizeof got, &got);
+            _exit(CPU_COUNT(&got));
+        }
+        int status = 0;
+        waitpid(kid, &status, 0);
+        checkf("affinity_inherited_by_fork", "count=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        CHECK_RET("sched_setaffinity_all_again", syscall(SYS_sched_setaffinity, 0, sizeof *all, all));
+        CPU_ZERO(&got);
+        syscall(SYS_sched_getaffinity, 0, sizeof got, &got);
+        checkf("affinity_all_again", "count=%d", CPU_COUNT(&got));
+        unsigned long word = ~0UL;  // a shorter mask than the kernel's: the rest reads as 0
+        CHECK_RET("sched_setaffinity_short_len", syscall(SYS_sched_setaffinity, 0, sizeof word, &word));
+        CPU_ZERO(&got);
+        syscall(SYS_sched_getaffinity, 0, sizeof got, &got);
+        checkf("affinity_after_short_len", "count=%d", CPU_COUNT(&got));
+    });
 }
 
 int main(void)

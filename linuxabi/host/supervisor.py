@@ -36,6 +36,7 @@ from .interp import stage_interpreter
 from .launch import Launched
 from .libc import block_all_signals, current_cpu, raw_syscall, restore_signals
 from .notify import Listener, Notification, cpu_mask
+from .placement import Placement
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
 NR = x86_64.NR
@@ -175,7 +176,9 @@ class Supervisor:
         # Signals the embedder handles itself instead of forwarding (SIGWINCH with a pty).
         self.signal_hooks: dict[int, Callable[[], None]] = {}
         self._readers: list[_Reader] = []  # e.g. the control socket
-        cpus = os.sched_getaffinity(0)
+        # Where the threads run (placement.py): compact on our CPU while that is enough.
+        self.placement = Placement.for_sandbox(launched.host_pid)
+        cpus = self.placement.cpus
         # Our CPU mask (cpu_set_t bytes), restored on a guest pinned during an fd install.
         self._all_cpus: bytes | None = cpu_mask(cpus) if len(cpus) > 1 else None
         try:  # the sandbox's pid namespace, where guest_tid_of asks for new tasks' ids
@@ -185,6 +188,8 @@ class Supervisor:
         init = Process(pid=1, host_pid=launched.host_pid, ppid=0, fs=kernel.vfs.new_context(b"/"),
                        exe=init_exe)
         init.threads.add(launched.host_pid)
+        self.placement.start(launched.host_pid)
+        kernel.cpu_affinity = self.placement
         self._adopt(init)
         self._register_task(launched.host_pid, init)
         kernel.dup_guest_fd = self._dup_guest_fd
@@ -314,6 +319,7 @@ class Supervisor:
             dance.plan.host_fd = -1
         self.pending.pop(host_tid, None)
         self._masked.pop(host_tid, None)
+        self.placement.forget(host_tid)
         if task is None:
             return
         hp = task.hp
@@ -445,8 +451,10 @@ class Supervisor:
                 traceback.print_exc(file=sys.stderr)
 
     def _drain_signals(self) -> None:
-        if self._readers and signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
-            self._serve_readers()
+        if signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
+            if self._readers:
+                self._serve_readers()
+            self.placement.tick(time.monotonic(), self.tasks.keys())
         while self._signals:
             signo = self._signals.pop(0)
             hook = self.signal_hooks.get(signo)
@@ -610,7 +618,10 @@ class Supervisor:
                  send: bool = True) -> int:
         """Install ``host_fd`` in ``n``'s task (ADDFD; with ``send`` also the call's answer), the
         task kept on our CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd."""
-        pin = (n.pid, self._all_cpus) if self._all_cpus is not None else None
+        pin = None
+        if self._all_cpus is not None and not self.placement.compact:  # (compact: it is on our CPU)
+            wanted = self.placement.actual(n.pid)
+            pin = (n.pid, self._all_cpus if wanted == self.placement.cpus else cpu_mask(wanted))
         return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=send, newfd=newfd, pin=pin)
 
     def _on_parked_ready(self, wfd: int) -> None:
@@ -772,6 +783,7 @@ class Supervisor:
             self._adopt(child)
             new = self._register_task(child_tid, child)
         new.renamed = parent.renamed  # a new task starts with its creator's name
+        self.placement.inherit(parent_tid, child_tid)
         pend = self.pending.setdefault(child_tid, _PendingChild())
         pend.registered = True
         if pend.stopped:
@@ -1078,7 +1090,7 @@ class Supervisor:
         next one was due before its handler returned). The thread's own CPU set is put back
         at once; it stays where it woke until the scheduler moves it."""
         task = self.tasks.get(tid)
-        if self._all_cpus is None or task is None or len(task.hp.tasks) > 1:
+        if self._all_cpus is None or task is None or len(task.hp.tasks) > 1 or self.placement.compact:
             ptrace.cont(tid, sig)  # (threads of one process would crowd our CPU: they run in parallel)
             return
         try:

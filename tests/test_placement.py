@@ -1,0 +1,144 @@
+"""Placement (linuxabi/host/placement.py): a sandbox runs on the translator's CPU while that is
+enough and spreads when its guests compete for it; guests see their own CPU sets throughout.
+
+The policy is tested as the state machine it is (fed a clock and counters); the rest with real
+guests, read from the host side (/proc/PID/status of the guest's host processes)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from oracle import REPO, run_native, run_translated
+
+from linuxabi.host.placement import PlacementPolicy
+from vfs.procfs_text import render_list, render_mask
+
+CPUS = frozenset(os.sched_getaffinity(0))
+COMPACTS = len(CPUS) > 1  # with one CPU there is nothing to place
+
+
+# ---- the policy ------------------------------------------------------------------------------
+
+def test_a_compact_sandbox_spreads_once_its_guests_are_preempted_often_over_a_whole_window() -> None:
+    p = PlacementPolicy()
+    assert p.compact and p.due(10.0)
+    assert not p.observe(10.0, preempted=1000)  # the window starts
+    assert not p.due(10.1)
+    assert not p.observe(10.1, preempted=1100)  # often, but the window is not over
+    assert p.compact and p.due(10.25)
+    assert p.observe(10.25, preempted=1150) and not p.compact  # 600 per second
+
+
+def test_a_compact_sandbox_stays_compact_while_its_guests_block_of_their_own_accord() -> None:
+    p = PlacementPolicy()
+    for i in range(30):
+        assert not p.observe(i * 0.1, preempted=i * 10)  # 100 per second
+    assert p.compact
+
+
+def test_a_spread_sandbox_compacts_once_its_cpus_are_mostly_idle() -> None:
+    p = PlacementPolicy(compact=False)
+    assert not p.observe(0.0, busy=50.0)
+    assert not p.observe(0.5, busy=51.0)
+    assert not p.observe(1.0, busy=51.9)  # 1.9 CPUs busy over the second: stays spread
+    assert not p.compact
+    assert not p.observe(1.0, busy=51.9)
+    assert p.observe(2.0, busy=52.5) and p.compact  # 0.6 CPUs
+
+
+def test_the_policy_ignores_the_other_modes_counter() -> None:
+    p = PlacementPolicy()
+    assert not p.observe(0.0, busy=1.0)  # busy is what a spread sandbox watches
+    assert not p.observe(5.0, busy=9.0)
+    assert p.compact and p.due(5.0)
+
+
+# ---- what /proc/PID/status shows -----------------------------------------------------------
+
+def test_cpu_sets_are_written_as_linux_writes_them() -> None:
+    assert render_mask(frozenset({0, 1}), b"1") == b"3"
+    assert render_mask(frozenset({0, 1, 33}), b"00000000,00000001") == b"00000002,00000003"
+    assert render_mask(frozenset(range(8)), b"01") == b"ff"
+    assert render_list(frozenset({0, 1, 2, 5, 7, 8})) == b"0-2,5,7-8"
+    assert render_list(frozenset({3})) == b"3"
+
+
+# ---- real guests ------------------------------------------------------------------------------
+
+def _host_tasks_with(marker: str) -> list[int]:
+    """Host pids of processes whose command line contains ``marker`` (a guest's, here)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read() and int(name) != os.getpid():
+                        out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def _host_cpus(pid: int) -> frozenset[int]:
+    return frozenset(os.sched_getaffinity(pid))
+
+
+def _wait_for(what, seconds: float):  # noqa: ANN001, ANN202 - a predicate returning a value or None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.05)
+    return what()
+
+
+def _say(proc: subprocess.Popen[bytes], line: bytes) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(line)
+    proc.stdin.flush()
+
+
+def test_guests_see_their_own_cpu_sets_as_natively(default_image: Path) -> None:
+    script = ("nproc; grep Cpus_allowed_list /proc/self/status; taskset -p $$ | sed 's/.*: //'; "
+              "taskset -c 0 sh -c 'nproc; grep Cpus_allowed_list /proc/self/status'; nproc")
+    native = run_native(["/bin/sh", "-c", script], default_image)
+    translated = run_translated(["/bin/sh", "-c", script])
+    assert native.returncode == 0, native.stderr
+    assert translated.returncode == 0, translated.stderr
+    assert translated.stdout == native.stdout
+    lines = translated.stdout.split(b"\n")
+    assert lines[0] == str(len(CPUS)).encode() and lines[3] == b"1"
+
+
+def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> None:
+    """Where the guest's processes run, seen from the host: one CPU while idle, every CPU once
+    two busy loops compete for it, one CPU again after they end."""
+    marker = "41.0271"
+    script = ("sleep 30.5 & read start; while :; do :; done & b1=$!; while :; do :; done & b2=$!; "
+              f"read stop; kill $b1 $b2; sleep {marker}")
+    cmd = [sys.executable, "-m", "linuxabi", "run", "--", "/bin/sh", "-c", script]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        sleeper = _wait_for(lambda: _host_tasks_with("sleep\x0030.5"), 30)
+        assert sleeper, "the guest did not start"
+        if not COMPACTS:  # one CPU: every thread keeps it
+            assert _host_cpus(sleeper[0]) == CPUS
+            return
+        assert len(_host_cpus(sleeper[0])) == 1
+        # Two busy loops make each other wait for that CPU: the sandbox spreads (it looks every 0.2 s).
+        _say(proc, b"start\n")
+        assert _wait_for(lambda: _host_cpus(sleeper[0]) == CPUS, 20), "never spread"
+        _say(proc, b"stop\n")
+        last = _wait_for(lambda: _host_tasks_with(f"sleep\x00{marker}"), 20)
+        assert last, "the loops were not stopped"
+        # Idle again: compact within a couple of one-second windows, on a single CPU.
+        assert _wait_for(lambda: len(_host_cpus(last[0])) == 1, 20), "never compacted again"
+        assert _host_cpus(sleeper[0]) == _host_cpus(last[0])
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
