@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from . import hotpages
+from .host import placement
 from .entry import FORWARDED, READY, SERVER_ENV, unpack_fields
 
 _MAX_REQUEST = 16 << 20
@@ -59,12 +60,13 @@ def serve(path: Path, spares: int = 1) -> int:
     hot_r, hot_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     hot: list[hotpages.Run] = []
     idle: set[int] = set()
+    busy_cpu = -1  # the CPU the client taken last runs on (placement.claim_home)
     sys.stderr.write(f"linuxabi: serving at {path}; clients run warm with {SERVER_ENV}={path}\n")
     sys.stderr.flush()
     try:
         while not stop:
             while len(idle) < spares:
-                idle.add(_fork_spare(listener, taken_w, taken_r, old, hot, hot_w))
+                idle.add(_fork_spare(listener, taken_w, taken_r, old, hot, hot_w, busy_cpu))
             try:
                 readable, _, _ = select.select([taken_r, hot_r], [], [], 1.0)
             except InterruptedError:
@@ -73,8 +75,9 @@ def serve(path: Path, spares: int = 1) -> int:
                 hot = _learn(hot, hot_r)
             if taken_r in readable:
                 data = os.read(taken_r, 4096)
-                for i in range(0, len(data) - 3, 4):
+                for i in range(0, len(data) - 7, 8):
                     pid = int.from_bytes(data[i:i + 4], sys.byteorder)
+                    busy_cpu = int.from_bytes(data[i + 4:i + 8], sys.byteorder, signed=True)
                     if pid == _CODE_CHANGED:
                         sys.stderr.write("linuxabi: linuxabi's code changed since this server started: "
                                          "stopping (clients run cold; start it again)\n")
@@ -109,7 +112,7 @@ def _learn(hot: "list[hotpages.Run]", hot_r: int) -> "list[hotpages.Run]":
 
 
 def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: dict,
-                hot: "list[hotpages.Run]", hot_w: int) -> int:
+                hot: "list[hotpages.Run]", hot_w: int, busy_cpu: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -125,17 +128,20 @@ def _fork_spare(listener: socket.socket, taken_w: int, taken_r: int, handlers: d
         if os.getppid() == 1:
             os._exit(0)
         shared = hotpages.writable_ranges()  # what we share with the server, as forked
-        _touch()
-        _prepare_launcher()
-        # The pages runs have written, copied now rather than fault by fault while a client
-        # waits. After the launcher's fork: until it execs, that fork shares our pages again.
-        hotpages.populate(hotpages.within(hot, shared))
+        with placement.away_from(busy_cpu):  # off the CPU of the run that made us needed
+            _touch()
+            _prepare_launcher()
+            # The pages runs have written, copied now rather than fault by fault while a client
+            # waits. After the launcher's fork: until it execs, that fork shares our pages again.
+            hotpages.populate(hotpages.within(hot, shared))
         watch = _ClientWatch()
         conn = _accept(listener)
         _set_parent_death_signal(0)  # a client's translator outlives the server
         stale = _code_changed()  # then the client runs cold (new code), and the server stops
+        home = placement.claim_home() if not stale else -1
         try:
-            os.write(taken_w, (_CODE_CHANGED if stale else os.getpid()).to_bytes(4, sys.byteorder))
+            os.write(taken_w, (_CODE_CHANGED if stale else os.getpid()).to_bytes(4, sys.byteorder)
+                     + home.to_bytes(4, sys.byteorder, signed=True))
         except OSError:
             pass
         os.close(taken_w)

@@ -178,7 +178,7 @@ class CpuAffinity(Protocol):
     cpus: frozenset[int]  # the sandbox's CPUs: a thread's set unless it chose its own
 
     def wanted(self, host_tid: int) -> frozenset[int]: ...
-    def set_wanted(self, host_tid: int, cpus: frozenset[int]) -> None: ...  # OSError: ESRCH
+    def set_wanted(self, host_tid: int, cpus: frozenset[int]) -> None: ...  # OSError as the kernel's
 
 
 Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]

@@ -207,8 +207,8 @@ def sys_sched_getaffinity(task: Task, a: Args) -> Result:
 
 
 def sys_sched_setaffinity(task: Task, a: Args) -> Result:
-    """Linux's order: the mask is read first (EFAULT), then the thread found (ESRCH); a set
-    with none of the sandbox's CPUs is EINVAL (as one outside the cpuset is)."""
+    """Linux's order: the mask is read first (EFAULT), then the thread found (ESRCH); the host
+    kernel then sets it (EINVAL: no CPU of it usable) and the platform keeps what it set."""
     aff = task.kernel.cpu_affinity
     if aff is None:
         return CONTINUE
@@ -216,8 +216,7 @@ def sys_sched_setaffinity(task: Task, a: Args) -> Result:
     length = min(a[1], size)
     requested = _mask_cpus(task.mem.read(a[2], length)) if length else frozenset()
     host_tid = _affinity_target(task, s32(a[0]))
-    cpus = requested & aff.cpus
-    if not cpus:
+    if not requested:
         raise err(E.EINVAL)
-    aff.set_wanted(host_tid, cpus)
+    aff.set_wanted(host_tid, requested)
     return 0

@@ -142,3 +142,43 @@ def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> N
     finally:
         os.killpg(proc.pid, 9)
         proc.wait(timeout=30)
+
+
+def _in_child(work) -> bytes:  # noqa: ANN001 - a function of no arguments returning bytes
+    """What ``work`` returns, run in a forked child (it changes the process's CPU set)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(w, work())
+        finally:
+            os._exit(0)
+    os.close(w)
+    out = os.read(r, 4096)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_a_served_child_claims_its_cpu_and_the_next_spare_prepares_away_from_it() -> None:
+    from linuxabi.host import placement
+
+    def claim() -> bytes:
+        cpu = placement.claim_home()
+        pinned = sorted(os.sched_getaffinity(0))
+        p = placement.Placement.for_sandbox(os.getpid())  # (this process stands in for the guest)
+        return repr((cpu, pinned, p.home, sorted(p.translator_cpus))).encode()
+
+    cpu, pinned, home, translator = eval(_in_child(claim))  # noqa: S307 - our own repr
+    if len(CPUS) == 1:
+        assert cpu == -1 and pinned == sorted(CPUS)
+        return
+    assert pinned == [cpu] and home == cpu and translator == sorted(CPUS)
+
+    def prepare() -> bytes:
+        with placement.away_from(cpu):
+            inside = sorted(os.sched_getaffinity(0))
+        return repr((inside, sorted(os.sched_getaffinity(0)))).encode()
+
+    inside, after = eval(_in_child(prepare))  # noqa: S307
+    assert inside == sorted(CPUS - {cpu}) and after == sorted(CPUS)

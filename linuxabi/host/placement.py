@@ -12,8 +12,8 @@ preempts them: two busy guest processes, say), it spreads: each thread gets back
 would have; when the sandbox's CPUs are mostly idle again, it compacts again.
 
 Guests never see the pin. Each thread has the CPU set Linux would give it (``wanted``: the
-sandbox's CPUs, inherited on fork, or what the guest asked for with sched_setaffinity, within
-the sandbox's CPUs); sched_getaffinity and /proc/PID/status report that; the thread runs on
+sandbox's CPUs, inherited on fork, or what the host kernel set when the guest called
+sched_setaffinity); sched_getaffinity and /proc/PID/status report that; the thread runs on
 ``actual(tid)``: the home CPU while compact (if it wants it), else what it wants.
 
 The policy (``PlacementPolicy``) is a pure state machine fed with the clock and two
@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 _USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -109,6 +109,42 @@ def _busy_seconds(cpus: frozenset[int]) -> float | None:
     return ticks / _USER_HZ
 
 
+# (CPU, the thread's own set) that claim_home settled on, for the sandbox served next
+_claimed: tuple[int, frozenset[int]] | None = None
+
+
+def claim_home() -> int:
+    """Settle this thread on the CPU it runs on now, as the home of the sandbox it is about to
+    serve (``Placement.for_sandbox`` takes it); that CPU, or -1 with a single CPU. A warm
+    server prepares its next spare away from it (``away_from``): both at once on one CPU made
+    the run wait for the preparation."""
+    global _claimed
+    from .libc import current_cpu
+
+    own = frozenset(os.sched_getaffinity(0))
+    if len(own) < 2:
+        return -1
+    cpu = current_cpu()
+    _claimed = (cpu, own)
+    os.sched_setaffinity(0, (cpu,))
+    return cpu
+
+
+@contextlib.contextmanager
+def away_from(cpu: int) -> Iterator[None]:
+    """Run the block on this thread's CPUs but ``cpu`` (all of them if that leaves none)."""
+    own = frozenset(os.sched_getaffinity(0))
+    rest = own - {cpu}
+    if cpu < 0 or not rest or rest == own:
+        yield
+        return
+    os.sched_setaffinity(0, rest)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
+
+
 class Placement:
     """The sandbox's CPUs, each thread's wanted set, and the mode (see the module's doc)."""
 
@@ -132,12 +168,14 @@ class Placement:
         say); home is the CPU this thread runs on, if one of them."""
         from .libc import current_cpu
 
-        own = frozenset(os.sched_getaffinity(0))
+        if _claimed is not None:
+            cpu, own = _claimed
+        else:
+            cpu, own = current_cpu(), frozenset(os.sched_getaffinity(0))
         try:
             cpus = frozenset(os.sched_getaffinity(init_tid))
         except OSError:
             cpus = own
-        cpu = current_cpu()
         return cls(cpus, cpu if cpu in cpus else min(cpus), translator_cpus=own)
 
     @property
@@ -156,6 +194,8 @@ class Placement:
         if self.compact:
             self._apply(0, frozenset((self.home,)))
             self._apply(init_tid, self.actual(init_tid))
+        elif _claimed is not None:
+            self._apply(0, self.translator_cpus)  # (claimed for a sandbox with one CPU: give it back)
 
     def inherit(self, parent_tid: int, child_tid: int) -> None:
         """A new task (fork or thread) starts with its creator's set, as on Linux; the kernel
@@ -168,13 +208,21 @@ class Placement:
         self._wanted.pop(tid, None)
 
     def set_wanted(self, tid: int, cpus: frozenset[int]) -> None:
-        """The guest's sched_setaffinity: ``cpus`` is within the sandbox's CPUs and not empty.
-        Raises OSError as sched_setaffinity would (ESRCH: no such thread)."""
-        if cpus == self.cpus:
+        """The guest's sched_setaffinity: the host kernel applies Linux's rules (EINVAL for no
+        usable CPU, ESRCH, its cpuset), and the set it kept is the thread's from then on."""
+        os.sched_setaffinity(tid, cpus)
+        kept = frozenset(os.sched_getaffinity(tid))
+        if kept == self.cpus:
             self._wanted.pop(tid, None)
         else:
-            self._wanted[tid] = cpus
-        os.sched_setaffinity(tid, self.actual(tid))
+            self._wanted[tid] = kept
+        if self.compact and self.home in kept:
+            self._apply(tid, frozenset((self.home,)))
+
+    def finish(self) -> None:
+        """The sandbox is over: the loop thread gets its own CPUs back (an embedder's thread)."""
+        if self.compact or _claimed is not None:
+            self._apply(0, self.translator_cpus)
 
     def tick(self, now: float, tids: Iterable[int]) -> bool:
         """On the loop's tick: measure when a window starts or ends, and move every guest

@@ -505,6 +505,7 @@ class Supervisor:
             (self.exec_error,) = struct.unpack("=i", data)
 
     def _shutdown(self) -> None:
+        self.placement.finish()
         for hp in list(self.procs.values()):
             hp.close()
         self.procs.clear()
