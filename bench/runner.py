@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         images = {r.name: prepare_image(base, Path(tmp) / r.name, guest, dev_nodes=r.dev_nodes) for r in active}
         with contextlib.ExitStack() as stack:
             if any(r.needs_server and any(r.applies_to(op) for op in ops) for r in active):
-                server = stack.enter_context(WarmServer(Path(tmp) / "server.sock"))
+                warm_image = next((images[r.name] for r in active if r.needs_server), None)
+                server = stack.enter_context(WarmServer(Path(tmp) / "server.sock", warm_image))
                 active = [server.runner(r) if r.needs_server else r for r in active]
             samples = measure(ops, active, images, rounds, quick=args.quick, pin=args.pin)
     elapsed = time.monotonic() - started

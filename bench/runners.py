@@ -123,15 +123,17 @@ def ensure_installed(runner: Runner, log: Callable[[str], None]) -> None:
 class WarmServer:
     """`linuxabi serve` for the runs of a bench, on a socket of its own; stopped by its PID."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, image: Path | None = None) -> None:
         self.socket_path = socket_path
+        self.image = image  # the warm runs' image, read once by the server (--keep-root)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "WarmServer":
         log = self.socket_path.with_suffix(".log")
         with open(log, "wb") as err:
+            keep = ["--keep-root", str(self.image)] if self.image is not None else []
             self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket",
-                                          str(self.socket_path)],
+                                          str(self.socket_path), *keep],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                          env=_linuxabi_env(), cwd=REPO, start_new_session=True)
         deadline = time.monotonic() + 60.0

@@ -173,8 +173,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 1 <= args.spares <= 64:
         raise _UserError("--spares: between 1 and 64")
+    for root in args.keep_root:
+        if not os.path.isdir(root):
+            raise _UserError(f"--keep-root {root}: no such directory")
     try:
-        return serve(Path(args.socket) if args.socket else default_socket_path(), spares=args.spares)
+        return serve(Path(args.socket) if args.socket else default_socket_path(), spares=args.spares,
+                     keep_roots=args.keep_root)
     except ServerError as e:
         raise _UserError(str(e)) from None
 
@@ -210,6 +214,9 @@ def main_parser() -> _Parser:
                    "$XDG_RUNTIME_DIR/linuxabi/server.sock, or ~/.cache/linuxabi/server.sock)")
     p.add_argument("--spares", metavar="N", type=int, default=1,
                    help="translators kept forked and ready (default 1; more for clients that start together)")
+    p.add_argument("--keep-root", metavar="DIR", action="append", default=[],
+                   help="read the image at DIR once, for runs with --root DIR (repeatable; DIR must not "
+                        "change while the server runs: its runs would not see the change)")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
     sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
     sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")

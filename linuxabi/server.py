@@ -36,17 +36,18 @@ def default_socket_path() -> Path:
     return Path(base) / "linuxabi" / "server.sock"
 
 
-def serve(path: Path, spares: int = 1) -> int:
+def serve(path: Path, spares: int = 1, keep_roots: "list[str] | tuple[str, ...]" = ()) -> int:
     """Listen at ``path`` until SIGINT or SIGTERM; guests already running finish undisturbed.
 
     ``spares`` children wait in accept() at any time, already forked and warmed: a client's
     run pays neither the fork of this large process nor the first touches of its pages
     (copy-on-write faults, ~3.5 µs each: a spare copies ahead the pages that the runs before
     it wrote, linuxabi/hotpages.py). Each reports on a pipe when it takes a client, and
-    another is forked in its place."""
+    another is forked in its place. ``keep_roots``: image directories read once, as the
+    default image is, for the runs given them with --root."""
     _open_std()
     listener = _listen(path)
-    _warm()
+    _warm(keep_roots)
     gc.freeze()  # the collector of a child never walks (so never copies) what all children share
     stop: list[int] = []
 
@@ -278,7 +279,7 @@ def _note_loaded() -> None:
             _loaded[path] = os.stat(path).st_mtime_ns
 
 
-def _warm() -> None:
+def _warm(keep_roots: "list[str] | tuple[str, ...]" = ()) -> None:
     """Load what a run loads, so that each child starts where a cold run's guest starts."""
     import syscalls.capguard  # noqa: F401 - what every Sandbox installs (Kernel imports it late)
     import syscalls.dispatch  # noqa: F401 - the handlers and their table
@@ -301,6 +302,8 @@ def _warm() -> None:
         keep_loaded(default_image())  # each child's sandbox starts with its directories read
     except Exception:  # noqa: BLE001 - a run will report it; the server has no guest to fail
         pass
+    for root in keep_roots:
+        keep_loaded(root)
     _note_loaded()
 
 

@@ -357,3 +357,29 @@ def test_a_socket_that_is_not_a_server_of_ours(tmp_path: Path, client: list[str]
         assert cli.wait(timeout=30) == -signal.SIGINT
         conn.close()  # (the request's fds, never received, hold the client's stdout open)
         assert cli.stdout is not None and cli.stdout.read() == b""
+
+
+def test_a_kept_root_is_read_once_by_the_server(tmp_path: Path, image_copy: Path) -> None:
+    """--keep-root: runs with that --root start from the server's reading of it. The server
+    says the directory must not change: a file added after it started (in a subdirectory, so the
+    root's own mtime stays) is what shows that its runs use that reading; a cold run sees it."""
+    srv = Server(tmp_path / "kept.sock", extra=("--keep-root", str(image_copy)))
+    try:
+        listing = ["--root", str(image_copy), "--", "ls", "/etc"]
+        before = subprocess.run([*PY_CLIENT, *listing], capture_output=True, env=srv.env(), cwd=REPO, timeout=60)
+        assert before.returncode == 0 and b"passwd" in before.stdout.split()
+        (image_copy / "etc" / "added-later").write_text("x\n")
+        warm = subprocess.run([*PY_CLIENT, *listing], capture_output=True, env=srv.env(), cwd=REPO, timeout=60)
+        cold = subprocess.run([*PY_CLIENT, *listing], capture_output=True, cwd=REPO, timeout=60,
+                              env={k: v for k, v in os.environ.items() if k != "LINUXABI_SERVER"})
+        assert warm.stdout == before.stdout
+        assert b"added-later" in cold.stdout.split() and b"added-later" not in warm.stdout.split()
+    finally:
+        srv.stop()
+
+
+def test_keep_root_must_be_a_directory(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "linuxabi", "serve", "--socket", str(tmp_path / "s.sock"),
+                        "--keep-root", str(tmp_path / "missing")], capture_output=True, cwd=REPO, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.decode().strip().splitlines() == [f"linuxabi: --keep-root {tmp_path / 'missing'}: no such directory"]

@@ -158,13 +158,14 @@ def keep_loaded(host_dir: str | os.PathLike[str]) -> None:
     """Read a whole image ahead and keep it for the next ``ImageFs.open`` of that directory: a
     server that forks a sandbox per run does this once, and each run starts with the image's
     directories read (a fresh image reads /bin, ~400 entries, on a program's first lookup)."""
-    identity = _identity(os.fspath(host_dir))
-    fs = ImageFs(host_dir)
+    key = os.path.abspath(host_dir)
+    identity = _identity(key)
+    fs = ImageFs(key)
     fs.load_all()
-    old = _KEPT.pop(os.fspath(host_dir), None)
+    old = _KEPT.pop(key, None)
     if old is not None:
         old[1].close()
-    _KEPT[os.fspath(host_dir)] = (identity, fs)
+    _KEPT[key] = (identity, fs)
 
 
 class ImageFs(FileSystem):
@@ -186,7 +187,7 @@ class ImageFs(FileSystem):
         """An ImageFs of ``host_dir``: the one ``keep_loaded`` read ahead, if it is of this very
         directory as it is now (taken once: each forked child has its own copy), else a new one."""
         host_dir = os.fspath(host_dir)
-        kept = _KEPT.pop(host_dir, None)
+        kept = _KEPT.pop(os.path.abspath(host_dir), None) if _KEPT else None
         if kept is not None:
             identity, fs = kept
             try:
