@@ -7,29 +7,13 @@ import mmap
 import os
 import resource
 
+from forked import in_child
+
 from linuxabi import hotpages
 from linuxabi.host.libc import address_of
 
 PAGE = hotpages.PAGE
 PAGES = 600
-
-
-def _in_child(work) -> bytes:  # noqa: ANN001 - a function of no arguments returning bytes
-    """What ``work`` returns, run in a forked child (its copy-on-write state is the point)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.write(w, work())
-        finally:
-            os._exit(0)
-    os.close(w)
-    out = b""
-    while chunk := os.read(r, 1 << 16):
-        out += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return out
 
 
 def _shared_buffer() -> tuple[bytearray, int]:
@@ -61,7 +45,7 @@ def test_a_fork_reports_the_pages_it_wrote_and_not_the_others() -> None:
         _write_pages(buf, first, written)
         return hotpages.encode(hotpages.owned_runs(shared))
 
-    runs = hotpages.decode_all(_in_child(work))
+    runs = hotpages.decode_all(in_child(work))
     owned = {first + p for a, n in runs for p in range(a - first, a - first + n)}
     assert {first + p for p in written} <= owned
     untouched = {first + p for p in range(PAGES)} - {first + p for p in written}
@@ -99,8 +83,8 @@ def test_populated_pages_no_longer_fault_when_written() -> None:
             return str(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before).encode()
         return work
 
-    assert int(_in_child(faults_writing(populate=False))) >= PAGES
-    assert int(_in_child(faults_writing(populate=True))) < PAGES // 10
+    assert int(in_child(faults_writing(populate=False))) >= PAGES
+    assert int(in_child(faults_writing(populate=True))) < PAGES // 10
 
 
 def test_pages_no_longer_mapped_are_skipped() -> None:

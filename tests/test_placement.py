@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from forked import in_child
 from oracle import REPO, run_native, run_translated
 
 from linuxabi.host.placement import PlacementPolicy
@@ -144,22 +145,6 @@ def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> N
         proc.wait(timeout=30)
 
 
-def _in_child(work) -> bytes:  # noqa: ANN001 - a function of no arguments returning bytes
-    """What ``work`` returns, run in a forked child (it changes the process's CPU set)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.write(w, work())
-        finally:
-            os._exit(0)
-    os.close(w)
-    out = os.read(r, 4096)
-    os.close(r)
-    os.waitpid(pid, 0)
-    return out
-
-
 def test_a_served_child_claims_its_cpu_and_the_next_spare_prepares_away_from_it() -> None:
     from linuxabi.host import placement
 
@@ -169,7 +154,7 @@ def test_a_served_child_claims_its_cpu_and_the_next_spare_prepares_away_from_it(
         p = placement.Placement.for_sandbox(os.getpid())  # (this process stands in for the guest)
         return repr((cpu, pinned, p.home, sorted(p.translator_cpus))).encode()
 
-    cpu, pinned, home, translator = eval(_in_child(claim))  # noqa: S307 - our own repr
+    cpu, pinned, home, translator = eval(in_child(claim))  # noqa: S307 - our own repr
     if len(CPUS) == 1:
         assert cpu == -1 and pinned == sorted(CPUS)
         return
@@ -180,5 +165,5 @@ def test_a_served_child_claims_its_cpu_and_the_next_spare_prepares_away_from_it(
             inside = sorted(os.sched_getaffinity(0))
         return repr((inside, sorted(os.sched_getaffinity(0)))).encode()
 
-    inside, after = eval(_in_child(prepare))  # noqa: S307
+    inside, after = eval(in_child(prepare))  # noqa: S307
     assert inside == sorted(CPUS - {cpu}) and after == sorted(CPUS)
