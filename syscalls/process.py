@@ -1,8 +1,9 @@
-"""Process-level syscalls the translator answers or vets: uname, hostnames, credentials,
+"""Process-level syscalls the translator answers or vets: uname, hostnames, credentials, CPU affinity,
 and the fallbacks for argument-dependent rules (fcntl, ioctl, prctl) that the filter hands over.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from linuxabi.abi import errno as E
@@ -163,6 +164,13 @@ def sys_clock_settime(task: Task, a: Args) -> Result:
 _MASK_MAX = 1024  # bytes: the kernel's cpumask is at most NR_CPUS (8192) bits
 
 
+@functools.cache
+def _libc():  # noqa: ANN202 - a ctypes.CDLL, loaded on a guest's first affinity call
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _native_getaffinity_len(length: int) -> int:
     """What sched_getaffinity(0, length, buf) returns here: min(length, the kernel's cpumask
     size), or -EINVAL for a length the kernel refuses (too short for nr_cpu_ids, or not a
@@ -171,9 +179,8 @@ def _native_getaffinity_len(length: int) -> int:
 
     if length & 7:
         return -E.EINVAL
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(_MASK_MAX)
-    r = libc.syscall(x86_64.NR["sched_getaffinity"], 0, ctypes.c_size_t(min(length, _MASK_MAX)), buf)
+    r = _libc().syscall(x86_64.NR["sched_getaffinity"], 0, ctypes.c_size_t(min(length, _MASK_MAX)), buf)
     return r if r >= 0 else -ctypes.get_errno()
 
 
