@@ -57,6 +57,18 @@ def test_the_policy_ignores_the_other_modes_counter() -> None:
     assert p.compact and p.due(5.0)
 
 
+def test_a_thread_is_pinned_for_a_wake_up_only_while_spread_and_gets_its_own_set_back() -> None:
+    from linuxabi.host.notify import cpu_mask
+    from linuxabi.host.placement import Placement
+
+    p = Placement(frozenset({0, 1}), 0)
+    assert p.compact and p.mask_after_pin(7) is None  # compact: on the translator's CPU already
+    p.policy.compact = False
+    p._wanted[8] = frozenset({1})
+    assert p.mask_after_pin(7) == cpu_mask({0, 1}) and p.mask_after_pin(8) == cpu_mask({1})
+    assert Placement(frozenset({3}), 3).mask_after_pin(7) is None  # one CPU: nothing to pin
+
+
 # ---- what /proc/PID/status shows -----------------------------------------------------------
 
 def test_cpu_sets_are_written_as_linux_writes_them() -> None:

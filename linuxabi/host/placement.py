@@ -29,6 +29,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+from .notify import cpu_mask
+
 _USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -159,6 +161,7 @@ class Placement:
         self._wanted: dict[int, frozenset[int]] = {}  # host tid -> its own set, where not ``cpus``
         self._switches: dict[int, int] = {}  # host tid -> involuntary switches at the last sample
         self._preempted = 0  # the sum of their increases: the policy's counter while compact
+        self._cpus_mask: bytes | None = None  # ``cpus`` as a cpu_set_t, made on first use
         if len(cpus) < 2 or home not in cpus:
             self.policy.compact = False  # one CPU: nothing to place
 
@@ -188,6 +191,24 @@ class Placement:
     def actual(self, tid: int) -> frozenset[int]:
         wanted = self._wanted.get(tid, self.cpus)
         return frozenset((self.home,)) if self.compact and self.home in wanted else wanted
+
+    @property
+    def pins_wake_ups(self) -> bool:
+        """Whether a thread woken by the translator is pinned to its CPU for the wake-up (spread
+        over several CPUs; compact, every thread is there already)."""
+        return len(self.cpus) > 1 and not self.compact
+
+    def mask_after_pin(self, tid: int) -> bytes | None:
+        """The cpu_set_t to give thread ``tid`` back after pinning it for a wake-up, or None
+        when no pin is needed (see ``pins_wake_ups``)."""
+        if not self.pins_wake_ups:
+            return None
+        actual = self.actual(tid)
+        if actual == self.cpus:
+            if self._cpus_mask is None:
+                self._cpus_mask = cpu_mask(self.cpus)
+            return self._cpus_mask
+        return cpu_mask(actual)
 
     def start(self, init_tid: int) -> None:
         """Pin the translator's loop thread (the caller) and the guest's first thread, if compact."""

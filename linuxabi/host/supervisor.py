@@ -35,7 +35,7 @@ from .inject import FdRemoval
 from .interp import stage_interpreter
 from .launch import Launched
 from .libc import block_all_signals, current_cpu, raw_syscall, restore_signals
-from .notify import Listener, Notification, cpu_mask
+from .notify import Listener, Notification
 from .placement import Placement
 from .task import HostProcess, HostTask, guest_tid_of, host_tgid_of, read_proc_file
 
@@ -178,9 +178,6 @@ class Supervisor:
         self._readers: list[_Reader] = []  # e.g. the control socket
         # Where the threads run (placement.py): compact on our CPU while that is enough.
         self.placement = Placement.for_sandbox(launched.host_pid)
-        cpus = self.placement.cpus
-        # Our CPU mask (cpu_set_t bytes), restored on a guest pinned during an fd install.
-        self._all_cpus: bytes | None = cpu_mask(cpus) if len(cpus) > 1 else None
         try:  # the sandbox's pid namespace, where guest_tid_of asks for new tasks' ids
             self._pidns_fd = os.open(f"/proc/{launched.host_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -619,10 +616,8 @@ class Supervisor:
                  send: bool = True) -> int:
         """Install ``host_fd`` in ``n``'s task (ADDFD; with ``send`` also the call's answer), the
         task kept on our CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd."""
-        pin = None
-        if self._all_cpus is not None and not self.placement.compact:  # (compact: it is on our CPU)
-            wanted = self.placement.actual(n.pid)
-            pin = (n.pid, self._all_cpus if wanted == self.placement.cpus else cpu_mask(wanted))
+        mask = self.placement.mask_after_pin(n.pid)
+        pin = (n.pid, mask) if mask is not None else None
         return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=send, newfd=newfd, pin=pin)
 
     def _on_parked_ready(self, wfd: int) -> None:
@@ -1091,7 +1086,7 @@ class Supervisor:
         next one was due before its handler returned). The thread's own CPU set is put back
         at once; it stays where it woke until the scheduler moves it."""
         task = self.tasks.get(tid)
-        if self._all_cpus is None or task is None or len(task.hp.tasks) > 1 or self.placement.compact:
+        if task is None or len(task.hp.tasks) > 1 or not self.placement.pins_wake_ups:
             ptrace.cont(tid, sig)  # (threads of one process would crowd our CPU: they run in parallel)
             return
         try:
