@@ -181,6 +181,15 @@ class CpuAffinity(Protocol):
     def set_wanted(self, host_tid: int, cpus: frozenset[int]) -> None: ...  # OSError as the kernel's
 
 
+class Answers(Protocol):
+    """Where a handler leaves an answer that holds until the platform's cache empties (see
+    linuxabi/host/answers.py): the struct stat of an absolute path for the calling thread, or
+    of the file a host key names. The platform decides whether it keeps them."""
+
+    def remember_path(self, task: "Task", follow: bool, path: bytes, stat: bytes) -> None: ...
+    def remember_fd(self, task: "Task", key: tuple[int, int], stat: bytes) -> None: ...
+
+
 Handler = Callable[["Task", tuple[int, int, int, int, int, int]], Result]
 
 

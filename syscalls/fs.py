@@ -15,7 +15,7 @@ from vfs.scoped import RESOLVE_ALL, RESOLVE_BENEATH, RESOLVE_IN_ROOT
 from vfs.special import SpecialInode
 
 from . import dirents
-from .base import CONTINUE, InstallFd, Park, Result, Task
+from .base import CONTINUE, Answers, InstallFd, Park, Result, Task
 from .fsutil import (
     AT_FDCWD, anonymous_kind, base_for, dir_location, err, fd_location, pack_stat, pack_statx, path_arg, s32,
     stat_from_host,
@@ -194,13 +194,40 @@ def sys_newfstatat(task: Task, a: Args) -> Result:
         raise err(E.EINVAL)
     mem = task.mem
     path = mem.read_cstr(a[1])
+    answers = task.kernel.answers
     if path[:1] == b"/":  # the hot path (a program's stat of an absolute path), inline
-        fs = task.process.fs
-        s = task.kernel.vfs.stat(fs, fs.cwd, path, follow=not flags & F.AT_SYMLINK_NOFOLLOW)
-    else:
-        s = _stat_read_path(task, a[0], path, flags)
-    mem.write(a[2], pack_stat(s))
+        follow = not flags & F.AT_SYMLINK_NOFOLLOW
+        if answers is None:
+            fs = task.process.fs
+            mem.write(a[2], pack_stat(task.kernel.vfs.stat(fs, fs.cwd, path, follow=follow)))
+            return 0
+        s, held = task.kernel.vfs.stat_held(task.process.fs, path, follow=follow)
+        packed = pack_stat(s)
+        mem.write(a[2], packed)
+        if held:
+            answers.remember_path(task, follow, path, packed)
+        return 0
+    if not path and flags & F.AT_EMPTY_PATH and answers is not None and s32(a[0]) >= 0:
+        _fstat_kept(task, s32(a[0]), a[2], answers)
+        return 0
+    mem.write(a[2], pack_stat(_stat_read_path(task, a[0], path, flags)))
     return 0
+
+
+def _fstat_kept(task: Task, fd: int, buf: int, answers: Answers) -> None:
+    """fstat of guest fd ``fd`` into ``buf``, its answer left in ``answers`` if it holds."""
+    key_of = getattr(task, "host_key", None)  # a platform that keeps answers has it
+    key = key_of(fd) if key_of is not None else None
+    vfs = task.kernel.vfs
+    loc = vfs.location_of_host_key(*key) if key is not None else None
+    if key is None or loc is None or vfs.wants_host_stat(loc):
+        task.mem.write(buf, pack_stat(_stat_fd(task, fd)))
+        return
+    task.kernel.check_location(loc, _SEE, "fstat")
+    packed = pack_stat(vfs.stat_location(loc))
+    task.mem.write(buf, packed)
+    if loc.inode.stat_held:
+        answers.remember_fd(task, key, packed)
 
 
 _STATX_FLAGS = F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT | 0x6000  # AT_STATX_SYNC_TYPE

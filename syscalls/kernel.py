@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from caps import CSpace, Rights
     from net.socklayer import GuestNet
 
-    from .base import CpuAffinity, Task
+    from .base import Answers, CpuAffinity, Task
     from .capguard import CapGuard
 
 
@@ -67,6 +67,9 @@ class Kernel:
     # Set by the platform: each thread's CPU set as the guest sees it, when the platform runs
     # threads elsewhere (linuxabi.host.placement.Placement: wanted, set_wanted, cpus).
     cpu_affinity: "CpuAffinity | None" = None
+    # Where stat handlers leave answers that hold until a call changes something (the
+    # platform's answer cache); None: nobody keeps them.
+    answers: "Answers | None" = None
     _nvidia = None  # the NVIDIA ioctl shim, made on a guest's first NVIDIA ioctl
     nvidia_host = None  # syscalls.nvidia.host.NvidiaHost: the driver behind the devices shown
     _net: "GuestNet | None" = None  # the socket layer, made on a guest's first socket call

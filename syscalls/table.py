@@ -6,6 +6,8 @@ filter's default action traps it and the dispatcher answers ENOSYS.
 """
 from __future__ import annotations
 
+import os
+
 from linuxabi.abi import errno as E
 from linuxabi.abi import flags as F
 from linuxabi.abi import x86_64
@@ -210,3 +212,25 @@ def _build() -> dict[int, SyscallDecl]:
 
 SYSCALLS: dict[int, SyscallDecl] = _build()
 BY_NAME: dict[str, SyscallDecl] = {d.name: d for d in SYSCALLS.values()}
+
+# Calls that change nothing a cached stat answer depends on: the VFS's names and metadata, a
+# thread's credentials and root, the capabilities (linuxabi/host/answers.py). After any other
+# call served by a handler, the platform's answer cache empties; a call not listed here is
+# assumed to change something.
+_KEEPS_ANSWERS_NAMES = (
+    "stat lstat fstat newfstatat statx access faccessat faccessat2 readlink readlinkat getcwd "
+    "uname umask sched_getaffinity statfs fstatfs getsockname getpeername accept accept4 "
+    "recvfrom sendto recvmsg sendmsg"
+).split()
+KEEPS_ANSWERS: frozenset[int] = frozenset(BY_NAME[n].nr for n in _KEEPS_ANSWERS_NAMES)
+# Opens keep them too when they only read: no copy-up, no new name, no truncation.
+_OPEN_FLAGS_ARG = {BY_NAME["open"].nr: 1, BY_NAME["openat"].nr: 2}
+_OPEN_CHANGES = os.O_ACCMODE | os.O_CREAT | os.O_TRUNC | (F.O_TMPFILE & ~os.O_DIRECTORY)
+
+
+def keeps_answers(nr: int, args: tuple[int, ...]) -> bool:
+    """Whether call ``nr`` with ``args`` leaves every cached stat answer true."""
+    if nr in KEEPS_ANSWERS:
+        return True
+    i = _OPEN_FLAGS_ARG.get(nr)
+    return i is not None and not args[i] & _OPEN_CHANGES

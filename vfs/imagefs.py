@@ -46,6 +46,7 @@ def _meta(fs: "ImageFs", s: os.stat_result) -> tuple[tuple[FileSystem, int, int,
 
 class ImageFile(Inode):
     __slots__ = ("rel", "hsize", "hblocks", "hdev")
+    stat_held = True  # metadata and size are the VFS's (a read-only image, or RAM)
 
     def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
         a, kw = _meta(fs, s)
@@ -77,6 +78,7 @@ class ImageFile(Inode):
 
 class ImageSymlink(SymlinkInode):
     __slots__ = ("rel", "hsize", "_target")
+    stat_held = True  # metadata and size are the VFS's (a read-only image, or RAM)
 
     def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
         a, kw = _meta(fs, s)
@@ -107,6 +109,7 @@ class ImageSpecial(SpecialInode):
 
 class ImageDir(DirInode):
     __slots__ = ("rel", "hsize", "_children", "_order")
+    stat_held = True  # metadata and size are the VFS's (a read-only image, or RAM)
 
     def __init__(self, fs: "ImageFs", rel: bytes, s: os.stat_result) -> None:
         a, kw = _meta(fs, s)

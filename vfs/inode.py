@@ -69,6 +69,9 @@ class Inode:
     #: True when every open makes a one-off host object (synthetic files): the VFS keeps
     #: only a bounded number of those in its fd-identity registry.
     ephemeral_host = False
+    #: True when ``stat`` depends only on this object (no host object, no clock): the answer
+    #: then holds until a call changes the inode (see Vfs.stat_held).
+    stat_held = False
 
     def __init__(self, fs: "FileSystem", ino: int, mode: int, uid: int = 0, gid: int = 0, *,
                  nlink: int = 1, rdev: int = 0, times: tuple[int, int, int, int] | None = None) -> None:

@@ -74,6 +74,12 @@ class MemFile(Inode):
         self.detached: os.stat_result | None = None  # last host fstat once the memfd is closed
         self.linkable = False  # an O_TMPFILE opened without O_EXCL: linkat may give it a name
 
+    @property
+    def stat_held(self) -> bool:  # type: ignore[override]
+        """Until its data lives in a memfd (which native writes change), a file's stat is the
+        VFS's own: its metadata, and the size of its image file or 0."""
+        return self.memfd is None and self.detached is None
+
     def data_stat(self) -> tuple[int, int, int, int, int]:
         s = os.fstat(self.memfd) if self.memfd is not None else self.detached
         if s is not None:
@@ -166,6 +172,7 @@ class MemFile(Inode):
 
 class MemSymlink(SymlinkInode):
     __slots__ = ("target", "lower")
+    stat_held = True  # metadata and size are the VFS's (a read-only image, or RAM)
 
     def __init__(self, *a, target: bytes | None = None, lower: "ImageSymlink | None" = None,  # type: ignore[no-untyped-def]
                  **kw) -> None:
@@ -202,6 +209,7 @@ class MemDir(DirInode):
     counter, so they stay valid while other entries come and go."""
 
     __slots__ = ("lower", "_children", "_order", "_seq", "_looked_up")
+    stat_held = True  # metadata and size are the VFS's (a read-only image, or RAM)
 
     def __init__(self, *a, lower: "ImageDir | None" = None, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)

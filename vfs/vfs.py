@@ -117,7 +117,13 @@ class Vfs:
         return ScopedWalk(self.table, ctx, base, resolve) if resolve & ~RESOLVE_CACHED else Walk(self.table, ctx)
 
     def resolve(self, ctx: FsContext, base: Location, path: bytes, follow: bool) -> tuple[Mount, Dentry, Inode | None]:
-        """Walk.resolve: (mount, dentry, the magic link it went through or None).
+        """Walk.resolve: (mount, dentry, the magic link it went through or None)."""
+        m, d, magic, _kept = self._resolve(ctx, base, path, follow)
+        return m, d, magic
+
+    def _resolve(self, ctx: FsContext, base: Location, path: bytes,
+                 follow: bool) -> tuple[Mount, Dentry, Inode | None, bool]:
+        """resolve, and whether its outcome is remembered (the last item).
 
         Outcomes reached through stable filesystems only are remembered until the namespace
         epoch moves, so that a repeated lookup (nginx's open and stat of each request, a
@@ -138,7 +144,7 @@ class Vfs:
             if hit is not None:
                 if type(hit) is int:
                     fail(hit)
-                return hit[0], hit[1], None  # type: ignore[index]
+                return hit[0], hit[1], None, True  # type: ignore[index]
         w = Walk(self.table, ctx)
         try:
             m, d = w.resolve(base, path, follow=follow)
@@ -146,9 +152,10 @@ class Vfs:
             if key is not None and not w.volatile and e.errno:
                 self._remember(key, e.errno)
             raise
-        if key is not None and not w.volatile:
+        kept = key is not None and not w.volatile
+        if kept:
             self._remember(key, (m, d))
-        return m, d, w.magic
+        return m, d, w.magic, kept
 
     def _remember(self, key: tuple, outcome: "tuple[Mount, Dentry] | int") -> None:
         if len(self._lookups) >= _LOOKUPS_KEEP:
@@ -169,6 +176,18 @@ class Vfs:
         if magic is not None and d.inode is magic:
             return self._stat_magic(magic, m.id)
         return d.inode.stat(m.id)
+
+    def stat_held(self, ctx: FsContext, path: bytes, *, follow: bool = True) -> tuple[StatResult, bool]:
+        """stat of absolute ``path``, and whether its answer holds until a call changes the VFS
+        (or the caller's credentials, root or capabilities): its lookup is remembered, and the
+        inode's metadata is all the VFS's own (``Inode.stat_held``)."""
+        m, d, magic, kept = self._resolve(ctx, ctx.cwd, path, follow)
+        if self.guard is not None:
+            self.guard.see(m, d)
+        inode = d.inode
+        if magic is not None and inode is magic:
+            return self._stat_magic(magic, m.id), False
+        return inode.stat(m.id), kept and inode.stat_held
 
     def stat_location(self, loc: Location) -> StatResult:
         return loc.dentry.inode.stat(loc.mount.id)

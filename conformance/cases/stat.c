@@ -1,6 +1,7 @@
 // The stat family: stat, lstat, fstat, newfstatat and statx.
 // syscalls: stat lstat fstat newfstatat statx
 #include "verdict.h"
+#include <pthread.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 
@@ -243,6 +244,137 @@ static void test_times(void)
            st.st_mtim.tv_sec != 1200000000, (long long)st.st_size);
 }
 
+/* Repeats: one thread stats the same absolute path (or fd) again and again, with a change
+ * between some of them. Each answer must be the state after the change; the translator may
+ * answer a repeat from a cache, and these are the changes that must empty it. */
+static void rep(const char *name, const char *path, int flags)
+{
+    SHOW(name, sys_fstatat(AT_FDCWD, path, &st_, flags));
+}
+
+static void rep_fd(const char *name, int fd)
+{
+    SHOW(name, sys_fstatat(fd, "", &st_, AT_EMPTY_PATH));
+}
+
+static void rep_mtime(const char *name, const char *path)
+{
+    struct stat st;
+    long r = sys_stat(path, &st);
+    checkf(name, "ret=%ld mtime=%lld.%09ld", r, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
+static void *chmod_group_600(void *arg)
+{
+    (void)arg;
+    chmod("/etc/group", 0600);
+    return NULL;
+}
+
+static void test_repeat(void)
+{
+    char cwd[512], dir[600], sub[640], lnk[600], priv[600], inner[640];
+    struct stat orig;
+    if (!getcwd(cwd, sizeof cwd))
+        return;
+    snprintf(dir, sizeof dir, "%s/rd", cwd);
+    snprintf(sub, sizeof sub, "%s/rd/sub", cwd);
+    snprintf(lnk, sizeof lnk, "%s/rl", cwd);
+
+    mkdir(dir, 0755);
+    rep("repeat_dir_1", dir, 0);
+    rep("repeat_dir_2", dir, 0);
+    mkdir(sub, 0755);
+    rep("repeat_dir_after_mkdir", dir, 0);
+    chmod(dir, 0711);
+    rep("repeat_dir_after_chmod", dir, 0);
+    rmdir(sub);
+    rep("repeat_dir_after_rmdir", dir, 0);
+    rep("repeat_sub_after_rmdir", sub, 0);
+
+    symlink("/etc/group", lnk);
+    rep("repeat_link_follow_1", lnk, 0);
+    rep("repeat_link_nofollow_1", lnk, AT_SYMLINK_NOFOLLOW);
+    rep("repeat_link_follow_2", lnk, 0);
+    rep("repeat_link_nofollow_2", lnk, AT_SYMLINK_NOFOLLOW);
+    unlink(lnk);
+    symlink("/etc/no-such-file-here", lnk);
+    rep("repeat_link_nofollow_after_replace", lnk, AT_SYMLINK_NOFOLLOW);
+    rep("repeat_link_follow_after_replace", lnk, 0);
+
+    /* An image file (the translator's overlay copies it up on the first write). */
+    if (stat("/etc/group", &orig) < 0)
+        return;
+    rep("repeat_image_1", "/etc/group", 0);
+    rep("repeat_image_2", "/etc/group", 0);
+    chmod("/etc/group", 0600);
+    rep("repeat_image_after_chmod", "/etc/group", 0);
+    chmod("/etc/group", orig.st_mode & 07777);
+    rep("repeat_image_after_chmod_back", "/etc/group", 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, chmod_group_600, NULL) == 0 && pthread_join(t, NULL) == 0)
+        rep("repeat_image_after_chmod_by_thread", "/etc/group", 0);
+    chmod("/etc/group", orig.st_mode & 07777);
+    struct timespec ts[2] = {{1000000000, 5}, {1100000000, 7}};
+    utimensat(AT_FDCWD, "/etc/group", ts, 0);
+    rep_mtime("repeat_image_mtime_after_utimensat", "/etc/group");
+    link("/etc/group", "/etc/group.repeat");
+    rep("repeat_image_after_link", "/etc/group", 0);
+    unlink("/etc/group.repeat");
+    rep("repeat_image_after_unlink", "/etc/group", 0);
+    int w = open("/etc/group", O_WRONLY | O_APPEND);
+    rep("repeat_image_opened_for_write", "/etc/group", 0);
+    if (write(w, "x:1:\n", 5) != 5)
+        checkf("repeat_image_write", "short");
+    rep("repeat_image_after_write", "/etc/group", 0);
+    if (w >= 0 && ftruncate(w, orig.st_size) == 0)
+        close(w);
+    rep("repeat_image_after_truncate", "/etc/group", 0);
+
+    /* fstat of one fd number: the fd table changes without the translator seeing it. */
+    struct stat pw;
+    int a = open("/etc/group", O_RDONLY), b = open("/etc/passwd", O_RDONLY);
+    fstat(b, &pw);
+    rep_fd("repeat_fstat_1", a);
+    rep_fd("repeat_fstat_2", a);
+    dup2(b, a);
+    rep_fd("repeat_fstat_after_dup2", a);
+    chmod("/etc/passwd", 0600);
+    rep_fd("repeat_fstat_after_chmod", a);
+    chmod("/etc/passwd", pw.st_mode & 07777);
+    close(a);
+    rep_fd("repeat_fstat_after_close", a);
+    close(b);
+
+    /* A bad buffer for an answer given before. */
+    rep("repeat_image_3", "/etc/group", 0);
+    CHECK_RET("repeat_stat_null_buffer", sys_stat("/etc/group", NULL));
+    CHECK_RET("repeat_stat_code_buffer", sys_stat("/etc/group", (struct stat *)(void *)test_repeat));
+
+    /* The root moves: the same absolute path names something else. */
+    int root = open("/", O_RDONLY | O_DIRECTORY);
+    rep("repeat_before_chroot", "/etc/group", 0);
+    if (chroot(cwd) == 0) {
+        rep("repeat_in_chroot", "/etc/group", 0);
+        rep("repeat_in_chroot_dir", "/rd", 0);
+        if (fchdir(root) == 0 && chroot(".") == 0 && chdir(cwd) == 0)
+            rep("repeat_after_chroot", "/etc/group", 0);
+    }
+    close(root);
+
+    /* The credentials change: a directory only root may search. */
+    snprintf(priv, sizeof priv, "%s/priv", cwd);
+    snprintf(inner, sizeof inner, "%s/priv/in", cwd);
+    mkdir(priv, 0700);
+    mkdir(inner, 0755);
+    IN_CHILD("repeat_creds",
+             rep("repeat_creds_root_1", inner, 0);
+             rep("repeat_creds_root_2", inner, 0);
+             if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+                 checkf("repeat_creds_setuid", "failed errno=%s", errname(errno));
+             rep("repeat_creds_nobody", inner, 0));
+}
+
 int main(void)
 {
     vd_begin("stat");
@@ -252,5 +384,6 @@ int main(void)
     test_fstatat();
     test_statx();
     test_times();
+    test_repeat();
     return vd_end();
 }

@@ -10,10 +10,14 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from linuxabi.abi import flags
 
 from .libc import block_all_signals, current_cpu, restore_signals
+
+if TYPE_CHECKING:
+    from .answers import AnswerCache
 
 try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
     from linuxabi.host._vm import ffi as _ffi
@@ -93,6 +97,7 @@ class Listener:
         self._sbuf = bytearray(_RESP.size)
         self.sync_wakeup = self._try_sync_wakeup()
         self.recv_errno = 0  # why recv_prepared last returned None (0: it did not fail)
+        self._answering: "Callable[[], int] | None" = None
 
     def _try_sync_wakeup(self) -> bool:
         # Keeps the guest's wake-up on the supervisor's CPU; without it a cross-CPU wake
@@ -135,6 +140,21 @@ class Listener:
         if nid == 0 and pid == 0:
             return None
         return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+
+    def answer_with(self, answers: "AnswerCache | None") -> None:
+        """Have ``recv_answering`` answer in C the calls ``answers`` holds (answers.py)."""
+        self._answering = answers.receiver(self.fd, self._rbuf) if answers is not None else None
+
+    def recv_answering(self) -> Notification | None:
+        """recv_prepared, the calls the ``answer_with`` cache holds answered in C on the way.
+        None also after a run of such answers, so that signal handlers get their turn."""
+        r = self._answering()  # type: ignore[misc]
+        if r == 1:
+            nid, pid, _fl, nr, arch, ip, a0, a1, a2, a3, a4, a5 = _unpack_notif(self._rbuf)
+            return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
+        if r < 0:
+            self.recv_errno = -r
+        return None
 
     def no_tasks_left(self) -> bool:
         """Whether every task under the filter has exited (the fd polls hung up): from then on

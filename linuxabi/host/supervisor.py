@@ -27,9 +27,10 @@ from linuxabi.abi import x86_64
 from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd, Trap
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
-from syscalls.table import SYSCALLS
+from syscalls.table import SYSCALLS, keeps_answers
 
 from . import in_guest, ptrace
+from .answers import AnswerCache
 from .filter import TRACE_MARKER
 from .inject import FdRemoval
 from .interp import stage_interpreter
@@ -196,6 +197,10 @@ class Supervisor:
         kernel.on_revoke_fds = self._revoke_fds
         kernel.on_revoke_maps = self._revoke_maps
         self._removals: dict[int, FdRemoval] = {}  # host tid -> fds to close in it
+        # Stat answers the loop gives in C (answers.py); made by run, unless a tracer, the
+        # profile or an errno swap wants to see every call.
+        self.answers: AnswerCache | None = None
+        self.answered = 0  # calls the cache answered (known once run returns)
 
     def _revoke_fds(self, stale: list[tuple[Process, int]]) -> None:
         """Revoked files the guest holds as host fds: close them in each holding process, by
@@ -317,6 +322,8 @@ class Supervisor:
         self.pending.pop(host_tid, None)
         self._masked.pop(host_tid, None)
         self.placement.forget(host_tid)
+        if self.answers is not None:
+            self.answers.flush()  # its tid (and its process's pidfd) may come back as another's
         if task is None:
             return
         hp = task.hp
@@ -348,6 +355,10 @@ class Supervisor:
         signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
         self._ep = select.epoll()
         self._ep.register(self.listener.fd, select.EPOLLIN)
+        d = self.dispatcher
+        if d.tracer is None and d.swap is None and not d.profile:
+            self.answers = self.kernel.answers = AnswerCache.create()
+            self.listener.answer_with(self.answers)
         try:
             self._reap()  # the initial stops may already be queued
             while self.exit_status is None:
@@ -361,6 +372,10 @@ class Supervisor:
             return self.exit_status
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            if self.answers is not None:
+                self.answered = self.answers.hits
+            self.answers = self.kernel.answers = None
+            self.listener.answer_with(None)
             _restore_handlers(old)
             self._ep.close()
             self._read_exec_status()
@@ -417,7 +432,12 @@ class Supervisor:
         self.listener.prepare()
         try:
             self._in_recv = True
-            n = None if self._signals else self.listener.recv_prepared()
+            if self._signals:
+                n = None
+            elif self.answers is not None:
+                n = self.listener.recv_answering()
+            else:
+                n = self.listener.recv_prepared()
             if n is None and self.listener.recv_errno == _errno.ENOENT:
                 self._wait_for_exit()
             self._in_recv = False
@@ -448,6 +468,13 @@ class Supervisor:
                 traceback.print_exc(file=sys.stderr)
 
     def _drain_signals(self) -> None:
+        try:
+            self._handle_signals()
+        finally:
+            if self.answers is not None:
+                self.answers.flush()  # exits, execs, the control socket: anything may have changed
+
+    def _handle_signals(self) -> None:
         if signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
             if self._readers:
                 self._serve_readers()
@@ -558,12 +585,18 @@ class Supervisor:
         kernel.current = proc
         kernel.current_tid = task.host_tid
         task.notif_id = n.id
+        answers = self.answers
+        if answers is not None:  # a thread in no special state: its answers may be kept
+            answers.open_for = 0 if self._masked or self._held or self.execs or self._stashed else n.pid
         try:
             result = self.dispatcher.dispatch(task, n.nr, n.args)
         except Exception:  # a handler bug must not take the supervisor down
             self.errors += 1
             traceback.print_exc(file=sys.stderr)
             result = -E.ENOSYS
+        if answers is not None and answers.live and not (
+                (type(result) is int or type(result) is InstallFd) and keeps_answers(n.nr, n.args)):
+            answers.flush()
         if type(result) is int and not self._held:  # the common answer, without _answer's tests
             if result < 0:
                 self.listener.reply(n.id, 0, result)
@@ -628,6 +661,8 @@ class Supervisor:
         if not self.listener.id_valid(p.notif.id):
             _cancel(p.park)  # interrupted: the guest restarts the call, or has moved on
             return
+        if self.answers is not None:
+            self.answers.flush()  # the end of a call that waited (an open of a fifo, ...)
         try:
             result = p.park.finish()
         except OSError as e:

@@ -8,7 +8,10 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   calls without a return to Python between them;
 - ``fd_key``: the (st_dev, st_ino) behind a guest fd (pidfd_getfd, fstat, close), which is how
   fstat, fchdir, getdents and every dirfd-relative call find the fd's VFS location
-  (linuxabi/host/task.py).
+  (linuxabi/host/task.py);
+- ``answers_serve``: the notification loop's receive, which answers by itself the calls the
+  answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
+  the same file. Everything else comes back to Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -27,11 +30,28 @@ long vm_read(int pid, unsigned long addr, char *data, unsigned long n);
 long addfd_pinned(int listener, unsigned long request, char *addfd, int tid,
                   const char *all_cpus, unsigned long all_cpus_size);
 int fd_key(int pidfd, int fd, unsigned long long *key);
+
+#define ANSWER_PATH_MAX 192
+#define ANSWER_STAT_SIZE 144
+struct answers;
+struct answers *answers_new(void);
+void answers_free(struct answers *a);
+void answers_flush(struct answers *a);
+void answers_admit(struct answers *a, int tid, int pidfd);
+void answers_put_path(struct answers *a, int tid, int follow, const char *path, unsigned long len,
+                      const char *stat);
+void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat);
+unsigned long long answers_hits(struct answers *a);
+int answers_serve(int listener, char *notif, struct answers *a);
 """
 
 SOURCE = """
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -105,6 +125,185 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
         return -e;
     key[0] = st.st_dev;
     key[1] = st.st_ino;
+    return 0;
+}
+
+/* ---- the answer cache (linuxabi/host/answers.py says what it may hold and when it empties) --
+ * Direct-mapped tables: a new answer replaces whatever hashed to its slot. An entry is valid
+ * while its generation is the cache's; answers_flush makes every entry stale at once. */
+#define ANSWER_PATH_MAX 192
+#define ANSWER_STAT_SIZE 144
+#define ANSWER_SLOTS 2048
+#define ANSWER_TIDS 512
+#define ANSWER_RUN 64 /* answers in a row before Python runs (its signal handlers wait on that) */
+
+struct answer {
+    unsigned gen;
+    int tid;     /* a path answer: the thread it holds for (credentials, root); 0: an fd answer */
+    int follow;
+    unsigned len;
+    unsigned long long dev, ino;
+    char path[ANSWER_PATH_MAX];
+    char stat[ANSWER_STAT_SIZE];
+};
+
+struct answer_tid {
+    unsigned gen;
+    int tid;
+    int pidfd;
+};
+
+struct answers {
+    unsigned gen;
+    unsigned long long hits;
+    struct answer slot[ANSWER_SLOTS];
+    struct answer_tid tids[ANSWER_TIDS];
+};
+
+static struct answers *answers_new(void)
+{
+    struct answers *a = calloc(1, sizeof *a);
+    if (a)
+        a->gen = 1;
+    return a;
+}
+
+static void answers_free(struct answers *a) { free(a); }
+
+static void answers_flush(struct answers *a)
+{
+    if (++a->gen == 0) /* 0 is the generation of a never-used slot */
+        a->gen = 1;
+}
+
+static unsigned long long mix(unsigned long long h, const void *data, unsigned long n)
+{
+    const unsigned char *p = data;
+    while (n--)
+        h = (h ^ *p++) * 1099511628211ULL; /* FNV-1a */
+    return h;
+}
+
+static struct answer *path_slot(struct answers *a, int tid, int follow, const char *path, unsigned long len)
+{
+    unsigned long long h = mix(14695981039346656037ULL, &tid, sizeof tid);
+    h = mix(h, &follow, sizeof follow);
+    return &a->slot[mix(h, path, len) % ANSWER_SLOTS];
+}
+
+static struct answer *fd_slot(struct answers *a, unsigned long long dev, unsigned long long ino)
+{
+    unsigned long long h = mix(14695981039346656037ULL, &dev, sizeof dev);
+    return &a->slot[mix(h, &ino, sizeof ino) % ANSWER_SLOTS];
+}
+
+static void answers_admit(struct answers *a, int tid, int pidfd)
+{
+    struct answer_tid *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
+    t->gen = a->gen;
+    t->tid = tid;
+    t->pidfd = pidfd;
+}
+
+static void answers_put_path(struct answers *a, int tid, int follow, const char *path, unsigned long len,
+                             const char *stat)
+{
+    struct answer *e;
+    if (len == 0 || len >= ANSWER_PATH_MAX)
+        return;
+    e = path_slot(a, tid, follow, path, len);
+    e->gen = a->gen;
+    e->tid = tid;
+    e->follow = follow;
+    e->len = len;
+    memcpy(e->path, path, len);
+    memcpy(e->stat, stat, ANSWER_STAT_SIZE);
+}
+
+static void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat)
+{
+    struct answer *e = fd_slot(a, dev, ino);
+    e->gen = a->gen;
+    e->tid = 0;
+    e->len = 0;
+    e->dev = dev;
+    e->ino = ino;
+    memcpy(e->stat, stat, ANSWER_STAT_SIZE);
+}
+
+static unsigned long long answers_hits(struct answers *a) { return a->hits; }
+
+/* The answer to newfstatat notification n, if the cache holds it: its struct stat, else NULL. */
+static const char *lookup(struct answers *a, const struct seccomp_notif *n)
+{
+    const struct answer_tid *t = &a->tids[n->pid % ANSWER_TIDS];
+    unsigned flags = (unsigned)n->data.args[3];
+    unsigned long addr = n->data.args[1], chunk;
+    char path[ANSWER_PATH_MAX];
+    const char *nul;
+    struct answer *e;
+    long got;
+    int tid = n->pid;
+
+    if (t->gen != a->gen || t->tid != tid)
+        return NULL; /* a thread not admitted since the last flush */
+    if (flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT))
+        return NULL;
+    chunk = 4096 - addr % 4096;
+    if (chunk > ANSWER_PATH_MAX)
+        chunk = ANSWER_PATH_MAX;
+    got = vm_read(tid, addr, path, chunk);
+    if (got <= 0 || !(nul = memchr(path, 0, got)))
+        return NULL;
+    if (nul == path) { /* fstat: the file behind the fd */
+        unsigned long long key[2] = {0, 0};
+        int fd = (int)n->data.args[0];
+        if (!(flags & AT_EMPTY_PATH) || fd < 0 || fd_key(t->pidfd, fd, key) != 0)
+            return NULL;
+        e = fd_slot(a, key[0], key[1]);
+        if (e->gen != a->gen || e->tid != 0 || e->dev != key[0] || e->ino != key[1])
+            return NULL;
+        return e->stat;
+    }
+    if (path[0] != '/')
+        return NULL; /* relative: what it names depends on the fd table, which changes natively */
+    {
+        unsigned long len = nul - path;
+        int follow = !(flags & AT_SYMLINK_NOFOLLOW);
+        e = path_slot(a, tid, follow, path, len);
+        if (e->gen != a->gen || e->tid != tid || e->follow != follow || e->len != len ||
+            memcmp(e->path, path, len) != 0)
+            return NULL;
+    }
+    return e->stat;
+}
+
+/* RECV notifications into notif (zeroed first, as the kernel requires) and answer those the
+ * cache holds. 1: notif holds one for Python; 0: ANSWER_RUN answers in a row, none for Python
+ * (so that its signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
+ * answer whose stat buffer cannot be written goes to Python too, which answers EFAULT. */
+static int answers_serve(int listener, char *notif, struct answers *a)
+{
+    struct seccomp_notif *n = (struct seccomp_notif *)notif;
+    struct seccomp_notif_resp resp;
+    const char *stat;
+    int run;
+
+    for (run = 0; run < ANSWER_RUN; run++) {
+        memset(n, 0, sizeof *n);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
+            return -errno;
+        if (n->data.nr != SYS_newfstatat || !(stat = lookup(a, n)))
+            return 1;
+        if (vm_write(n->pid, n->data.args[2], stat, ANSWER_STAT_SIZE) != ANSWER_STAT_SIZE)
+            return 1;
+        memset(&resp, 0, sizeof resp);
+        resp.id = n->id;
+        while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
+            ; /* ENOENT: the thread is gone (killed meanwhile); nobody to answer */
+        a->hits++;
+    }
+    memset(n, 0, sizeof *n);
     return 0;
 }
 """

@@ -1,0 +1,95 @@
+"""The answer cache: stat answers that the notification loop gives in C, without Python.
+
+A stat of a path that resolves to an inode whose metadata is all the translator's (an image
+file nobody wrote, a directory, a symlink) has the same answer until a call changes the VFS,
+the calling thread's credentials or root, or the sandbox's capabilities. The handler answers
+the first such stat and leaves its answer here (``remember_path``; ``remember_fd`` for an
+fstat, keyed by the file); repeats are answered by ``answers_serve`` (vm_build.py) straight
+after RECV: read the path, look it up, write the struct stat, SEND. That is the kernel's round
+trip plus two copies, about half of what the same stat costs through Python.
+
+What keeps the answers right is that the cache empties (``flush``), which the supervisor does:
+
+- after every call it serves in Python that the syscall table does not declare to keep answers
+  (``keeps_answers``: the stat family, read-only opens, ...): a chmod, an open for writing (the
+  copy-up), a set*id, a chroot, an unlink, and any call added later until it is declared;
+- whenever the loop handles a signal: a task's exit (its tid may come back as another
+  thread), an exec, the tick (which serves the control socket: capability changes);
+- and answers are only taken from a thread in no special state (held, masked, exec'ing), the
+  only moment that the call being served is one the table's declarations describe.
+
+Path answers hold for one thread (its credentials and root decided them). An fd answer holds
+for the file the fd names ((st_dev, st_ino) of the host object, found again with
+pidfd_getfd on each call: fd tables change natively).
+"""
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable
+
+try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
+    from linuxabi.host._vm import ffi as _ffi
+    from linuxabi.host._vm import lib as _lib
+
+    _serve = _lib.answers_serve
+except (ImportError, AttributeError):  # no compiled module: every call goes through Python
+    _ffi = _lib = _serve = None
+
+if TYPE_CHECKING:
+    from .task import HostTask
+
+STAT_SIZE = 144  # struct stat on x86_64
+
+
+class AnswerCache:
+    """One sandbox's cached answers (``create`` gives None where the compiled module is missing)."""
+
+    __slots__ = ("_c", "live", "open_for")
+
+    def __init__(self, c: Any) -> None:
+        self._c = c
+        self.live = False  # anything remembered since the last flush
+        # The host tid whose call is being served, if its answers may be kept; 0 otherwise.
+        self.open_for = 0
+
+    @classmethod
+    def create(cls) -> "AnswerCache | None":
+        if _lib is None:
+            return None
+        c = _lib.answers_new()
+        if c == _ffi.NULL:
+            return None
+        return cls(_ffi.gc(c, _lib.answers_free))
+
+    def receiver(self, listener_fd: int, buf: bytearray) -> Callable[[], int]:
+        """A call that RECVs into ``buf``, answering what the cache holds: it returns 1 when
+        ``buf`` holds a notification for Python, 0 after a run of cached answers (Python's
+        signal handlers get their turn), -errno if RECV failed. ``buf`` must stay this size."""
+        return functools.partial(_serve, listener_fd, _ffi.from_buffer(buf), self._c)
+
+    def flush(self) -> None:
+        if self.live:
+            _lib.answers_flush(self._c)
+            self.live = False
+
+    @property
+    def hits(self) -> int:
+        return int(_lib.answers_hits(self._c))
+
+    def _admit(self, task: "HostTask") -> bool:
+        tid = task.host_tid
+        if tid != self.open_for:
+            return False
+        _lib.answers_admit(self._c, tid, task.hp.pidfd)
+        self.live = True
+        return True
+
+    # ---- syscalls.base.Answers ------------------------------------------------------------------
+
+    def remember_path(self, task: "HostTask", follow: bool, path: bytes, stat: bytes) -> None:
+        if self._admit(task):
+            _lib.answers_put_path(self._c, task.host_tid, int(follow), path, len(path), stat)
+
+    def remember_fd(self, task: "HostTask", key: tuple[int, int], stat: bytes) -> None:
+        if self._admit(task):
+            _lib.answers_put_fd(self._c, key[0], key[1], stat)

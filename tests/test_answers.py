@@ -1,0 +1,74 @@
+"""The answer cache (linuxabi/host/answers.py): repeated stats are answered in C, and only
+while nothing they depend on has changed. Linux's side of it (every change between two stats
+of one thread shows in the second) is conformance/cases/stat.c's "repeat" checks; these are
+the platform's side."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from linuxabi.api import Sandbox, SandboxConfig
+from syscalls.dispatch import Dispatcher
+from syscalls.table import BY_NAME
+
+NEWFSTATAT = BY_NAME["newfstatat"].nr
+
+
+def _run(image: Path, script: str, dispatcher: Dispatcher | None = None) -> tuple[int, Sandbox]:
+    box = Sandbox(SandboxConfig(root=image), dispatcher=dispatcher)
+    return box.run(["sh", "-c", script]), box
+
+
+def test_repeated_stats_are_answered_without_python(image_copy: Path) -> None:
+    # busybox sh's `[ -e ]` is a builtin: 300 stats of one path from one thread.
+    code, box = _run(image_copy, "for i in $(seq 300); do [ -e /etc/passwd ] || exit 9; done")
+    assert code == 0
+    sup = box.supervisor
+    assert sup is not None and sup.errors == 0
+    assert sup.answered >= 290
+    assert sup.dispatcher.counts.get(NEWFSTATAT, 0) < 10  # the handler saw the first few only
+
+
+def test_a_change_between_stats_is_seen(image_copy: Path) -> None:
+    # The shell's own chmod (an applet run as a child) and its `[ -x ]` (a stat in the shell).
+    script = ("for i in 1 2 3; do [ -x /etc/passwd ] && exit 8; done; chmod 755 /etc/passwd; "
+              "[ -x /etc/passwd ] || exit 9; chmod 644 /etc/passwd; [ -x /etc/passwd ] && exit 10; "
+              "mv /etc/group /etc/passwd; [ -e /etc/group ] && exit 11; exit 0")
+    code, box = _run(image_copy, script)
+    assert code == 0
+    assert box.supervisor is not None and box.supervisor.answered > 0
+
+
+def test_stat_failure_of_a_cached_path_after_unlink(image_copy: Path) -> None:
+    script = "for i in 1 2 3 4; do [ -e /etc/hostname ] || exit 8; done; rm /etc/hostname; [ -e /etc/hostname ] && exit 9; exit 0"
+    (image_copy / "etc" / "hostname").write_text("box\n")
+    code, _box = _run(image_copy, script)
+    assert code == 0
+    assert (image_copy / "etc" / "hostname").exists()  # the image is never written
+
+
+class _Seeing(Dispatcher):
+    """A dispatcher that sees every call (as the tracer and the profile do)."""
+
+    def __init__(self) -> None:
+        super().__init__(tracer=lambda task, nr, args, result: None)
+
+
+def test_a_tracer_sees_every_call(image_copy: Path) -> None:
+    code, box = _run(image_copy, "for i in $(seq 50); do [ -e /etc/passwd ]; done", dispatcher=_Seeing())
+    assert code == 0
+    sup = box.supervisor
+    assert sup is not None and sup.answered == 0
+    assert sup.dispatcher.counts.get(NEWFSTATAT, 0) >= 50
+
+
+def test_signals_and_exits_are_served_during_a_stat_storm(image_copy: Path) -> None:
+    # The storm never leaves the C loop's hits, yet the child's exit, the kill and the wait
+    # must be served (the loop gives Python a turn after a run of answers).
+    script = ("while :; do [ -e /etc/passwd ]; done & storm=$!; "
+              "for i in 1 2 3; do sh -c 'exit 3'; echo child $?; done; kill $storm; wait $storm; echo storm $?")
+    out = subprocess.run([sys.executable, "-m", "linuxabi", "run", "--root", str(image_copy), "--", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["child 3", "child 3", "child 3", "storm 143", ""]
