@@ -56,6 +56,11 @@ class CapGuard:
         # At the audit log's verbose level every open is recorded too.
         self._audit_opens = cspace.audit is not None and cspace.audit.enabled("open")
 
+    @property
+    def records_opens(self) -> bool:
+        """Whether every open is an audit record (the log's verbose level)."""
+        return self._audit_opens
+
     def path(self, m: "Mount", d: "Dentry") -> bytes:
         """The canonical guest path of (m, d)."""
         if self.vfs.generation != self._gen:

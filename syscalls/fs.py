@@ -54,6 +54,11 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int, reso
     inode = opened.location.inode
     if isinstance(inode, SpecialInode) and st.S_ISFIFO(inode.mode):
         return _fifo_opened(task, inode, opened.host_fd, flags)
+    answers = task.kernel.answers
+    if answers is not None and opened.reopen is not None and not resolve and path[:1] == b"/":
+        guard = task.kernel.guard
+        if guard is None or not guard.records_opens:  # (a recorded open must reach the log)
+            answers.remember_open(task, flags, path, opened.reopen)
     return InstallFd(opened.host_fd, bool(flags & F.O_CLOEXEC))
 
 
@@ -226,8 +231,11 @@ def _fstat_kept(task: Task, fd: int, buf: int, answers: Answers) -> None:
     task.kernel.check_location(loc, _SEE, "fstat")
     packed = pack_stat(vfs.stat_location(loc))
     task.mem.write(buf, packed)
-    if loc.inode.stat_held:
-        answers.remember_fd(task, key, packed)
+    inode = loc.inode
+    if inode.stat_held:
+        answers.remember_fd(task, key, packed, live=False)
+    elif inode.stat_live:
+        answers.remember_fd(task, key, packed, live=True)
 
 
 _STATX_FLAGS = F.AT_SYMLINK_NOFOLLOW | F.AT_EMPTY_PATH | F.AT_NO_AUTOMOUNT | 0x6000  # AT_STATX_SYNC_TYPE

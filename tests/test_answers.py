@@ -13,10 +13,13 @@ from syscalls.dispatch import Dispatcher
 from syscalls.table import BY_NAME
 
 NEWFSTATAT = BY_NAME["newfstatat"].nr
+OPENAT = BY_NAME["openat"].nr
+# 300 opens of one file by the shell itself (a redirection of its builtin `read`)
+OPENS = "i=0; while [ $i -lt 300 ]; do read x < /etc/passwd || exit 9; i=$((i+1)); done"
 
 
-def _run(image: Path, script: str, dispatcher: Dispatcher | None = None) -> tuple[int, Sandbox]:
-    box = Sandbox(SandboxConfig(root=image), dispatcher=dispatcher)
+def _run(image: Path, script: str, dispatcher: Dispatcher | None = None, **config: object) -> tuple[int, Sandbox]:
+    box = Sandbox(SandboxConfig(root=image, **config), dispatcher=dispatcher)  # type: ignore[arg-type]
     return box.run(["sh", "-c", script]), box
 
 
@@ -28,6 +31,24 @@ def test_repeated_stats_are_answered_without_python(image_copy: Path) -> None:
     assert sup is not None and sup.errors == 0
     assert sup.answered >= 290
     assert sup.dispatcher.counts.get(NEWFSTATAT, 0) < 10  # the handler saw the first few only
+
+
+def test_repeated_opens_are_answered_without_python(image_copy: Path) -> None:
+    code, box = _run(image_copy, OPENS + "; echo $x > /tmp/first; cat /tmp/first")
+    assert code == 0
+    sup = box.supervisor
+    assert sup is not None and sup.errors == 0
+    assert sup.answered >= 290
+    assert sup.dispatcher.counts.get(OPENAT, 0) < 20
+
+
+def test_every_open_is_audited_at_the_verbose_level(image_copy: Path, tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    code, box = _run(image_copy, OPENS, audit=str(log), audit_level="verbose")
+    assert code == 0
+    opens = [line for line in log.read_text().splitlines()
+             if '"event":"open"' in line and '"/etc/passwd"' in line]
+    assert len(opens) >= 300
 
 
 def test_a_change_between_stats_is_seen(image_copy: Path) -> None:

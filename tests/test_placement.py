@@ -5,6 +5,7 @@ The policy is tested as the state machine it is (fed a clock and counters); the 
 guests, read from the host side (/proc/PID/status of the guest's host processes)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -156,6 +157,40 @@ def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> N
     finally:
         os.killpg(proc.pid, 9)
         proc.wait(timeout=30)
+
+
+def test_a_storm_of_opens_keeps_the_sandbox_compact() -> None:
+    """Each fd install wakes the translator, which takes the CPU back from the guest: an
+    involuntary switch of the guest, but no competition. A guest opening files in a loop (its
+    fds installed by the cache's C path, and by Python's where the cache is off) stays on one CPU."""
+    if not COMPACTS:
+        return
+    marker = "30.5171"
+    storm = "i=0; while [ $i -lt 20000 ]; do read x < /etc/passwd; i=$((i+1)); done"  # ~1 s
+    for trace in (False, True):  # (the tracer turns the cache off: every open through Python)
+        script = f"sleep {marker} & read go; {storm}; echo done"
+        cmd = [sys.executable, "-m", "linuxabi", *(["trace", "-o", os.devnull] if trace else ["run"]),
+               "--", "/bin/sh", "-c", script]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            sleeper = _wait_for(lambda: _host_tasks_with(f"sleep\x00{marker}"), 30)
+            assert sleeper, "the guest did not start"
+            _say(proc, b"go\n")
+            seen = set()
+            while proc.poll() is None:  # the sleeper's set is the sandbox's mode
+                try:
+                    seen.add(_host_cpus(sleeper[0]))
+                except ProcessLookupError:  # the sandbox is ending
+                    break
+                time.sleep(0.02)
+            proc.wait(timeout=30)
+            assert proc.stdout is not None and proc.stdout.read() == b"done\n"
+            assert len(seen) >= 1 and all(len(cpus) == 1 for cpus in seen), (trace, seen)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # (ended already, as it should)
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
 
 
 def test_a_served_child_claims_its_cpu_and_the_next_spare_prepares_away_from_it() -> None:

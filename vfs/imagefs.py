@@ -75,6 +75,14 @@ class ImageFile(Inode):
         fs: ImageFs = self.fs  # type: ignore[assignment]
         return fs.open_rel(self.rel, os.O_PATH)
 
+    def reopen(self, flags: int) -> tuple[int, bytes, int] | None:
+        if flags & (os.O_ACCMODE | os.O_TRUNC):
+            return None
+        fs: ImageFs = self.fs  # type: ignore[assignment]
+        # open_rel's flags (the reopen too tries O_NOATIME first, without it if refused)
+        return fs.root_fd, self.rel, (os.O_RDONLY | (flags & (os.O_NONBLOCK | os.O_LARGEFILE | os.O_DIRECT))
+                                      | _OPEN_BASE | os.O_NOATIME)
+
 
 class ImageSymlink(SymlinkInode):
     __slots__ = ("rel", "hsize", "_target")

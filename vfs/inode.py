@@ -72,6 +72,9 @@ class Inode:
     #: True when ``stat`` depends only on this object (no host object, no clock): the answer
     #: then holds until a call changes the inode (see Vfs.stat_held).
     stat_held = False
+    #: True when ``stat`` is the VFS's metadata with the host object's size, blocks and times
+    #: (atime, mtime; ctime the later of the two), and nothing else.
+    stat_live = False
 
     def __init__(self, fs: "FileSystem", ino: int, mode: int, uid: int = 0, gid: int = 0, *,
                  nlink: int = 1, rdev: int = 0, times: tuple[int, int, int, int] | None = None) -> None:
@@ -105,6 +108,12 @@ class Inode:
     def data_stat(self) -> tuple[int, int, int, int, int]:
         """(size, blocks, atime, mtime, ctime): what may live in the host object."""
         return self.size(), 0, self.atime_ns, self.mtime_ns, self.ctime_ns
+
+    def reopen(self, flags: int) -> tuple[int, bytes, int] | None:
+        """(dirfd, path, flags) of an openat that gives the host object ``open_host(flags)``
+        gives, for a read-only open, as long as the VFS does not change: a file of the image, a
+        memfd; else None."""
+        return None
 
     def size(self) -> int:
         return 0

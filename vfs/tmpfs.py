@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 _KILLABLE = S_ISUID | S_ISGID
+_AT_FDCWD = -100  # openat's dirfd for "a path as given"
 
 
 def _memfd() -> int:
@@ -137,6 +138,19 @@ class MemFile(Inode):
             return self.lower.open_host(flags & ~os.O_TRUNC)  # reads need no copy-up
         memfd = self.materialize()
         return os.open(f"/proc/self/fd/{memfd}", (flags & PASS_FLAGS) | os.O_CLOEXEC)
+
+    def reopen(self, flags: int) -> tuple[int, bytes, int] | None:
+        if self.memfd is None and self.detached is None and self.lower is not None:
+            return self.lower.reopen(flags)
+        if self.memfd is not None and not flags & (os.O_ACCMODE | os.O_TRUNC):
+            return _AT_FDCWD, b"/proc/self/fd/%d" % self.memfd, (flags & PASS_FLAGS) | os.O_CLOEXEC  # as open_host
+        return None
+
+    @property
+    def stat_live(self) -> bool:  # type: ignore[override]
+        """The memfd's figures with the VFS's metadata (not with setuid/setgid bits, which a
+        native write may clear: then the mode too comes from the memfd)."""
+        return self.memfd is not None and not self.mode & _KILLABLE
 
     def open_path(self) -> int:
         if self.memfd is None and self.lower is not None:

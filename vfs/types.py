@@ -85,3 +85,7 @@ class DirEntry:
 class Opened:
     location: Location
     host_fd: int  # owned by the caller
+    # (dirfd, path, flags): an openat that gives the same host object again, when this open's
+    # outcome holds until the VFS changes (an image file nobody wrote, found by a remembered
+    # lookup); for the platform's answer cache.
+    reopen: tuple[int, bytes, int] | None = None

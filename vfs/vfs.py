@@ -245,9 +245,9 @@ class Vfs:
             fail(E.EINVAL)
         creat = bool(flags & os.O_CREAT)
         follow = not (flags & os.O_NOFOLLOW or (creat and flags & os.O_EXCL))
-        created = False
+        created = kept = False
         if not creat and not resolve:  # a plain lookup: the cached walk (same outcome)
-            m, d, magic = self.resolve(ctx, base, path, follow)
+            m, d, magic, kept = self._resolve(ctx, base, path, follow)
             slash = path[-1:] == b"/"
         else:
             w = self._walk_for(ctx, base, resolve)
@@ -316,7 +316,12 @@ class Vfs:
         if flags & os.O_TRUNC and kind == S_IFREG and not created:
             inode.truncate(0)
         fd = inode.open_host(flags & ~os.O_TRUNC)
-        return Opened(self._register(fd, loc), fd)
+        opened = Opened(self._register(fd, loc), fd)
+        # One name only: a reopen does not register the name it was opened by (procfs's fd
+        # links would show another name of a hard-linked file).
+        if kept and kind == S_IFREG and inode.nlink == 1:
+            opened.reopen = inode.reopen(flags)
+        return opened
 
     def open_location(self, ctx: FsContext, loc: Location, flags: int) -> Opened:
         """Reopen what ``loc`` names with ``flags`` (no creation): for procfs's magic links."""

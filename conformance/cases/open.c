@@ -282,6 +282,92 @@ static void test_openat(void)
     close(dfd);
 }
 
+/* Repeats: one thread opens the same image file read-only again and again, with a change
+ * between some of them. Each open must see the state after the change; the translator may
+ * answer a repeat by reopening what it found before. */
+static void repeat_open(const char *name, const char *path, int flags)
+{
+    char buf[64];
+    errno = 0;
+    int fd = open(path, flags);
+    if (fd < 0) {
+        checkf(name, "ret=-1 errno=%s", errname(errno));
+        return;
+    }
+    long n = read(fd, buf, sizeof buf);
+    checkf(name, "ret=fd data=%s", qstr(buf, n < 0 ? 0 : n));
+    close(fd);
+}
+
+static void test_repeat(void)
+{
+    char orig[512], link[64], got[64];
+    long n = read_file("/etc/group", orig, sizeof orig);
+    if (n < 0)
+        return;
+    repeat_open("repeat_1", "/etc/group", O_RDONLY);
+    repeat_open("repeat_2", "/etc/group", O_RDONLY);
+    repeat_open("repeat_3", "/etc/group", O_RDONLY);
+
+    int a = open("/etc/group", O_RDONLY | O_CLOEXEC), b = open("/etc/group", O_RDONLY);
+    int c = open("/etc/group", O_RDONLY | O_CLOEXEC);
+    checkf("repeat_cloexec", "a=%d b=%d c=%d", fcntl(a, F_GETFD), fcntl(b, F_GETFD), fcntl(c, F_GETFD));
+    checkf("repeat_fd_numbers", "b=a+1:%d c=b+1:%d", b == a + 1, c == b + 1);
+    checkf("repeat_offsets", "a=%ld b=%ld", (long)read(a, got, 3), (long)lseek(b, 0, SEEK_CUR));
+    snprintf(link, sizeof link, "/proc/self/fd/%d", c);
+    n = readlink(link, got, sizeof got - 1);
+    checkf("repeat_fd_link", "%s", qstr(got, n < 0 ? 0 : n));
+    checkf("repeat_flags", "%#o", fcntl(c, F_GETFL) & (O_ACCMODE | O_APPEND | O_NONBLOCK));
+    close(a);
+    close(b);
+    close(c);
+    repeat_open("repeat_nonblock_1", "/etc/group", O_RDONLY | O_NONBLOCK);
+    repeat_open("repeat_nonblock_2", "/etc/group", O_RDONLY | O_NONBLOCK);
+
+    int w = open("/etc/group", O_WRONLY | O_TRUNC);
+    if (w >= 0) {
+        write(w, "changed\n", 8);
+        close(w);
+    }
+    repeat_open("repeat_after_write", "/etc/group", O_RDONLY);
+    w = open("/etc/group", O_WRONLY | O_TRUNC);
+    if (w >= 0) {
+        write(w, orig, strlen(orig));
+        close(w);
+    }
+    repeat_open("repeat_after_restore", "/etc/group", O_RDONLY);
+    rename("/etc/group", "/etc/group.away");
+    repeat_open("repeat_after_rename_away", "/etc/group", O_RDONLY);
+    repeat_open("repeat_renamed", "/etc/group.away", O_RDONLY);
+    rename("/etc/group.away", "/etc/group");
+    repeat_open("repeat_after_rename_back", "/etc/group", O_RDONLY);
+
+    struct stat st;
+    stat("/etc/group", &st);
+    /* A file in RAM (/tmp): another fd's writes are what the next open reads. */
+    int r = open("ram", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    repeat_open("repeat_ram_1", "/tmp/conf-open/ram", O_RDONLY);
+    write(r, "abc", 3);
+    repeat_open("repeat_ram_after_write", "/tmp/conf-open/ram", O_RDONLY);
+    repeat_open("repeat_ram_2", "/tmp/conf-open/ram", O_RDONLY);
+    pwrite(r, "Z", 1, 0);
+    repeat_open("repeat_ram_after_pwrite", "/tmp/conf-open/ram", O_RDONLY);
+    ftruncate(r, 1);
+    repeat_open("repeat_ram_after_truncate", "/tmp/conf-open/ram", O_RDONLY);
+    close(r);
+    unlink("ram");
+    repeat_open("repeat_ram_after_unlink", "/tmp/conf-open/ram", O_RDONLY);
+
+    chmod("/etc/group", 0600);
+    IN_CHILD("repeat_creds",
+             repeat_open("repeat_creds_root_1", "/etc/group", O_RDONLY);
+             repeat_open("repeat_creds_root_2", "/etc/group", O_RDONLY);
+             if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+                 checkf("repeat_creds_setuid", "failed errno=%s", errname(errno));
+             repeat_open("repeat_creds_nobody", "/etc/group", O_RDONLY));
+    chmod("/etc/group", st.st_mode & 07777);
+}
+
 int main(void)
 {
     vd_begin("open");
@@ -292,5 +378,6 @@ int main(void)
     test_modes_cloexec();
     test_tmpfile();
     test_openat();
+    test_repeat();
     return vd_end();
 }

@@ -346,6 +346,36 @@ static void test_repeat(void)
     rep_fd("repeat_fstat_after_close", a);
     close(b);
 
+    /* fstat of a file in RAM (/tmp): native writes change its size and times. */
+    int m = open("rm", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    struct timespec mt[2] = {{1000000000, 11}, {1200000000, 13}};
+    struct stat ms;
+    rep_fd("repeat_fstat_ram_1", m);
+    rep_fd("repeat_fstat_ram_2", m);
+    if (write(m, "12345", 5) != 5)
+        checkf("repeat_fstat_ram_write", "short");
+    rep_fd("repeat_fstat_ram_after_write", m);
+    rep_fd("repeat_fstat_ram_after_write_2", m);
+    futimens(m, mt);
+    for (int i = 0; i < 2; i++) {
+        long r = sys_fstatat(m, "", &ms, AT_EMPTY_PATH);
+        checkf(i ? "repeat_fstat_ram_times_2" : "repeat_fstat_ram_times_1", "ret=%ld atime=%lld.%09ld mtime=%lld.%09ld", r,
+               (long long)ms.st_atim.tv_sec, ms.st_atim.tv_nsec, (long long)ms.st_mtim.tv_sec, ms.st_mtim.tv_nsec);
+    }
+    if (pwrite(m, "x", 1, 9) != 1)
+        checkf("repeat_fstat_ram_pwrite", "short");
+    sys_fstatat(m, "", &ms, AT_EMPTY_PATH);
+    checkf("repeat_fstat_ram_after_pwrite", "size=%lld mtime_moved=%d", (long long)ms.st_size,
+           ms.st_mtim.tv_sec != 1200000000);
+    if (ftruncate(m, 2) == 0)
+        rep_fd("repeat_fstat_ram_after_truncate", m);
+    fchmod(m, 0600);
+    rep_fd("repeat_fstat_ram_after_fchmod", m);
+    fchmod(m, 04755);
+    rep_fd("repeat_fstat_ram_setuid_1", m);
+    rep_fd("repeat_fstat_ram_setuid_2", m);
+    close(m);
+
     /* A bad buffer for an answer given before. */
     rep("repeat_image_3", "/etc/group", 0);
     CHECK_RET("repeat_stat_null_buffer", sys_stat("/etc/group", NULL));

@@ -44,13 +44,16 @@ STAT_SIZE = 144  # struct stat on x86_64
 class AnswerCache:
     """One sandbox's cached answers (``create`` gives None where the compiled module is missing)."""
 
-    __slots__ = ("_c", "live", "open_for")
+    __slots__ = ("_c", "live", "open_for", "installs_unpinned")
 
     def __init__(self, c: Any) -> None:
         self._c = c
         self.live = False  # anything remembered since the last flush
         # The host tid whose call is being served, if its answers may be kept; 0 otherwise.
         self.open_for = 0
+        # Whether an fd install for this host tid needs no pin (the platform's placement says;
+        # a change of placement comes with a flush: it happens on the tick).
+        self.installs_unpinned: Callable[[int], bool] = lambda tid: True
 
     @classmethod
     def create(cls) -> "AnswerCache | None":
@@ -76,6 +79,11 @@ class AnswerCache:
     def hits(self) -> int:
         return int(_lib.answers_hits(self._c))
 
+    @property
+    def installs(self) -> int:
+        """How many of the calls answered installed an fd (the opens)."""
+        return int(_lib.answers_installs(self._c))
+
     def _admit(self, task: "HostTask") -> bool:
         tid = task.host_tid
         if tid != self.open_for:
@@ -90,6 +98,15 @@ class AnswerCache:
         if self._admit(task):
             _lib.answers_put_path(self._c, task.host_tid, int(follow), path, len(path), stat)
 
-    def remember_fd(self, task: "HostTask", key: tuple[int, int], stat: bytes) -> None:
+    def remember_fd(self, task: "HostTask", key: tuple[int, int], stat: bytes, *, live: bool) -> None:
         if self._admit(task):
-            _lib.answers_put_fd(self._c, key[0], key[1], stat)
+            _lib.answers_put_fd(self._c, key[0], key[1], stat, int(live))
+
+    def remember_open(self, task: "HostTask", flags: int, path: bytes, reopen: tuple[int, bytes, int]) -> None:
+        # The C install never pins the thread: only while it runs where a wake-up finds it.
+        if self.installs_unpinned(task.host_tid) and self._admit(task):
+            dirfd, rel, host_flags = reopen
+            flags &= 0xFFFFFFFF  # as the C side reads the register: a 32-bit int
+            if flags & 0x80000000:
+                flags -= 1 << 32
+            _lib.answers_put_open(self._c, task.host_tid, flags, path, len(path), dirfd, rel, host_flags)

@@ -245,13 +245,17 @@ class Placement:
         if self.compact or _claimed is not None:
             self._apply(0, self.translator_cpus)
 
-    def tick(self, now: float, tids: Iterable[int]) -> bool:
+    def tick(self, now: float, tids: Iterable[int], installs: int = 0) -> bool:
         """On the loop's tick: measure when a window starts or ends, and move every guest
-        thread (``tids``) and the loop thread if the mode changes. True if it did."""
+        thread (``tids``) and the loop thread if the mode changes. True if it did.
+
+        ``installs``: fd installs into guests so far (an open's answer). Each costs the guest
+        one involuntary switch that is no competition: the install wakes the translator, which
+        waited for it, and the scheduler gives it the CPU back at once."""
         if len(self.cpus) < 2 or self.home not in self.cpus or not self.policy.due(now):
             return False
         if self.compact:
-            changed = self.policy.observe(now, preempted=self._sample_switches(tids))
+            changed = self.policy.observe(now, preempted=self._sample_switches(tids) - installs)
         else:
             changed = self.policy.observe(now, busy=_busy_seconds(self.cpus))
         if changed:

@@ -201,6 +201,7 @@ class Supervisor:
         # profile or an errno swap wants to see every call.
         self.answers: AnswerCache | None = None
         self.answered = 0  # calls the cache answered (known once run returns)
+        self._installs = 0  # fd installs into guests (placement discounts their preemptions)
 
     def _revoke_fds(self, stale: list[tuple[Process, int]]) -> None:
         """Revoked files the guest holds as host fds: close them in each holding process, by
@@ -358,6 +359,8 @@ class Supervisor:
         d = self.dispatcher
         if d.tracer is None and d.swap is None and not d.profile:
             self.answers = self.kernel.answers = AnswerCache.create()
+            if self.answers is not None:
+                self.answers.installs_unpinned = lambda tid: self.placement.mask_after_pin(tid) is None
             self.listener.answer_with(self.answers)
         try:
             self._reap()  # the initial stops may already be queued
@@ -478,7 +481,8 @@ class Supervisor:
         if signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
             if self._readers:
                 self._serve_readers()
-            self.placement.tick(time.monotonic(), self.tasks.keys())
+            installs = self._installs + (self.answers.installs if self.answers is not None else 0)
+            self.placement.tick(time.monotonic(), self.tasks.keys(), installs)
         while self._signals:
             signo = self._signals.pop(0)
             hook = self.signal_hooks.get(signo)
@@ -651,6 +655,7 @@ class Supervisor:
         task kept on our CPU meanwhile (notify.Listener.addfd says why). Returns the guest's fd."""
         mask = self.placement.mask_after_pin(n.pid)
         pin = (n.pid, mask) if mask is not None else None
+        self._installs += 1
         return self.listener.addfd(n.id, host_fd, cloexec=cloexec, send=send, newfd=newfd, pin=pin)
 
     def _on_parked_ready(self, wfd: int) -> None:

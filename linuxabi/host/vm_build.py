@@ -11,7 +11,8 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   (linuxabi/host/task.py);
 - ``answers_serve``: the notification loop's receive, which answers by itself the calls the
   answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
-  the same file. Everything else comes back to Python as before.
+  the same file, a read-only open of the same image file (reopened and installed). Everything
+  else comes back to Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -40,8 +41,12 @@ void answers_flush(struct answers *a);
 void answers_admit(struct answers *a, int tid, int pidfd);
 void answers_put_path(struct answers *a, int tid, int follow, const char *path, unsigned long len,
                       const char *stat);
-void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat);
+void answers_put_open(struct answers *a, int tid, int flags, const char *path, unsigned long len,
+                      int dirfd, const char *rel, int host_flags);
+void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat,
+                    int live);
 unsigned long long answers_hits(struct answers *a);
+unsigned long long answers_installs(struct answers *a);
 int answers_serve(int listener, char *notif, struct answers *a);
 """
 
@@ -137,14 +142,19 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
 #define ANSWER_TIDS 512
 #define ANSWER_RUN 64 /* answers in a row before Python runs (its signal handlers wait on that) */
 
+enum { ANSWER_LSTAT, ANSWER_STAT, ANSWER_OPEN };
+
 struct answer {
     unsigned gen;
     int tid;     /* a path answer: the thread it holds for (credentials, root); 0: an fd answer */
-    int follow;
+    int kind;    /* a path answer's call: ANSWER_* */
+    int flags;   /* ANSWER_OPEN: the guest's open flags */
     unsigned len;
+    int dirfd, host_flags; /* ANSWER_OPEN: openat(dirfd, stat, host_flags) reopens the file */
+    int live;    /* an fd answer: size, blocks and times come from the host file at each call */
     unsigned long long dev, ino;
     char path[ANSWER_PATH_MAX];
-    char stat[ANSWER_STAT_SIZE];
+    char stat[ANSWER_STAT_SIZE]; /* ANSWER_OPEN: the path to reopen, NUL-terminated */
 };
 
 struct answer_tid {
@@ -155,7 +165,7 @@ struct answer_tid {
 
 struct answers {
     unsigned gen;
-    unsigned long long hits;
+    unsigned long long hits, installs; /* calls answered; of them, opens (an fd installed) */
     struct answer slot[ANSWER_SLOTS];
     struct answer_tid tids[ANSWER_TIDS];
 };
@@ -184,11 +194,29 @@ static unsigned long long mix(unsigned long long h, const void *data, unsigned l
     return h;
 }
 
-static struct answer *path_slot(struct answers *a, int tid, int follow, const char *path, unsigned long len)
+static struct answer *path_slot(struct answers *a, int tid, int kind, int flags, const char *path,
+                                unsigned long len)
 {
     unsigned long long h = mix(14695981039346656037ULL, &tid, sizeof tid);
-    h = mix(h, &follow, sizeof follow);
+    h = mix(h, &kind, sizeof kind);
+    h = mix(h, &flags, sizeof flags);
     return &a->slot[mix(h, path, len) % ANSWER_SLOTS];
+}
+
+static struct answer *path_put(struct answers *a, int tid, int kind, int flags, const char *path,
+                               unsigned long len)
+{
+    struct answer *e;
+    if (len == 0 || len >= ANSWER_PATH_MAX)
+        return NULL;
+    e = path_slot(a, tid, kind, flags, path, len);
+    e->gen = a->gen;
+    e->tid = tid;
+    e->kind = kind;
+    e->flags = flags;
+    e->len = len;
+    memcpy(e->path, path, len);
+    return e;
 }
 
 static struct answer *fd_slot(struct answers *a, unsigned long long dev, unsigned long long ino)
@@ -208,74 +236,163 @@ static void answers_admit(struct answers *a, int tid, int pidfd)
 static void answers_put_path(struct answers *a, int tid, int follow, const char *path, unsigned long len,
                              const char *stat)
 {
-    struct answer *e;
-    if (len == 0 || len >= ANSWER_PATH_MAX)
-        return;
-    e = path_slot(a, tid, follow, path, len);
-    e->gen = a->gen;
-    e->tid = tid;
-    e->follow = follow;
-    e->len = len;
-    memcpy(e->path, path, len);
-    memcpy(e->stat, stat, ANSWER_STAT_SIZE);
+    struct answer *e = path_put(a, tid, follow ? ANSWER_STAT : ANSWER_LSTAT, 0, path, len);
+    if (e)
+        memcpy(e->stat, stat, ANSWER_STAT_SIZE);
 }
 
-static void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat)
+static void answers_put_open(struct answers *a, int tid, int flags, const char *path, unsigned long len,
+                             int dirfd, const char *rel, int host_flags)
+{
+    struct answer *e;
+    if (strlen(rel) >= ANSWER_STAT_SIZE)
+        return;
+    e = path_put(a, tid, ANSWER_OPEN, flags, path, len);
+    if (!e)
+        return;
+    e->dirfd = dirfd;
+    e->host_flags = host_flags;
+    strcpy(e->stat, rel);
+}
+
+static void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat,
+                           int live)
 {
     struct answer *e = fd_slot(a, dev, ino);
     e->gen = a->gen;
     e->tid = 0;
     e->len = 0;
+    e->live = live;
     e->dev = dev;
     e->ino = ino;
     memcpy(e->stat, stat, ANSWER_STAT_SIZE);
 }
 
 static unsigned long long answers_hits(struct answers *a) { return a->hits; }
+static unsigned long long answers_installs(struct answers *a) { return a->installs; }
 
-/* The answer to newfstatat notification n, if the cache holds it: its struct stat, else NULL. */
-static const char *lookup(struct answers *a, const struct seccomp_notif *n)
+/* The guest path argument of notification n (at addr) in path: its length, or -1 when it cannot
+ * be read in one go (unmapped, or longer than a cached path). */
+static long read_path(const struct seccomp_notif *n, unsigned long addr, char *path)
 {
-    const struct answer_tid *t = &a->tids[n->pid % ANSWER_TIDS];
-    unsigned flags = (unsigned)n->data.args[3];
-    unsigned long addr = n->data.args[1], chunk;
-    char path[ANSWER_PATH_MAX];
+    unsigned long chunk = 4096 - addr % 4096;
     const char *nul;
-    struct answer *e;
     long got;
-    int tid = n->pid;
 
-    if (t->gen != a->gen || t->tid != tid)
-        return NULL; /* a thread not admitted since the last flush */
-    if (flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT))
-        return NULL;
-    chunk = 4096 - addr % 4096;
     if (chunk > ANSWER_PATH_MAX)
         chunk = ANSWER_PATH_MAX;
-    got = vm_read(tid, addr, path, chunk);
+    got = vm_read(n->pid, addr, path, chunk);
     if (got <= 0 || !(nul = memchr(path, 0, got)))
-        return NULL;
-    if (nul == path) { /* fstat: the file behind the fd */
-        unsigned long long key[2] = {0, 0};
-        int fd = (int)n->data.args[0];
-        if (!(flags & AT_EMPTY_PATH) || fd < 0 || fd_key(t->pidfd, fd, key) != 0)
-            return NULL;
-        e = fd_slot(a, key[0], key[1]);
-        if (e->gen != a->gen || e->tid != 0 || e->dev != key[0] || e->ino != key[1])
-            return NULL;
-        return e->stat;
-    }
-    if (path[0] != '/')
+        return -1;
+    return nul - path;
+}
+
+static struct answer *path_hit(struct answers *a, int tid, int kind, int flags, const char *path, long len)
+{
+    struct answer *e;
+    if (len <= 0 || path[0] != '/')
         return NULL; /* relative: what it names depends on the fd table, which changes natively */
-    {
-        unsigned long len = nul - path;
-        int follow = !(flags & AT_SYMLINK_NOFOLLOW);
-        e = path_slot(a, tid, follow, path, len);
-        if (e->gen != a->gen || e->tid != tid || e->follow != follow || e->len != len ||
-            memcmp(e->path, path, len) != 0)
+    e = path_slot(a, tid, kind, flags, path, len);
+    if (e->gen != a->gen || e->tid != tid || e->kind != kind || e->flags != flags || e->len != len ||
+        memcmp(e->path, path, len) != 0)
+        return NULL;
+    return e;
+}
+
+static int admitted(struct answers *a, int tid, const struct answer_tid **t)
+{
+    *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
+    return (*t)->gen == a->gen && (*t)->tid == tid; /* else not admitted since the last flush */
+}
+
+/* The struct stat of the file behind fd `fd` of the process `pidfd` names (pidfd_getfd, fstat):
+ * 0, or -errno. */
+static int fd_stat(int pidfd, int fd, struct stat *st)
+{
+    int h = syscall(SYS_pidfd_getfd, pidfd, fd, 0), r, e;
+
+    if (h < 0)
+        return -errno;
+    r = fstat(h, st);
+    e = errno;
+    close(h);
+    return r < 0 ? -e : 0;
+}
+
+/* The struct stat that answers newfstatat notification n, if the cache holds it, else NULL.
+ * out: room for a live answer (a memfd-backed file: its data's figures are the host's). */
+static const char *stat_answer(struct answers *a, const struct seccomp_notif *n, struct stat *out)
+{
+    const struct answer_tid *t;
+    unsigned flags = (unsigned)n->data.args[3];
+    char path[ANSWER_PATH_MAX];
+    struct answer *e;
+    long len;
+
+    if (!admitted(a, n->pid, &t) || flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT))
+        return NULL;
+    if ((len = read_path(n, n->data.args[1], path)) < 0)
+        return NULL;
+    if (len == 0) { /* fstat: the file behind the fd */
+        struct stat host;
+        int fd = (int)n->data.args[0];
+        if (!(flags & AT_EMPTY_PATH) || fd < 0 || fd_stat(t->pidfd, fd, &host) != 0)
             return NULL;
+        e = fd_slot(a, host.st_dev, host.st_ino);
+        if (e->gen != a->gen || e->tid != 0 || e->dev != host.st_dev || e->ino != host.st_ino)
+            return NULL;
+        if (!e->live)
+            return e->stat;
+        /* as MemFile.data_stat: the VFS's metadata, the memfd's size, blocks and times (the
+         * change time the later of the two) */
+        memcpy(out, e->stat, sizeof *out);
+        out->st_size = host.st_size;
+        out->st_blocks = host.st_blocks;
+        out->st_atim = host.st_atim;
+        out->st_mtim = host.st_mtim;
+        if (host.st_ctim.tv_sec > out->st_ctim.tv_sec ||
+            (host.st_ctim.tv_sec == out->st_ctim.tv_sec && host.st_ctim.tv_nsec > out->st_ctim.tv_nsec))
+            out->st_ctim = host.st_ctim;
+        return (const char *)out;
     }
-    return e->stat;
+    e = path_hit(a, n->pid, flags & AT_SYMLINK_NOFOLLOW ? ANSWER_LSTAT : ANSWER_STAT, 0, path, len);
+    return e ? e->stat : NULL;
+}
+
+/* Answer openat notification n from the cache: 1 if answered, 0 if Python must. */
+static int open_answer(int listener, struct answers *a, const struct seccomp_notif *n)
+{
+    const struct answer_tid *t;
+    char path[ANSWER_PATH_MAX];
+    struct seccomp_notif_addfd add;
+    struct answer *e;
+    long len, r;
+    int fd, flags = (int)n->data.args[2];
+
+    if (!admitted(a, n->pid, &t) || (len = read_path(n, n->data.args[1], path)) < 0 ||
+        !(e = path_hit(a, n->pid, ANSWER_OPEN, flags, path, len)))
+        return 0;
+    fd = openat(e->dirfd, e->stat, e->host_flags);
+    if (fd < 0 && errno == EPERM && e->host_flags & O_NOATIME) /* a file not ours (ImageFs.open_rel) */
+        fd = openat(e->dirfd, e->stat, e->host_flags & ~O_NOATIME);
+    if (fd < 0)
+        return 0;
+    memset(&add, 0, sizeof add);
+    add.id = n->id;
+    add.flags = SECCOMP_ADDFD_FLAG_SEND;
+    add.srcfd = fd;
+    add.newfd_flags = flags & O_CLOEXEC;
+    r = addfd_pinned(listener, SECCOMP_IOCTL_NOTIF_ADDFD, (char *)&add, 0, NULL, 0);
+    close(fd);
+    if (r < 0 && r != -ENOENT && r != -EINPROGRESS) { /* EMFILE...: the guest's error */
+        struct seccomp_notif_resp resp;
+        memset(&resp, 0, sizeof resp);
+        resp.id = n->id;
+        resp.error = (int)r;
+        while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
+            ;
+    }
+    return 1;
 }
 
 /* RECV notifications into notif (zeroed first, as the kernel requires) and answer those the
@@ -287,13 +404,21 @@ static int answers_serve(int listener, char *notif, struct answers *a)
     struct seccomp_notif *n = (struct seccomp_notif *)notif;
     struct seccomp_notif_resp resp;
     const char *stat;
+    struct stat live;
     int run;
 
     for (run = 0; run < ANSWER_RUN; run++) {
         memset(n, 0, sizeof *n);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
-        if (n->data.nr != SYS_newfstatat || !(stat = lookup(a, n)))
+        if (n->data.nr == SYS_openat) {
+            if (!open_answer(listener, a, n))
+                return 1;
+            a->hits++;
+            a->installs++;
+            continue;
+        }
+        if (n->data.nr != SYS_newfstatat || !(stat = stat_answer(a, n, &live)))
             return 1;
         if (vm_write(n->pid, n->data.args[2], stat, ANSWER_STAT_SIZE) != ANSWER_STAT_SIZE)
             return 1;
