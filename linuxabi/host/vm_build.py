@@ -161,7 +161,13 @@ struct answer_tid {
     unsigned gen;
     int tid;
     int pidfd;
+    unsigned misses, skip; /* lookups missed in a row; calls not looked up from now on */
 };
+
+/* A thread whose lookups keep missing (a program that stats each file once: ls -l, tar) is not
+ * looked up for a while: a miss costs a read of the path here and another in Python. */
+#define ANSWER_MISSES 8
+#define ANSWER_SKIP 64
 
 struct answers {
     unsigned gen;
@@ -228,6 +234,8 @@ static struct answer *fd_slot(struct answers *a, unsigned long long dev, unsigne
 static void answers_admit(struct answers *a, int tid, int pidfd)
 {
     struct answer_tid *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
+    if (t->tid != tid) /* (its record of misses outlives flushes) */
+        t->misses = t->skip = 0;
     t->gen = a->gen;
     t->tid = tid;
     t->pidfd = pidfd;
@@ -299,10 +307,27 @@ static struct answer *path_hit(struct answers *a, int tid, int kind, int flags, 
     return e;
 }
 
-static int admitted(struct answers *a, int tid, const struct answer_tid **t)
+/* The thread's record if its calls are to be looked up: admitted since the last flush, and
+ * not skipped after a run of misses. */
+static struct answer_tid *admitted(struct answers *a, int tid)
 {
-    *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
-    return (*t)->gen == a->gen && (*t)->tid == tid; /* else not admitted since the last flush */
+    struct answer_tid *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
+    if (t->gen != a->gen || t->tid != tid)
+        return NULL;
+    if (t->skip) {
+        t->skip--;
+        return NULL;
+    }
+    return t;
+}
+
+static void *missed(struct answer_tid *t)
+{
+    if (++t->misses >= ANSWER_MISSES) {
+        t->misses = 0;
+        t->skip = ANSWER_SKIP;
+    }
+    return NULL;
 }
 
 /* The struct stat of the file behind fd `fd` of the process `pidfd` names (pidfd_getfd, fstat):
@@ -323,24 +348,25 @@ static int fd_stat(int pidfd, int fd, struct stat *st)
  * out: room for a live answer (a memfd-backed file: its data's figures are the host's). */
 static const char *stat_answer(struct answers *a, const struct seccomp_notif *n, struct stat *out)
 {
-    const struct answer_tid *t;
+    struct answer_tid *t;
     unsigned flags = (unsigned)n->data.args[3];
     char path[ANSWER_PATH_MAX];
     struct answer *e;
     long len;
 
-    if (!admitted(a, n->pid, &t) || flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT))
+    if (flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) || !(t = admitted(a, n->pid)))
         return NULL;
     if ((len = read_path(n, n->data.args[1], path)) < 0)
-        return NULL;
+        return missed(t);
     if (len == 0) { /* fstat: the file behind the fd */
         struct stat host;
         int fd = (int)n->data.args[0];
         if (!(flags & AT_EMPTY_PATH) || fd < 0 || fd_stat(t->pidfd, fd, &host) != 0)
-            return NULL;
+            return missed(t);
         e = fd_slot(a, host.st_dev, host.st_ino);
         if (e->gen != a->gen || e->tid != 0 || e->dev != host.st_dev || e->ino != host.st_ino)
-            return NULL;
+            return missed(t);
+        t->misses = 0;
         if (!e->live)
             return e->stat;
         /* as MemFile.data_stat: the VFS's metadata, the memfd's size, blocks and times (the
@@ -356,22 +382,29 @@ static const char *stat_answer(struct answers *a, const struct seccomp_notif *n,
         return (const char *)out;
     }
     e = path_hit(a, n->pid, flags & AT_SYMLINK_NOFOLLOW ? ANSWER_LSTAT : ANSWER_STAT, 0, path, len);
-    return e ? e->stat : NULL;
+    if (!e)
+        return missed(t);
+    t->misses = 0;
+    return e->stat;
 }
 
 /* Answer openat notification n from the cache: 1 if answered, 0 if Python must. */
 static int open_answer(int listener, struct answers *a, const struct seccomp_notif *n)
 {
-    const struct answer_tid *t;
+    struct answer_tid *t;
     char path[ANSWER_PATH_MAX];
     struct seccomp_notif_addfd add;
     struct answer *e;
     long len, r;
     int fd, flags = (int)n->data.args[2];
 
-    if (!admitted(a, n->pid, &t) || (len = read_path(n, n->data.args[1], path)) < 0 ||
-        !(e = path_hit(a, n->pid, ANSWER_OPEN, flags, path, len)))
+    if (!(t = admitted(a, n->pid)))
         return 0;
+    if ((len = read_path(n, n->data.args[1], path)) < 0 || !(e = path_hit(a, n->pid, ANSWER_OPEN, flags, path, len))) {
+        missed(t);
+        return 0;
+    }
+    t->misses = 0;
     fd = openat(e->dirfd, e->stat, e->host_flags);
     if (fd < 0 && errno == EPERM && e->host_flags & O_NOATIME) /* a file not ours (ImageFs.open_rel) */
         fd = openat(e->dirfd, e->stat, e->host_flags & ~O_NOATIME);
