@@ -104,9 +104,15 @@ def _cache_path(rules: list[Rule]) -> Path:
     return Path(base) / "linuxabi" / "filters" / f"{digest}.bpf"
 
 
-@functools.cache
 def build_filter(trace_denied: bool = False, features: frozenset[str] = frozenset()) -> bytes:
     """The filter program as raw BPF (struct sock_filter array), ready for seccomp(2)."""
+    # One memo key per program however it is asked for (positionally, by keyword, defaults):
+    # a warm server's spare asks first, its run's launch again.
+    return _build_filter(bool(trace_denied), frozenset(features))
+
+
+@functools.cache
+def _build_filter(trace_denied: bool, features: frozenset[str]) -> bytes:
     rules = filter_rules(trace_denied, features)
     path = _cache_path(rules)
     try:
