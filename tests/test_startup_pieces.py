@@ -97,6 +97,13 @@ def test_kept_filter_is_what_libseccomp_compiles(tmp_path: Path, monkeypatch: py
         seccomp_filter.build_filter.cache_clear()
 
 
+def test_a_program_is_built_once_however_it_is_asked_for() -> None:
+    # (a warm server's spare asks by keyword; a run's launch positionally)
+    first = seccomp_filter.build_filter(trace_denied=True)
+    assert seccomp_filter.build_filter(True, frozenset()) is first
+    assert seccomp_filter.build_filter(1, set()) is first  # type: ignore[arg-type]
+
+
 def test_a_table_change_keeps_its_own_filter(monkeypatch: pytest.MonkeyPatch) -> None:
     rules = seccomp_filter.filter_rules()
     nr, action, cond = rules[0]

@@ -132,6 +132,9 @@ def _build_filter(trace_denied: bool, features: frozenset[str]) -> bytes:
     return prog
 
 
+build_filter.cache_clear = _build_filter.cache_clear  # type: ignore[attr-defined]
+
+
 def pfc() -> str:
     """Human-readable filter (libseccomp's pseudo-code), for debugging."""
     import tempfile
