@@ -31,6 +31,10 @@ _OPEN_VALID = (
 )
 
 
+# A path that does not resolve: its stat's or open's failure may be answered again from the
+# platform's cache, while no name changes (the lookup's remembered failure says so).
+_KEPT_FAILURES = (E.ENOENT, E.ENOTDIR)
+
 # ---- open ---------------------------------------------------------------------------------
 
 
@@ -46,7 +50,15 @@ def _do_open(task: Task, dirfd: int, path_addr: int, flags: int, mode: int, reso
     scoped = resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT)
     base = dir_location(task, dirfd) if scoped else base_for(task, dirfd, path)
     vfs = task.kernel.vfs
-    opened = vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777, resolve)
+    try:
+        opened = vfs.open(task.process.fs, base, path, flags & ~F.O_CLOEXEC, mode & 0o7777, resolve)
+    except OSError as e:
+        answers = task.kernel.answers
+        if answers is not None and e.errno in _KEPT_FAILURES and not resolve and path[:1] == b"/" \
+                and not flags & (F.O_ACCMODE | F.O_CREAT | F.O_TRUNC | F.O_TMPFILE) \
+                and vfs.failure_kept(task.process.fs, path, follow=not flags & F.O_NOFOLLOW) == e.errno:
+            answers.remember_open_error(task, flags, path, e.errno)  # (ls -l: /etc/localtime per file)
+        raise
     if flags & F.O_PATH:
         # O_PATH files cannot be injected: hand over a stand-in that names the same object
         os.close(opened.host_fd)
@@ -206,7 +218,12 @@ def sys_newfstatat(task: Task, a: Args) -> Result:
             fs = task.process.fs
             mem.write(a[2], pack_stat(task.kernel.vfs.stat(fs, fs.cwd, path, follow=follow)))
             return 0
-        s, held = task.kernel.vfs.stat_held(task.process.fs, path, follow=follow)
+        try:
+            s, held = task.kernel.vfs.stat_held(task.process.fs, path, follow=follow)
+        except OSError as e:
+            if e.errno in _KEPT_FAILURES and task.kernel.vfs.failure_kept(task.process.fs, path, follow=follow) == e.errno:
+                answers.remember_stat_error(task, follow, path, e.errno)
+            raise
         packed = pack_stat(s)
         mem.write(a[2], packed)
         if held:

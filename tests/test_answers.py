@@ -51,6 +51,19 @@ def test_every_open_is_audited_at_the_verbose_level(image_copy: Path, tmp_path: 
     assert len(opens) >= 300
 
 
+def test_a_path_that_does_not_resolve_is_answered_until_it_does(image_copy: Path) -> None:
+    # ls -l opens a missing /etc/localtime for each file it shows: failures are answers too.
+    script = ("exec 2>/dev/null; i=0; while [ $i -lt 300 ]; do [ -e /tmp/later ] && exit 8; "
+              "read x < /tmp/later && exit 9; i=$((i+1)); done; "
+              "echo hi > /tmp/later; [ -e /tmp/later ] || exit 10; read x < /tmp/later; [ \"$x\" = hi ] || exit 11")
+    code, box = _run(image_copy, script)
+    assert code == 0
+    sup = box.supervisor
+    assert sup is not None and sup.errors == 0
+    assert sup.dispatcher.counts.get(NEWFSTATAT, 0) < 20  # the shell's 300 stats of /tmp/later
+    assert sup.dispatcher.counts.get(OPENAT, 0) < 20  # and its 300 opens
+
+
 def test_a_change_between_stats_is_seen(image_copy: Path) -> None:
     # The shell's own chmod (an applet run as a child) and its `[ -x ]` (a stat in the shell).
     script = ("for i in 1 2 3; do [ -x /etc/passwd ] && exit 8; done; chmod 755 /etc/passwd; "

@@ -177,6 +177,15 @@ class Vfs:
             return self._stat_magic(magic, m.id)
         return d.inode.stat(m.id)
 
+    def failure_kept(self, ctx: FsContext, path: bytes, *, follow: bool = True) -> int:
+        """The errno a lookup of absolute ``path`` failed with, if that failure is remembered
+        (it holds until the namespace epoch moves, as a found object's lookup does); else 0."""
+        root = ctx.root
+        if path[:1] != b"/" or self._lookups_epoch != EPOCH.value:
+            return 0
+        hit = self._lookups.get((path, follow, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups))
+        return hit if type(hit) is int else 0
+
     def stat_held(self, ctx: FsContext, path: bytes, *, follow: bool = True) -> tuple[StatResult, bool]:
         """stat of absolute ``path``, and whether its answer holds until a call changes the VFS
         (or the caller's credentials, root or capabilities): its lookup is remembered, and the

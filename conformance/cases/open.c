@@ -358,6 +358,21 @@ static void test_repeat(void)
     unlink("ram");
     repeat_open("repeat_ram_after_unlink", "/tmp/conf-open/ram", O_RDONLY);
 
+    /* A path that does not resolve, then does (ls -l opens a missing /etc/localtime per file). */
+    repeat_open("repeat_missing_1", "/tmp/conf-open/later", O_RDONLY | O_CLOEXEC);
+    repeat_open("repeat_missing_2", "/tmp/conf-open/later", O_RDONLY | O_CLOEXEC);
+    repeat_open("repeat_missing_nofollow", "/tmp/conf-open/later", O_RDONLY | O_NOFOLLOW);
+    write_file("later", "now");
+    repeat_open("repeat_missing_after_create", "/tmp/conf-open/later", O_RDONLY | O_CLOEXEC);
+    repeat_open("repeat_missing_nofollow_after_create", "/tmp/conf-open/later", O_RDONLY | O_NOFOLLOW);
+    rename("later", "later2");
+    repeat_open("repeat_missing_after_rename", "/tmp/conf-open/later", O_RDONLY | O_CLOEXEC);
+    symlink("later2", "later");
+    repeat_open("repeat_missing_after_symlink", "/tmp/conf-open/later", O_RDONLY | O_CLOEXEC);
+    repeat_open("repeat_missing_nofollow_symlink", "/tmp/conf-open/later", O_RDONLY | O_NOFOLLOW);
+    unlink("later");
+    unlink("later2");
+
     chmod("/etc/group", 0600);
     IN_CHILD("repeat_creds",
              repeat_open("repeat_creds_root_1", "/etc/group", O_RDONLY);

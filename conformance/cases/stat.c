@@ -376,6 +376,27 @@ static void test_repeat(void)
     rep_fd("repeat_fstat_ram_setuid_2", m);
     close(m);
 
+    /* A path that does not resolve, then does. */
+    char miss[600], misslink[600];
+    snprintf(miss, sizeof miss, "%s/not-yet", cwd);
+    snprintf(misslink, sizeof misslink, "%s/not-yet-link", cwd);
+    rep("repeat_missing_1", miss, 0);
+    rep("repeat_missing_2", miss, 0);
+    rep("repeat_missing_lstat", misslink, AT_SYMLINK_NOFOLLOW);
+    rep("repeat_missing_under_file", "/etc/group/x", 0);
+    rep("repeat_missing_under_file_2", "/etc/group/x", 0);
+    write_file(miss, "abc");
+    rep("repeat_missing_after_create", miss, 0);
+    symlink("not-yet", misslink);
+    rep("repeat_missing_lstat_after_symlink", misslink, AT_SYMLINK_NOFOLLOW);
+    unlink(miss);
+    rep("repeat_missing_after_unlink", miss, 0);
+    rep("repeat_missing_after_unlink_2", miss, 0);
+    mkdir(miss, 0700);
+    rep("repeat_missing_after_mkdir", miss, 0);
+    rmdir(miss);
+    unlink(misslink);
+
     /* A bad buffer for an answer given before. */
     rep("repeat_image_3", "/etc/group", 0);
     CHECK_RET("repeat_stat_null_buffer", sys_stat("/etc/group", NULL));

@@ -6,7 +6,11 @@ the calling thread's credentials or root, or the sandbox's capabilities. The han
 the first such stat and leaves its answer here (``remember_path``; ``remember_fd`` for an
 fstat, keyed by the file); repeats are answered by ``answers_serve`` (vm_build.py) straight
 after RECV: read the path, look it up, write the struct stat, SEND. That is the kernel's round
-trip plus two copies, about half of what the same stat costs through Python.
+trip plus two copies, about half of what the same stat costs through Python. A read-only open
+of a file whose host object stays the same (an image file, a memfd) is reopened and installed
+the same way, and a stat or open of a path that does not resolve gets its errno again (ENOENT,
+ENOTDIR: the VFS remembers the lookup's failure until a name changes; ls -l opens a missing
+/etc/localtime for every file it shows).
 
 What keeps the answers right is that the cache empties (``flush``), which the supervisor does:
 
@@ -106,7 +110,19 @@ class AnswerCache:
         # The C install never pins the thread: only while it runs where a wake-up finds it.
         if self.installs_unpinned(task.host_tid) and self._admit(task):
             dirfd, rel, host_flags = reopen
-            flags &= 0xFFFFFFFF  # as the C side reads the register: a 32-bit int
-            if flags & 0x80000000:
-                flags -= 1 << 32
-            _lib.answers_put_open(self._c, task.host_tid, flags, path, len(path), dirfd, rel, host_flags)
+            _lib.answers_put_open(self._c, task.host_tid, _s32(flags), path, len(path), dirfd, rel, host_flags)
+
+    def remember_stat_error(self, task: "HostTask", follow: bool, path: bytes, errno: int) -> None:
+        if self._admit(task):
+            kind = _lib.ANSWER_STAT if follow else _lib.ANSWER_LSTAT
+            _lib.answers_put_error(self._c, task.host_tid, kind, 0, path, len(path), errno)
+
+    def remember_open_error(self, task: "HostTask", flags: int, path: bytes, errno: int) -> None:
+        if self._admit(task):
+            _lib.answers_put_error(self._c, task.host_tid, _lib.ANSWER_OPEN, _s32(flags), path, len(path), errno)
+
+
+def _s32(flags: int) -> int:
+    """Open flags as the C side reads the register: a 32-bit int."""
+    flags &= 0xFFFFFFFF
+    return flags - (1 << 32) if flags & 0x80000000 else flags

@@ -11,8 +11,9 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   (linuxabi/host/task.py);
 - ``answers_serve``: the notification loop's receive, which answers by itself the calls the
   answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
-  the same file, a read-only open of the same image file (reopened and installed). Everything
-  else comes back to Python as before.
+  the same file, a read-only open of the same image file (reopened and installed), and the
+  same stat or open of a path that does not resolve (its errno). Everything else comes back to
+  Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -43,6 +44,11 @@ void answers_put_path(struct answers *a, int tid, int follow, const char *path, 
                       const char *stat);
 void answers_put_open(struct answers *a, int tid, int flags, const char *path, unsigned long len,
                       int dirfd, const char *rel, int host_flags);
+void answers_put_error(struct answers *a, int tid, int kind, int flags, const char *path, unsigned long len,
+                       int error);
+#define ANSWER_LSTAT 0
+#define ANSWER_STAT 1
+#define ANSWER_OPEN 2
 void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat,
                     int live);
 unsigned long long answers_hits(struct answers *a);
@@ -142,13 +148,16 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
 #define ANSWER_TIDS 512
 #define ANSWER_RUN 64 /* answers in a row before Python runs (its signal handlers wait on that) */
 
-enum { ANSWER_LSTAT, ANSWER_STAT, ANSWER_OPEN };
+#define ANSWER_LSTAT 0 /* a path answer's call */
+#define ANSWER_STAT 1
+#define ANSWER_OPEN 2
 
 struct answer {
     unsigned gen;
     int tid;     /* a path answer: the thread it holds for (credentials, root); 0: an fd answer */
     int kind;    /* a path answer's call: ANSWER_* */
     int flags;   /* ANSWER_OPEN: the guest's open flags */
+    int error;   /* a path answer that is an errno (the path does not resolve) */
     unsigned len;
     int dirfd, host_flags; /* ANSWER_OPEN: openat(dirfd, stat, host_flags) reopens the file */
     int live;    /* an fd answer: size, blocks and times come from the host file at each call */
@@ -161,11 +170,13 @@ struct answer_tid {
     unsigned gen;
     int tid;
     int pidfd;
-    unsigned misses, skip; /* lookups missed in a row; calls not looked up from now on */
+    /* per call (0 stat, 1 open): lookups missed in a row; calls not looked up from now on */
+    unsigned misses[2], skip[2];
 };
 
-/* A thread whose lookups keep missing (a program that stats each file once: ls -l, tar) is not
- * looked up for a while: a miss costs a read of the path here and another in Python. */
+/* A thread whose lookups of one call keep missing (a program that stats each file once: ls -l,
+ * tar) does not have them looked up for a while: a miss costs a read of the path here and
+ * another in Python. (Per call: ls -l stats each file once, and opens /etc/localtime for each.) */
 #define ANSWER_MISSES 8
 #define ANSWER_SKIP 64
 
@@ -220,6 +231,7 @@ static struct answer *path_put(struct answers *a, int tid, int kind, int flags, 
     e->tid = tid;
     e->kind = kind;
     e->flags = flags;
+    e->error = 0;
     e->len = len;
     memcpy(e->path, path, len);
     return e;
@@ -234,8 +246,10 @@ static struct answer *fd_slot(struct answers *a, unsigned long long dev, unsigne
 static void answers_admit(struct answers *a, int tid, int pidfd)
 {
     struct answer_tid *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
-    if (t->tid != tid) /* (its record of misses outlives flushes) */
-        t->misses = t->skip = 0;
+    if (t->tid != tid) { /* (its record of misses outlives flushes) */
+        memset(t->misses, 0, sizeof t->misses);
+        memset(t->skip, 0, sizeof t->skip);
+    }
     t->gen = a->gen;
     t->tid = tid;
     t->pidfd = pidfd;
@@ -247,6 +261,14 @@ static void answers_put_path(struct answers *a, int tid, int follow, const char 
     struct answer *e = path_put(a, tid, follow ? ANSWER_STAT : ANSWER_LSTAT, 0, path, len);
     if (e)
         memcpy(e->stat, stat, ANSWER_STAT_SIZE);
+}
+
+static void answers_put_error(struct answers *a, int tid, int kind, int flags, const char *path, unsigned long len,
+                              int error)
+{
+    struct answer *e = path_put(a, tid, kind, flags, path, len);
+    if (e)
+        e->error = error;
 }
 
 static void answers_put_open(struct answers *a, int tid, int flags, const char *path, unsigned long len,
@@ -307,25 +329,25 @@ static struct answer *path_hit(struct answers *a, int tid, int kind, int flags, 
     return e;
 }
 
-/* The thread's record if its calls are to be looked up: admitted since the last flush, and
- * not skipped after a run of misses. */
-static struct answer_tid *admitted(struct answers *a, int tid)
+/* The thread's record if its calls of kind `call` (0 stat, 1 open) are to be looked up:
+ * admitted since the last flush, and not skipped after a run of misses. */
+static struct answer_tid *admitted(struct answers *a, int tid, int call)
 {
     struct answer_tid *t = &a->tids[(unsigned)tid % ANSWER_TIDS];
     if (t->gen != a->gen || t->tid != tid)
         return NULL;
-    if (t->skip) {
-        t->skip--;
+    if (t->skip[call]) {
+        t->skip[call]--;
         return NULL;
     }
     return t;
 }
 
-static void *missed(struct answer_tid *t)
+static void *missed(struct answer_tid *t, int call)
 {
-    if (++t->misses >= ANSWER_MISSES) {
-        t->misses = 0;
-        t->skip = ANSWER_SKIP;
+    if (++t->misses[call] >= ANSWER_MISSES) {
+        t->misses[call] = 0;
+        t->skip[call] = ANSWER_SKIP;
     }
     return NULL;
 }
@@ -344,9 +366,20 @@ static int fd_stat(int pidfd, int fd, struct stat *st)
     return r < 0 ? -e : 0;
 }
 
-/* The struct stat that answers newfstatat notification n, if the cache holds it, else NULL.
- * out: room for a live answer (a memfd-backed file: its data's figures are the host's). */
-static const char *stat_answer(struct answers *a, const struct seccomp_notif *n, struct stat *out)
+static void reply(int listener, unsigned long long id, int error)
+{
+    struct seccomp_notif_resp resp;
+    memset(&resp, 0, sizeof resp);
+    resp.id = id;
+    resp.error = error;
+    while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
+        ; /* ENOENT: the thread is gone (killed meanwhile); nobody to answer */
+}
+
+/* The struct stat that answers newfstatat notification n, if the cache holds it, else NULL;
+ * *error: the answer when it is an errno (then NULL too). out: room for a live answer (a
+ * memfd-backed file: its data's figures are the host's). */
+static const char *stat_answer(struct answers *a, const struct seccomp_notif *n, struct stat *out, int *error)
 {
     struct answer_tid *t;
     unsigned flags = (unsigned)n->data.args[3];
@@ -354,19 +387,19 @@ static const char *stat_answer(struct answers *a, const struct seccomp_notif *n,
     struct answer *e;
     long len;
 
-    if (flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) || !(t = admitted(a, n->pid)))
+    if (flags & ~(unsigned)(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) || !(t = admitted(a, n->pid, 0)))
         return NULL;
     if ((len = read_path(n, n->data.args[1], path)) < 0)
-        return missed(t);
+        return missed(t, 0);
     if (len == 0) { /* fstat: the file behind the fd */
         struct stat host;
         int fd = (int)n->data.args[0];
         if (!(flags & AT_EMPTY_PATH) || fd < 0 || fd_stat(t->pidfd, fd, &host) != 0)
-            return missed(t);
+            return missed(t, 0);
         e = fd_slot(a, host.st_dev, host.st_ino);
         if (e->gen != a->gen || e->tid != 0 || e->dev != host.st_dev || e->ino != host.st_ino)
-            return missed(t);
-        t->misses = 0;
+            return missed(t, 0);
+        t->misses[0] = 0;
         if (!e->live)
             return e->stat;
         /* as MemFile.data_stat: the VFS's metadata, the memfd's size, blocks and times (the
@@ -383,12 +416,14 @@ static const char *stat_answer(struct answers *a, const struct seccomp_notif *n,
     }
     e = path_hit(a, n->pid, flags & AT_SYMLINK_NOFOLLOW ? ANSWER_LSTAT : ANSWER_STAT, 0, path, len);
     if (!e)
-        return missed(t);
-    t->misses = 0;
-    return e->stat;
+        return missed(t, 0);
+    t->misses[0] = 0;
+    *error = e->error;
+    return e->error ? NULL : e->stat;
 }
 
-/* Answer openat notification n from the cache: 1 if answered, 0 if Python must. */
+/* Answer openat notification n from the cache: 1 if answered with an fd, 2 with an errno, 0 if
+ * Python must. */
 static int open_answer(int listener, struct answers *a, const struct seccomp_notif *n)
 {
     struct answer_tid *t;
@@ -398,13 +433,17 @@ static int open_answer(int listener, struct answers *a, const struct seccomp_not
     long len, r;
     int fd, flags = (int)n->data.args[2];
 
-    if (!(t = admitted(a, n->pid)))
+    if (!(t = admitted(a, n->pid, 1)))
         return 0;
     if ((len = read_path(n, n->data.args[1], path)) < 0 || !(e = path_hit(a, n->pid, ANSWER_OPEN, flags, path, len))) {
-        missed(t);
+        missed(t, 1);
         return 0;
     }
-    t->misses = 0;
+    t->misses[1] = 0;
+    if (e->error) {
+        reply(listener, n->id, -e->error);
+        return 2;
+    }
     fd = openat(e->dirfd, e->stat, e->host_flags);
     if (fd < 0 && errno == EPERM && e->host_flags & O_NOATIME) /* a file not ours (ImageFs.open_rel) */
         fd = openat(e->dirfd, e->stat, e->host_flags & ~O_NOATIME);
@@ -417,14 +456,8 @@ static int open_answer(int listener, struct answers *a, const struct seccomp_not
     add.newfd_flags = flags & O_CLOEXEC;
     r = addfd_pinned(listener, SECCOMP_IOCTL_NOTIF_ADDFD, (char *)&add, 0, NULL, 0);
     close(fd);
-    if (r < 0 && r != -ENOENT && r != -EINPROGRESS) { /* EMFILE...: the guest's error */
-        struct seccomp_notif_resp resp;
-        memset(&resp, 0, sizeof resp);
-        resp.id = n->id;
-        resp.error = (int)r;
-        while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
-            ;
-    }
+    if (r < 0 && r != -ENOENT && r != -EINPROGRESS) /* EMFILE...: the guest's error */
+        reply(listener, n->id, (int)r);
     return 1;
 }
 
@@ -435,30 +468,30 @@ static int open_answer(int listener, struct answers *a, const struct seccomp_not
 static int answers_serve(int listener, char *notif, struct answers *a)
 {
     struct seccomp_notif *n = (struct seccomp_notif *)notif;
-    struct seccomp_notif_resp resp;
     const char *stat;
     struct stat live;
-    int run;
+    int run, error, opened;
 
     for (run = 0; run < ANSWER_RUN; run++) {
         memset(n, 0, sizeof *n);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
         if (n->data.nr == SYS_openat) {
-            if (!open_answer(listener, a, n))
+            if (!(opened = open_answer(listener, a, n)))
                 return 1;
             a->hits++;
-            a->installs++;
+            a->installs += opened == 1;
             continue;
         }
-        if (n->data.nr != SYS_newfstatat || !(stat = stat_answer(a, n, &live)))
+        if (n->data.nr != SYS_newfstatat)
             return 1;
-        if (vm_write(n->pid, n->data.args[2], stat, ANSWER_STAT_SIZE) != ANSWER_STAT_SIZE)
+        error = 0;
+        stat = stat_answer(a, n, &live, &error);
+        if (!stat && !error)
             return 1;
-        memset(&resp, 0, sizeof resp);
-        resp.id = n->id;
-        while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
-            ; /* ENOENT: the thread is gone (killed meanwhile); nobody to answer */
+        if (stat && vm_write(n->pid, n->data.args[2], stat, ANSWER_STAT_SIZE) != ANSWER_STAT_SIZE)
+            return 1;
+        reply(listener, n->id, -error);
         a->hits++;
     }
     memset(n, 0, sizeof *n);
