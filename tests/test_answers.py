@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from linuxabi.api import Sandbox, SandboxConfig
+from linuxabi.host.supervisor import Supervisor
 from syscalls.dispatch import Dispatcher
 from syscalls.table import BY_NAME
 
@@ -23,28 +24,30 @@ def _run(image: Path, script: str, dispatcher: Dispatcher | None = None, **confi
     return box.run(["sh", "-c", script]), box
 
 
+def _served(image: Path, script: str, dispatcher: Dispatcher | None = None) -> Supervisor:
+    """The translator of a run of ``script``, which exited 0 and met no bug of its own."""
+    code, box = _run(image, script, dispatcher)
+    assert code == 0
+    assert box.supervisor is not None and box.supervisor.errors == 0
+    return box.supervisor
+
+
 def test_repeated_stats_are_answered_without_python(image_copy: Path) -> None:
     # busybox sh's `[ -e ]` is a builtin: 300 stats of one path from one thread.
-    code, box = _run(image_copy, "for i in $(seq 300); do [ -e /etc/passwd ] || exit 9; done")
-    assert code == 0
-    sup = box.supervisor
-    assert sup is not None and sup.errors == 0
+    sup = _served(image_copy, "for i in $(seq 300); do [ -e /etc/passwd ] || exit 9; done")
     assert sup.answered >= 290
     assert sup.dispatcher.counts.get(NEWFSTATAT, 0) < 10  # the handler saw the first few only
 
 
 def test_repeated_opens_are_answered_without_python(image_copy: Path) -> None:
-    code, box = _run(image_copy, OPENS + "; echo $x > /tmp/first; cat /tmp/first")
-    assert code == 0
-    sup = box.supervisor
-    assert sup is not None and sup.errors == 0
+    sup = _served(image_copy, OPENS + "; echo $x > /tmp/first; cat /tmp/first")
     assert sup.answered >= 290
     assert sup.dispatcher.counts.get(OPENAT, 0) < 20
 
 
 def test_every_open_is_audited_at_the_verbose_level(image_copy: Path, tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
-    code, box = _run(image_copy, OPENS, audit=str(log), audit_level="verbose")
+    code, _box = _run(image_copy, OPENS, audit=str(log), audit_level="verbose")
     assert code == 0
     opens = [line for line in log.read_text().splitlines()
              if '"event":"open"' in line and '"/etc/passwd"' in line]
@@ -56,10 +59,7 @@ def test_a_path_that_does_not_resolve_is_answered_until_it_does(image_copy: Path
     script = ("exec 2>/dev/null; i=0; while [ $i -lt 300 ]; do [ -e /tmp/later ] && exit 8; "
               "read x < /tmp/later && exit 9; i=$((i+1)); done; "
               "echo hi > /tmp/later; [ -e /tmp/later ] || exit 10; read x < /tmp/later; [ \"$x\" = hi ] || exit 11")
-    code, box = _run(image_copy, script)
-    assert code == 0
-    sup = box.supervisor
-    assert sup is not None and sup.errors == 0
+    sup = _served(image_copy, script)
     assert sup.dispatcher.counts.get(NEWFSTATAT, 0) < 20  # the shell's 300 stats of /tmp/later
     assert sup.dispatcher.counts.get(OPENAT, 0) < 20  # and its 300 opens
 
@@ -69,9 +69,7 @@ def test_a_change_between_stats_is_seen(image_copy: Path) -> None:
     script = ("for i in 1 2 3; do [ -x /etc/passwd ] && exit 8; done; chmod 755 /etc/passwd; "
               "[ -x /etc/passwd ] || exit 9; chmod 644 /etc/passwd; [ -x /etc/passwd ] && exit 10; "
               "mv /etc/group /etc/passwd; [ -e /etc/group ] && exit 11; exit 0")
-    code, box = _run(image_copy, script)
-    assert code == 0
-    assert box.supervisor is not None and box.supervisor.answered > 0
+    assert _served(image_copy, script).answered > 0
 
 
 def test_stat_failure_of_a_cached_path_after_unlink(image_copy: Path) -> None:
@@ -90,10 +88,8 @@ class _Seeing(Dispatcher):
 
 
 def test_a_tracer_sees_every_call(image_copy: Path) -> None:
-    code, box = _run(image_copy, "for i in $(seq 50); do [ -e /etc/passwd ]; done", dispatcher=_Seeing())
-    assert code == 0
-    sup = box.supervisor
-    assert sup is not None and sup.answered == 0
+    sup = _served(image_copy, "for i in $(seq 50); do [ -e /etc/passwd ]; done", dispatcher=_Seeing())
+    assert sup.answered == 0
     assert sup.dispatcher.counts.get(NEWFSTATAT, 0) >= 50
 
 
