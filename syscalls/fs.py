@@ -214,19 +214,16 @@ def sys_newfstatat(task: Task, a: Args) -> Result:
     answers = task.kernel.answers
     if path[:1] == b"/":  # the hot path (a program's stat of an absolute path), inline
         follow = not flags & F.AT_SYMLINK_NOFOLLOW
-        if answers is None:
-            fs = task.process.fs
-            mem.write(a[2], pack_stat(task.kernel.vfs.stat(fs, fs.cwd, path, follow=follow)))
-            return 0
+        vfs, fs = task.kernel.vfs, task.process.fs
         try:
-            s, held = task.kernel.vfs.stat_held(task.process.fs, path, follow=follow)
+            s, held = vfs.stat_held(fs, path, follow=follow)
         except OSError as e:
-            if e.errno in _KEPT_FAILURES and task.kernel.vfs.failure_kept(task.process.fs, path, follow=follow) == e.errno:
+            if answers is not None and e.errno in _KEPT_FAILURES and vfs.failure_kept(fs, path, follow=follow) == e.errno:
                 answers.remember_stat_error(task, follow, path, e.errno)
             raise
         packed = pack_stat(s)
         mem.write(a[2], packed)
-        if held:
+        if held and answers is not None:
             answers.remember_path(task, follow, path, packed)
         return 0
     if not path and flags & F.AT_EMPTY_PATH and answers is not None and s32(a[0]) >= 0:

@@ -183,6 +183,7 @@ class Vfs:
         root = ctx.root
         if path[:1] != b"/" or self._lookups_epoch != EPOCH.value:
             return 0
+        # (_resolve's key for an absolute path, built inline there: it is the hot path)
         hit = self._lookups.get((path, follow, root.mount, root.dentry, ctx.uid, ctx.gid, ctx.groups))
         return hit if type(hit) is int else 0
 
