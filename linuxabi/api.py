@@ -220,7 +220,7 @@ class Sandbox:
 
     def _attach_uplink(self, uplink: "Uplink", sup: Supervisor) -> None:
         """Join the uplink to the sandbox's network namespace (after launch: it exists now)."""
-        uplink.start()
+        uplink.start(sup.placement.helper_cpus())
         try:
             uplink.attach(self.kernel.net)
         except OSError as e:

@@ -149,17 +149,21 @@ class HostLink:
         return until is None or until()
 
     # -- running in a thread
-    def start(self) -> threading.Thread:
+    def start(self, cpus: frozenset[int] | None = None) -> threading.Thread:
+        """Run the loop in a thread of its own; ``cpus``: the CPUs it may run on (by default
+        the caller's)."""
         if self._thread is not None:
             raise RuntimeError("already running")
         self._stopping = False
-        self._thread = threading.Thread(target=self._thread_main, name=f"hostlink-{self.stack.name}",
+        self._thread = threading.Thread(target=self._thread_main, args=(cpus,), name=f"hostlink-{self.stack.name}",
                                         daemon=True)
         self._thread.start()
         return self._thread
 
-    def _thread_main(self) -> None:
+    def _thread_main(self, cpus: frozenset[int] | None) -> None:
         try:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
             self.run()
         except BaseException as e:               # kept for callers: call() re-raises it
             self.error = e

@@ -211,8 +211,9 @@ class Uplink:
         self.counters = {"outbound": 0, "outbound_failed": 0, "inbound": 0, "inbound_refused": 0}
 
     # ---- life cycle (the embedder's thread) ------------------------------------------------
-    def start(self) -> None:
-        self.link.start()
+    def start(self, cpus: frozenset[int] | None = None) -> None:
+        """Run the link's loop; ``cpus``: where its thread may run (by default the caller's CPUs)."""
+        self.link.start(cpus)
 
     def pause(self) -> None:
         """Stop the loop's thread (while the embedder forks); `start` resumes it."""

@@ -12,6 +12,7 @@ addresses inside the namespace created here.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import shutil
@@ -382,6 +383,50 @@ def test_revoking_connect_shuts_uplink_connections(net: Net) -> None:
     finally:
         guest.kill()
         guest.wait(10)
+
+
+def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> None:
+    """While the sandbox is compact (its guests and the trap loop on one CPU), the uplink's
+    thread runs on the translator's other CPUs: there each guest it wakes does not preempt it."""
+    cpus = frozenset(os.sched_getaffinity(0))
+    marker = "30.4417"
+    guest = net.start_linuxabi(f"tap:{net.tap},ip={STATIC}/24", f"sleep {marker}")
+    try:
+        sleeper = _wait_for(lambda: _pids_with(f"sleep\x00{marker}".encode()), 30)
+        assert sleeper, "the guest did not start"
+        threads = {int(t): frozenset(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{guest.pid}/task")}
+        assert len(threads) >= 2, threads
+        if len(cpus) < 2:                        # nothing to place
+            assert set(threads.values()) == {cpus}
+            return
+        home = frozenset(os.sched_getaffinity(sleeper[0]))
+        assert len(home) == 1 and threads[guest.pid] == home, (home, threads)
+        assert cpus - home in threads.values(), (home, threads)   # the uplink's loop
+    finally:
+        guest.kill()
+        guest.wait(10)
+
+
+def _pids_with(marker: bytes) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def _wait_for(what, seconds: float):  # noqa: ANN001, ANN202 - a predicate returning a value or None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if value := what():
+            return value
+        time.sleep(0.05)
+    return what()
 
 
 def test_bad_net_values_are_one_line() -> None:

@@ -2,7 +2,8 @@
 (``linuxabi run --image nginx -p``), with wrk, keep-alive and with ``Connection: close``.
 
     .venv/bin/python tools/nginx_rps.py [--seconds 5] [--connections 10] [--path /index.html]
-                                        [--only native|translated] [--via loopback|tap [--net-opts ,offload=off]]
+                                        [--only native|translated] [--mode keep-alive|close]
+                                        [--via loopback|tap [--net-opts ,offload=off]]
 
 The servers are tests/test_nginx.py's (the same image, script and config); each is started,
 measured and stopped (SIGTERM, then SIGKILL, to the process group of the launcher it started)
@@ -51,6 +52,8 @@ def measure(kind: str, args: argparse.Namespace, tapnet: Any = None) -> dict[str
         print(f"{kind}: nginx on {at} (ready after {server.start_seconds:.2f}s)", flush=True)
         out: dict[str, float] = {}
         for mode, close in MODES:
+            if args.mode and mode != args.mode:
+                continue
             w = run_wrk(server.url(args.path), connections=args.connections, seconds=args.seconds, close=close)
             out[mode] = w["rps"]
             note = "" if not (w["socket_errors"] or w["non_2xx"]) else \
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=10, help="wrk -c (default 10; one thread)")
     p.add_argument("--path", default="/index.html", help="URL path (default /index.html, 1 KiB; /big.bin is 10 MiB)")
     p.add_argument("--only", choices=("native", "translated"), help="measure one side only")
+    p.add_argument("--mode", choices=[m for m, _ in MODES], help="measure one mode only")
     p.add_argument("--via", choices=("loopback", "tap"), default="loopback",
                    help="loopback: host 127.0.0.1 and -p (default); tap: namespaces, veth vs --net tap")
     p.add_argument("--net-opts", default="", help="appended to --net tap:TAP,ip=... with --via tap (e.g. ,offload=off)")
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     native, translated = results.get("native"), results.get("translated")
     if native and translated:
         print("translated/native:")
-        for mode, _ in MODES:
+        for mode in native.keys() & translated.keys():
             ratio = translated[mode] / native[mode] if native[mode] else float("nan")
             print(f"  {mode:<10} {ratio:>8.3f}")
     return 0 if all(results.values()) else 1

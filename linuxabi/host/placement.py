@@ -185,6 +185,13 @@ class Placement:
     def compact(self) -> bool:
         return self.policy.compact
 
+    def helper_cpus(self) -> frozenset[int]:
+        """Where a translator thread with work of its own (the uplink's stack) runs: the
+        translator's CPUs but the sandbox's home, where there are others. On the home CPU it
+        was preempted by each guest it woke (nginx, for every request it passed on) and
+        waited for the loop thread's turns; there it served half the requests per second."""
+        return self.translator_cpus - {self.home} or self.translator_cpus
+
     def wanted(self, tid: int) -> frozenset[int]:
         return self._wanted.get(tid, self.cpus)
 
