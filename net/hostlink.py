@@ -155,6 +155,9 @@ class HostLink:
         if self._thread is not None:
             raise RuntimeError("already running")
         self._stopping = False
+        start_writer = getattr(self.backend, "start_writer", None)
+        if start_writer is not None:           # the TAP's writes leave the loop (tap_writer.py); the
+            start_writer()                     # writer runs on the caller's CPUs, the loop on `cpus`
         self._thread = threading.Thread(target=self._thread_main, args=(cpus,), name=f"hostlink-{self.stack.name}",
                                         daemon=True)
         self._thread.start()
@@ -178,6 +181,9 @@ class HostLink:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        stop_writer = getattr(self.backend, "stop_writer", None)
+        if stop_writer is not None:            # no thread of ours runs once stopped
+            stop_writer()
 
     def _wake(self) -> None:
         os.eventfd_write(self._wake_fd, 1)

@@ -14,6 +14,8 @@ import os
 import struct
 from collections import Counter
 
+from . import tap_writer
+from .tap_writer import TapWriter
 from .virtio.net_hdr import HDR_LEN, VirtioNetHdr
 
 TUNSETIFF = 0x400454CA
@@ -64,10 +66,39 @@ class TapBackend:
             fd, name = open_tap(name)
         self.fd, self.name = fd, name
         self.offload = 0
-        self.stats: Counter[str] = Counter()
+        self._stats: Counter[str] = Counter()
+        self._writer: TapWriter | None = None
 
     def fileno(self) -> int:
         return self.fd
+
+    @property
+    def stats(self) -> Counter[str]:
+        """Frames and bytes each way, and what went wrong (the writer thread's too)."""
+        if self._writer is None:
+            return self._stats
+        return self._stats + self._writer.counters()
+
+    def start_writer(self) -> bool:
+        """Hand the writes to a writer thread (tap_writer.py), if it is built; True if so.
+        An event loop in a thread of its own starts it and `stop_writer`s it when it stops."""
+        if self._writer is None and tap_writer.available() and self.fd >= 0:
+            self._writer = tap_writer.TapWriter(self.fd)
+        return self._writer is not None
+
+    @property
+    def writer_running(self) -> bool:
+        return self._writer is not None
+
+    def stop_writer(self) -> None:
+        """Write what is queued and stop the thread (its counters are kept)."""
+        w, self._writer = self._writer, None
+        if w is not None:
+            done, last = w.close()
+            if done["tx_errors"]:
+                self._stats[f"tx_error_{errno.errorcode.get(last, last)}"] += done["tx_errors"]
+            self._stats["tx_frames"] += done["tx_frames"]
+            self._stats["tx_bytes"] += done["tx_bytes"]
 
     def set_offload(self, *, csum: bool, tso4: bool) -> int:
         """Let the kernel send us partial checksums (csum) and TCPv4 GSO frames (tso4), as far
@@ -76,22 +107,25 @@ class TapBackend:
         try:
             fcntl.ioctl(self.fd, TUNSETOFFLOAD, flags)
         except OSError:                          # not a TAP (a socketpair in tests): no offloads
-            self.stats["offload_refused"] += 1
+            self._stats["offload_refused"] += 1
             flags = 0
         self.offload = flags
         return flags
 
     def send_frame(self, hdr: VirtioNetHdr, frame: bytes) -> None:
+        if self._writer is not None:
+            self._writer.send(hdr.pack_with(0), frame if type(frame) is bytes else bytes(frame))
+            return
         try:
             os.writev(self.fd, (hdr.pack_with(0), frame))
         except BlockingIOError:
-            self.stats["tx_full"] += 1
+            self._stats["tx_full"] += 1
             return
         except OSError as e:                     # EIO: link down; EINVAL: a header it refused
-            self.stats[f"tx_error_{errno.errorcode.get(e.errno or 0, e.errno)}"] += 1
+            self._stats[f"tx_error_{errno.errorcode.get(e.errno or 0, e.errno)}"] += 1
             return
-        self.stats["tx_frames"] += 1
-        self.stats["tx_bytes"] += len(frame)
+        self._stats["tx_frames"] += 1
+        self._stats["tx_bytes"] += len(frame)
 
     def recv_frame(self) -> tuple[VirtioNetHdr, bytes] | None:
         while True:
@@ -100,18 +134,19 @@ class TapBackend:
             except BlockingIOError:
                 return None
             except OSError as e:
-                self.stats[f"rx_error_{errno.errorcode.get(e.errno or 0, e.errno)}"] += 1
+                self._stats[f"rx_error_{errno.errorcode.get(e.errno or 0, e.errno)}"] += 1
                 return None
             if len(buf) >= HDR_LEN + 14:
                 break
-            self.stats["rx_runt"] += 1
+            self._stats["rx_runt"] += 1
             if not buf:
                 return None
-        self.stats["rx_frames"] += 1
-        self.stats["rx_bytes"] += len(buf) - HDR_LEN
+        self._stats["rx_frames"] += 1
+        self._stats["rx_bytes"] += len(buf) - HDR_LEN
         return VirtioNetHdr.unpack_with(buf, 1), buf[HDR_LEN:]
 
     def close(self) -> None:
+        self.stop_writer()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

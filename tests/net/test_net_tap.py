@@ -232,6 +232,8 @@ def test_stats_account_for_every_frame(tapnet: Env) -> None:
     assert p["rx_packets"] == p["rx_accepted"] + sum(st["drops"].values())
     assert p["rx_packets"] > 100 and p["tx_bytes"] > 1 << 20
     assert st["backend"]["rx_frames"] == st["device"]["rx_frames"]
+    assert tapnet.link.backend.writer_running   # a link in its own thread writes through the writer thread
+    assert st["backend"]["tx_frames"] > 100     # (its counters are the backend's)
     text = render(st)
     assert "traffic" in text and "dhcp BOUND" in text and tapnet.addr in text
 
