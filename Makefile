@@ -19,7 +19,7 @@ test: setup
 setup: $(VENV)/.installed
 	$(BIN)/python -m compileall -q linuxabi syscalls vfs net caps bench >/dev/null
 	$(BIN)/python -m linuxabi.host.vm_build
-	$(BIN)/python -m net.tap_writer_build
+	$(BIN)/python -m net.tapio_build
 	$(BIN)/python -m linuxabi.client_build
 
 $(VENV)/.installed: pyproject.toml | system-packages

@@ -16,6 +16,9 @@ from collections import Counter
 
 from . import tap_writer
 from .tap_writer import TapWriter
+from .virtio import engine
+from .virtio.engine import DeviceEngine
+from .virtio.ring import SplitLayout
 from .virtio.net_hdr import HDR_LEN, VirtioNetHdr
 
 TUNSETIFF = 0x400454CA
@@ -68,23 +71,48 @@ class TapBackend:
         self.offload = 0
         self._stats: Counter[str] = Counter()
         self._writer: TapWriter | None = None
+        self._engine: DeviceEngine | None = None   # the device's data path in C, when it took it
 
     def fileno(self) -> int:
         return self.fd
 
     @property
     def stats(self) -> Counter[str]:
-        """Frames and bytes each way, and what went wrong (the writer thread's too)."""
-        if self._writer is None:
-            return self._stats
-        return self._stats + self._writer.counters()
+        """Frames and bytes each way, and what went wrong (the writer thread's and the
+        device engine's I/O too)."""
+        st = self._stats
+        if self._writer is not None:
+            st = st + self._writer.counters()
+        if self._engine is not None:
+            st = st + self._engine.counters()[1]
+        return st
+
+    def device_engine(self, mem: memoryview, negotiated: int, rx: SplitLayout, tx: SplitLayout) -> DeviceEngine | None:
+        """For the virtio-net device on this TAP (device.py): its data path in C, reading and
+        writing this fd (through the writer thread while it runs), or None where the module is
+        not built (the device then calls recv_frame and send_frame)."""
+        if not engine.available() or self.fd < 0:
+            return None
+        if self._engine is not None:            # (a device reset: the old one's counts stay)
+            self._stats += self._engine.counters()[1]
+            self._engine.close()
+        self._engine = DeviceEngine(mem, self.fd, negotiated, rx, tx)
+        self._engine.set_writer(self._writer.cdata if self._writer is not None else None)
+        return self._engine
 
     def start_writer(self) -> bool:
         """Hand the writes to a writer thread (tap_writer.py), if it is built; True if so.
         An event loop in a thread of its own starts it and `stop_writer`s it when it stops."""
         if self._writer is None and tap_writer.available() and self.fd >= 0:
             self._writer = tap_writer.TapWriter(self.fd)
+            if self._engine is not None:
+                self._engine.set_writer(self._writer.cdata)
         return self._writer is not None
+
+    @property
+    def engine_running(self) -> bool:
+        """Whether the device on this TAP moves its frames in C (device_engine)."""
+        return self._engine is not None and self._engine.running
 
     @property
     def writer_running(self) -> bool:
@@ -94,6 +122,8 @@ class TapBackend:
         """Write what is queued and stop the thread (its counters are kept)."""
         w, self._writer = self._writer, None
         if w is not None:
+            if self._engine is not None:
+                self._engine.set_writer(None)
             done, last = w.close()
             if done["tx_errors"]:
                 self._stats[f"tx_error_{errno.errorcode.get(last, last)}"] += done["tx_errors"]
@@ -147,6 +177,10 @@ class TapBackend:
 
     def close(self) -> None:
         self.stop_writer()
+        if self._engine is not None:          # (the device's: it must not read a closed fd)
+            self._stats += self._engine.counters()[1]
+            self._engine.close()
+            self._engine = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -1,4 +1,4 @@
-/* The TAP's writer thread (net/tap_writer.py): frames the stack sends are copied into a
+/* The TAP's writer thread (net/tap_writer.py; built into net._tapio by net/tapio_build.py): frames the stack sends are copied into a
  * single-producer single-consumer byte ring and written to the TAP by a native thread.
  *
  * A write to a TAP runs the receiving namespace's whole input path (IP, TCP, the reader's

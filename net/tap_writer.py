@@ -1,5 +1,5 @@
 """The TAP's writer thread: frames queued by the uplink's loop, written by a native thread
-(net/tap_writer.c, built by net/tap_writer_build.py).
+(net/tap_writer.c, built by net/tapio_build.py).
 
 A write to a TAP runs the receiving namespace's input path, the reader's wake-up included, in
 the writer's context: under load a third of the loop thread's time, with the stack stalled
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-try:  # compiled by `make setup` (net/tap_writer_build.py)
-    from net._tap_writer import ffi as _ffi
-    from net._tap_writer import lib as _lib
+try:  # compiled by `make setup` (net/tapio_build.py)
+    from net._tapio import ffi as _ffi
+    from net._tapio import lib as _lib
 except ImportError:  # not built: the backend writes each frame itself
     _ffi = _lib = None
 
@@ -28,12 +28,17 @@ class TapWriter:
 
     def __init__(self, fd: int) -> None:
         if _lib is None:
-            raise RuntimeError("net._tap_writer is not built")
+            raise RuntimeError("net._tapio is not built")
         w = _lib.tapw_new(fd, RING)
         if w == _ffi.NULL:
             raise OSError(_ffi.errno, "cannot start the TAP's writer thread")
         self._w = w
         self._counters = _ffi.new("unsigned long long[5]")
+
+    @property
+    def cdata(self) -> object:
+        """The writer itself, for C code that queues frames (virtio/device_engine.c)."""
+        return self._w
 
     def send(self, hdr: bytes, frame: bytes) -> None:
         """Queue one frame behind its vnet header (waits while the ring is full)."""

@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 from . import features as F
 from .net_hdr import HDR_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VirtioNetHdr
 from .offload import finish_for_peer
+from .engine import DeviceEngine
 from .ring import Chain, DeviceQueue, SplitLayout, VirtqueueError
 
 RX_QUEUE, TX_QUEUE = 0, 1
@@ -43,7 +44,8 @@ class VirtioNetDevice:
         self.queue_max = queue_max
         self.queues: list[DeviceQueue | None] = [None, None]
         self.on_interrupt: Callable[[int], None] | None = None
-        self.stats: Counter[str] = Counter()
+        self._stats: Counter[str] = Counter()
+        self._engine: DeviceEngine | None = None   # the data path in C, for a backend that offers it
         self._rx_pending: deque[tuple[VirtioNetHdr, bytes]] = deque()
         self.last_error = ""
 
@@ -51,11 +53,30 @@ class VirtioNetDevice:
     def get_status(self) -> int:
         return self.state.status
 
+    @property
+    def stats(self) -> Counter[str]:
+        if self._engine is None:
+            return self._stats
+        return self._stats + self._engine.counters()[0]
+
     def set_status(self, value: int) -> None:
         self.state.write_status(value)
         if value == 0:
             self.queues = [None, None]
             self._rx_pending.clear()
+            self._drop_engine()
+        elif value & F.DRIVER_OK and self._engine is None and self.state.live and None not in self.queues:
+            offer = getattr(self.backend, "device_engine", None)
+            if offer is not None:                 # a TAP: its frames move in C (engine.py)
+                rx, tx = self.queues
+                assert rx is not None and tx is not None
+                self._engine = offer(self.mem, self.state.negotiated, rx.layout, tx.layout)
+
+    def _drop_engine(self) -> None:
+        if self._engine is not None:
+            self._stats += self._engine.counters()[0]
+            self._engine.close()
+            self._engine = None
 
     def get_device_features(self) -> int:
         return self.state.offered
@@ -82,7 +103,7 @@ class VirtioNetDevice:
 
     def notify(self, index: int) -> None:
         """A kick from the driver: this model polls anyway, so it is only counted."""
-        self.stats[f"kicks_q{index}"] += 1
+        self._stats[f"kicks_q{index}"] += 1
 
     # -- the data path
     def poll(self) -> bool:
@@ -90,15 +111,17 @@ class VirtioNetDevice:
         if not self.state.live or None in self.queues:
             return False
         try:
+            if self._engine is not None:
+                return self._engine.poll()
             return self._tx() | self._rx()
         except VirtqueueError as e:
-            self.stats["ring_errors"] += 1
+            self._stats["ring_errors"] += 1
             self.last_error = str(e)
             self.state.needs_reset()
             return False
 
     def _interrupt(self, index: int) -> None:
-        self.stats[f"interrupts_q{index}"] += 1
+        self._stats[f"interrupts_q{index}"] += 1
         if self.on_interrupt is not None:
             self.on_interrupt(index)
 
@@ -114,15 +137,15 @@ class VirtioNetDevice:
             while (chain := q.pop()) is not None:
                 moved = True
                 if chain.readable_len < HDR_LEN or chain.writable:
-                    self.stats["tx_bad_chain"] += 1
+                    self._stats["tx_bad_chain"] += 1
                 else:
                     hdr = VirtioNetHdr.unpack(self.mem, chain.readable[0][0]) \
                         if chain.readable[0][1] >= HDR_LEN else VirtioNetHdr.unpack(q.read(chain)[:HDR_LEN])
                     if self._tx_hdr_ok(hdr, feats):
-                        self.stats["tx_frames"] += 1
+                        self._stats["tx_frames"] += 1
                         self.backend.send_frame(hdr, q.read(chain, HDR_LEN))
                     else:
-                        self.stats["tx_bad_hdr"] += 1
+                        self._stats["tx_bad_hdr"] += 1
                 q.push(chain.head, 0)
             if not q.enable_notify():
                 break
@@ -153,7 +176,7 @@ class VirtioNetDevice:
                     break
                 finished = finish_for_peer(got[0], got[1], csum_ok=csum_ok, tso4_ok=tso4_ok)
                 if finished is None:
-                    self.stats["rx_bad_offload"] += 1
+                    self._stats["rx_bad_offload"] += 1
                     continue
                 pending.extend(finished)
             hdr, frame = pending[0]
@@ -170,7 +193,7 @@ class VirtioNetDevice:
                 if chains and not mrg:          # this frame can never fit a buffer: drop it
                     q.unpop(len(chains))
                     pending.popleft()
-                    self.stats["rx_too_big"] += 1
+                    self._stats["rx_too_big"] += 1
                     continue
                 q.unpop(len(chains))           # wait for the driver to post more buffers
                 if q.enable_notify():
@@ -184,7 +207,7 @@ class VirtioNetDevice:
                 pos += n
                 offset = 0
             pending.popleft()
-            self.stats["rx_frames"] += 1
+            self._stats["rx_frames"] += 1
             moved = True
         if moved and q.need_interrupt():
             self._interrupt(RX_QUEUE)

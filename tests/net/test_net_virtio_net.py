@@ -3,11 +3,13 @@ end to end (mergeable and big receive buffers, TSO and checksum offload finishin
 from __future__ import annotations
 
 import io
+import socket
 import struct
 
 import pytest
 
 from net.checksum import pseudo_sum, sum16, valid
+from net.tap import TapBackend
 from net.virtio import features as F
 from net.virtio.backends import PairLink, PcapTap, PcapWriter
 from net.virtio.device import DEFAULT_FEATURES, VirtioNetDevice
@@ -107,6 +109,40 @@ class Clock:
         return self.t
 
 
+class TapPair:
+    """Two TAP backends on a SOCK_SEQPACKET socketpair (a TAP keeps message boundaries the
+    same way): devices on them move frames in C (net/virtio/engine.py), not in the Python model."""
+
+    def __init__(self) -> None:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (a, b):
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self.a, self.b = TapBackend("a", fd=a.detach()), TapBackend("b", fd=b.detach())
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
+@pytest.fixture(params=["model", "engine"])
+def make_link(request):
+    """The link between two devices: a PairLink (the Python device model serves it) or a
+    socketpair of TAP backends (the C engine does), for the same checks."""
+    made = []
+
+    def make(clock, **kw):
+        link = PairLink(clock, **kw) if request.param == "model" else TapPair()
+        made.append(link)
+        return link
+    make.engine = request.param == "engine"
+    yield make
+    for link in made:
+        if isinstance(link, TapPair):
+            assert link.a.engine_running          # (every test has a device on a)
+            link.close()
+
+
 def build(link_end, mac, *, device_features=DEFAULT_FEATURES, wanted=WANTED, **kw):
     sizes = {k: v for k, v in kw.items() if k in ("block_size", "rx_blocks", "tx_blocks")}
     mem = memoryview(bytearray(VirtioNetDriver.memory_size(**sizes)))
@@ -146,9 +182,9 @@ def pump(*devs):
 
 @pytest.mark.parametrize("wanted_b", [WANTED, WANTED & ~F.VIRTIO_NET_F_MRG_RXBUF,
                                       WANTED & ~(F.VIRTIO_NET_F_MRG_RXBUF | F.VIRTIO_F_INDIRECT_DESC)])
-def test_frames_cross_intact_and_gso_passes_to_a_capable_peer(wanted_b):
+def test_frames_cross_intact_and_gso_passes_to_a_capable_peer(wanted_b, make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0, segment=False)
+    link = make_link(clock, delay=0.0, segment=False)
     dev_a, drv_a = build(link.a, MAC_A)
     dev_b, drv_b = build(link.b, MAC_B, wanted=wanted_b)
     assert drv_a.mac == MAC_A and drv_a.mtu == 1500
@@ -195,9 +231,32 @@ def test_tso_and_checksum_finished_for_a_plain_peer():
     assert [int.from_bytes(f[18:20], "big") for f in segs] == [7 + i for i in range(11)]
 
 
-def test_mergeable_buffers_span_chains():
+def test_a_plain_peer_behind_a_tap_gets_checksums_completed_and_no_gso(make_link):
+    """The engine's part of finishing: a partial checksum is completed for a driver without
+    GUEST_CSUM; a GSO frame such a driver cannot take is dropped and counted (a TAP is told
+    which offloads the driver takes, so the kernel never sends one; the model cuts it up)."""
+    if not make_link.engine:
+        return                                  # (the model's finishing: the test above)
+    link = make_link(Clock())
+    dev_a, drv_a = build(link.a, MAC_A)
+    dev_b, drv_b = build(link.b, MAC_B, wanted=F.VIRTIO_F_VERSION_1 | F.VIRTIO_NET_F_MAC)
+    hdr, frame = partial_csum(ipv4_tcp_frame(bytes(range(251)) * 40, flags=0x19))
+    drv_a.transmit(hdr._replace(gso_type=VIRTIO_NET_HDR_GSO_TCPV4, gso_size=1000, hdr_len=54), frame)
+    hdr2, frame2 = partial_csum(ipv4_tcp_frame(b"hello", seq=5))
+    assert not tcp_ok(frame2)
+    drv_a.transmit(hdr2, frame2)
+    drv_a.transmit(VirtioNetHdr(flags=VIRTIO_NET_HDR_F_DATA_VALID), frame2)
+    drv_a.flush()
+    pump(dev_a, dev_b)
+    got = drv_b.receive()
+    assert [h for h, _ in got] == [VirtioNetHdr(), VirtioNetHdr()]          # no GUEST_CSUM: flags 0
+    assert tcp_ok(got[0][1]) and got[0][1][54:] == b"hello" and got[1][1] == frame2
+    assert dev_b.stats["rx_bad_offload"] == 1 and dev_b.stats["rx_frames"] == 2
+
+
+def test_mergeable_buffers_span_chains(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0, segment=False)
+    link = make_link(clock, delay=0.0, segment=False)
     dev_a, drv_a = build(link.a, MAC_A)
     dev_b, drv_b = build(link.b, MAC_B, block_size=512)
     frame = bytes(range(256)) * 6                                            # 1536 bytes -> 4 buffers
@@ -217,9 +276,9 @@ def test_mergeable_buffers_span_chains():
     assert drv_b.rx.in_flight == drv_b.rx.size
 
 
-def test_big_packet_chains_without_mrg_use_indirect_tables():
+def test_big_packet_chains_without_mrg_use_indirect_tables(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0, segment=False)
+    link = make_link(clock, delay=0.0, segment=False)
     dev_a, drv_a = build(link.a, MAC_A)
     dev_b, drv_b = build(link.b, MAC_B, wanted=WANTED & ~F.VIRTIO_NET_F_MRG_RXBUF, rx_blocks=340)
     # GUEST_TSO4 without MRG_RXBUF: every receive buffer must hold 65562 bytes -> 33 blocks
@@ -235,9 +294,9 @@ def test_big_packet_chains_without_mrg_use_indirect_tables():
     assert f == frame and h.gso_size == 1448
 
 
-def test_chained_tx_without_indirect():
+def test_chained_tx_without_indirect(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0, segment=False)
+    link = make_link(clock, delay=0.0, segment=False)
     dev_a, drv_a = build(link.a, MAC_A, wanted=WANTED & ~F.VIRTIO_F_INDIRECT_DESC, block_size=256)
     dev_b, drv_b = build(link.b, MAC_B)
     frame = bytes(range(200)) * 5
@@ -251,9 +310,9 @@ def test_chained_tx_without_indirect():
     assert drv_a.tx.num_free == drv_a.tx.size
 
 
-def test_rx_backpressure_waits_for_buffers():
+def test_rx_backpressure_waits_for_buffers(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0, segment=False)
+    link = make_link(clock, delay=0.0, segment=False)
     dev_a, drv_a = build(link.a, MAC_A)
     dev_b, drv_b = build(link.b, MAC_B, rx_blocks=4)
     for i in range(10):
@@ -267,9 +326,9 @@ def test_rx_backpressure_waits_for_buffers():
     assert [f[0] for _, f in got] == list(range(10))
 
 
-def test_device_needs_reset_on_broken_ring():
+def test_device_needs_reset_on_broken_ring(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0)
+    link = make_link(clock, delay=0.0)
     dev_a, drv_a = build(link.a, MAC_A)
     lay = drv_a.tx.layout
     drv_a.mem[lay.avail_idx:lay.avail_idx + 2] = (999).to_bytes(2, "little")   # idx jump
@@ -278,9 +337,9 @@ def test_device_needs_reset_on_broken_ring():
     assert dev_a.stats["ring_errors"] == 1
 
 
-def test_event_idx_reduces_kicks_and_interrupts():
+def test_event_idx_reduces_kicks_and_interrupts(make_link):
     clock = Clock()
-    link = PairLink(clock, delay=0.0)
+    link = make_link(clock, delay=0.0)
     dev_a, drv_a = build(link.a, MAC_A)
     dev_b, drv_b = build(link.b, MAC_B)
     for round_ in range(20):
