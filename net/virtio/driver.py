@@ -7,7 +7,7 @@ from typing import Protocol
 
 from . import features as F
 from .device import NET_CONFIG, RX_QUEUE, TX_QUEUE
-from .net_hdr import HDR_LEN, VirtioNetHdr
+from .net_hdr import _HDR, HDR_LEN, VirtioNetHdr, _new
 from .ring import DriverQueue, SplitLayout
 
 WANTED = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
@@ -16,6 +16,7 @@ WANTED = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
           | F.VIRTIO_NET_F_GUEST_TSO4 | F.VIRTIO_NET_F_MRG_RXBUF)
 
 MAX_GSO_FRAME = 14 + 65535          # Ethernet header + the largest IPv4 datagram
+_HDR_FIELDS = _HDR.unpack_from
 
 
 class DeviceTransport(F.Transport, Protocol):
@@ -113,6 +114,23 @@ class VirtioNetDriver:
         """Queue one frame; False if the ring or the buffers are full (try again later)."""
         total = HDR_LEN + len(frame)
         bs = self.block_size
+        if total <= bs:                          # one block, one descriptor: most frames
+            free = self.tx_pool._free
+            if not free:
+                self.reclaim_tx()
+            if free:
+                b = free.pop()
+                mem = self.mem
+                hdr.pack_into(mem, b)
+                mem[b + HDR_LEN:b + total] = frame
+                if self.tx.add_one(b, total, False, [b]) is None:
+                    self.reclaim_tx()
+                    if self.tx.add_one(b, total, False, [b]) is None:
+                        free.append(b)
+                        self.stats["tx_full"] += 1
+                        return False
+                self.stats["tx_frames"] += 1
+                return True
         n = -(-total // bs)
         extra = 1 if n > 1 and self.tx.indirect else 0
         blocks = self.tx_pool.alloc(n + extra)
@@ -149,14 +167,24 @@ class VirtioNetDriver:
             self.device.notify(TX_QUEUE)
 
     def reclaim_tx(self) -> None:
-        while (u := self.tx.get_used()) is not None:
-            self.tx_pool.free(u[0])  # type: ignore[arg-type]
+        free = self.tx_pool._free
+        for blocks, _ in self.tx.take_used():
+            free.extend(blocks)  # type: ignore[arg-type]
 
     # -- receive
     def refill(self) -> None:
         k = self._rx_chain_blocks
         extra = 1 if k > 1 and self.rx.indirect else 0
         bs, added = self.block_size, False
+        if k == 1:                               # mergeable buffers: one block per chain
+            rx, pool = self.rx, self.rx_pool._free
+            while rx._free and pool:
+                b = pool.pop()
+                rx.add_one(b, bs, True, [b])
+                added = True
+            if added and rx.kick_needed():
+                self.device.notify(RX_QUEUE)
+            return
         while self.rx.num_free >= (1 if extra else k):
             blocks = self.rx_pool.alloc(k + extra)
             if blocks is None:
@@ -172,9 +200,17 @@ class VirtioNetDriver:
         """Frames the device delivered since the last call (receive buffers are re-posted)."""
         out: list[tuple[VirtioNetHdr, bytes]] = []
         mem, bs = self.mem, self.block_size
-        while (u := self.rx.get_used()) is not None:
-            blocks, length = u
+        pool = self.rx_pool._free
+        for blocks, length in self.rx.take_used():
             assert isinstance(blocks, list)
+            if self._partial is None and HDR_LEN <= length <= bs:
+                b = blocks[0]
+                f = _HDR_FIELDS(mem, b)
+                if f[6] <= 1 or not self.mrg:    # a frame in one buffer: most of them
+                    out.append((_new(VirtioNetHdr, (f[0], f[1], f[2], f[3], f[4], f[5], 1)),
+                                bytes(mem[b + HDR_LEN:b + length])))
+                    pool.extend(blocks)
+                    continue
             if self._partial is None:
                 if length < HDR_LEN or length > bs * self._rx_chain_blocks:
                     self.stats["rx_bad_length"] += 1

@@ -177,6 +177,24 @@ class DriverQueue:
         U16.pack_into(mem, self._avail_idx_at, idx)                  # publish after the entry
         return head
 
+    def add_one(self, addr: int, length: int, writable: bool, token: object) -> int | None:
+        """``add`` of a chain of one buffer (``add(((addr, length),), (), token)``, or the
+        device-writable ``add((), ((addr, length),), token)``), without its general steps: a
+        receive buffer and most frames sent are one."""
+        free = self._free
+        if not free:
+            return None
+        head = free.pop()
+        mem = self.mem
+        DESC.pack_into(mem, self._desc_at + 16 * head, addr, length, VIRTQ_DESC_F_WRITE if writable else 0, 0)
+        self._chains[head] = [head]
+        self._tokens[head] = token
+        idx = self._avail_idx
+        U16.pack_into(mem, self._avail_ring_at + 2 * (idx & self._mask), head)
+        self._avail_idx = idx = (idx + 1) & 0xFFFF
+        U16.pack_into(mem, self._avail_idx_at, idx)                  # publish after the entry
+        return head
+
     def kick_needed(self) -> bool:
         """Whether the buffers added since the last call need a notification to the device."""
         new, old = self._avail_idx, self._kicked_idx
@@ -209,6 +227,35 @@ class DriverQueue:
         if self.event_idx and self._interrupts:
             U16.pack_into(mem, self._used_event_at, last)         # interrupt me for the next one
         return token, length
+
+    def take_used(self) -> list[tuple[object, int]]:
+        """Every used buffer so far, as get_used returns them one by one (used_event is
+        written once, after the last)."""
+        mem, last = self.mem, self._last_used
+        used_idx = U16.unpack_from(mem, self._used_idx_at)[0]
+        n = (used_idx - last) & 0xFFFF
+        if not n:
+            return []
+        if n > self.size:
+            raise VirtqueueError("used idx ran ahead of the ring")
+        out = []
+        chains, tokens, free, mask, ring_at, size = self._chains, self._tokens, self._free, self._mask, self._used_ring_at, self.size
+        unpack = USED_ELEM.unpack_from
+        for _ in range(n):
+            head, length = unpack(mem, ring_at + 8 * (last & mask))
+            ids = chains[head] if head < size else None
+            if ids is None:
+                self._last_used = last
+                raise VirtqueueError(f"device used descriptor {head} that is not in flight")
+            chains[head] = None
+            free.extend(ids)
+            out.append((tokens[head], length))
+            tokens[head] = None
+            last = (last + 1) & 0xFFFF
+        self._last_used = last
+        if self.event_idx and self._interrupts:
+            U16.pack_into(mem, self._used_event_at, last)         # interrupt me for the next one
+        return out
 
     def disable_interrupts(self) -> None:
         self._interrupts = False
