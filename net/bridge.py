@@ -22,7 +22,10 @@ from typing import Callable, Protocol
 
 from .tcp import TcpSocket
 
-CHUNK = 256 * 1024
+# At most this much per read: Python allocates the whole size for each recv and then shrinks
+# it, and above glibc's mmap threshold (128 KiB) that is an mmap and munmap per call: with
+# 256 KiB each read of a 1 KiB reply cost 18 µs, against 1.4 µs at 64 KiB.
+CHUNK = 64 * 1024
 _LINGER_0 = struct.pack("ii", 1, 0)
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)   # (an IntFlag's | costs µs per send)
