@@ -24,6 +24,7 @@ from typing import Iterator
 
 import pytest
 from netns_env import netns_environment, stop, udp_port_bound  # noqa: F401 - the fixture
+from host_tasks import host_tasks_with, wait_for
 from oracle import compile_static
 
 REPO = Path(__file__).resolve().parent.parent
@@ -392,7 +393,7 @@ def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> Non
     marker = "30.4417"
     guest = net.start_linuxabi(f"tap:{net.tap},ip={STATIC}/24", f"sleep {marker}")
     try:
-        sleeper = _wait_for(lambda: _pids_with(f"sleep\x00{marker}".encode()), 30)
+        sleeper = wait_for(lambda: host_tasks_with(f"sleep\x00{marker}"), 30)
         assert sleeper, "the guest did not start"
         threads = {int(t): frozenset(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{guest.pid}/task")}
         assert len(threads) >= 2, threads
@@ -405,28 +406,6 @@ def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> Non
     finally:
         guest.kill()
         guest.wait(10)
-
-
-def _pids_with(marker: bytes) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker in f.read():
-                        out.append(int(name))
-            except OSError:
-                continue
-    return out
-
-
-def _wait_for(what, seconds: float):  # noqa: ANN001, ANN202 - a predicate returning a value or None
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if value := what():
-            return value
-        time.sleep(0.05)
-    return what()
 
 
 def test_bad_net_values_are_one_line() -> None:

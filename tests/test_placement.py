@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from forked import in_child
+from host_tasks import host_tasks_with, wait_for
 from oracle import REPO, run_native, run_translated
 
 from linuxabi.host.placement import PlacementPolicy
@@ -82,32 +83,8 @@ def test_cpu_sets_are_written_as_linux_writes_them() -> None:
 
 # ---- real guests ------------------------------------------------------------------------------
 
-def _host_tasks_with(marker: str) -> list[int]:
-    """Host pids of processes whose command line contains ``marker`` (a guest's, here)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker.encode() in f.read() and int(name) != os.getpid():
-                        out.append(int(name))
-            except OSError:
-                continue
-    return out
-
-
 def _host_cpus(pid: int) -> frozenset[int]:
     return frozenset(os.sched_getaffinity(pid))
-
-
-def _wait_for(what, seconds: float):  # noqa: ANN001, ANN202 - a predicate returning a value or None
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    return what()
 
 
 def _say(proc: subprocess.Popen[bytes], line: bytes) -> None:
@@ -139,7 +116,7 @@ def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> N
     proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        sleeper = _wait_for(lambda: _host_tasks_with("sleep\x0030.5"), 30)
+        sleeper = wait_for(lambda: host_tasks_with("sleep\x0030.5"), 30)
         assert sleeper, "the guest did not start"
         if not COMPACTS:  # one CPU: every thread keeps it
             assert _host_cpus(sleeper[0]) == CPUS
@@ -147,12 +124,12 @@ def test_a_sandbox_keeps_to_one_cpu_until_its_guests_compete_then_spreads() -> N
         assert len(_host_cpus(sleeper[0])) == 1
         # Two busy loops make each other wait for that CPU: the sandbox spreads (it looks every 0.2 s).
         _say(proc, b"start\n")
-        assert _wait_for(lambda: _host_cpus(sleeper[0]) == CPUS, 20), "never spread"
+        assert wait_for(lambda: _host_cpus(sleeper[0]) == CPUS, 20), "never spread"
         _say(proc, b"stop\n")
-        last = _wait_for(lambda: _host_tasks_with(f"sleep\x00{marker}"), 20)
+        last = wait_for(lambda: host_tasks_with(f"sleep\x00{marker}"), 20)
         assert last, "the loops were not stopped"
         # Idle again: compact within a couple of one-second windows, on a single CPU.
-        assert _wait_for(lambda: len(_host_cpus(last[0])) == 1, 20), "never compacted again"
+        assert wait_for(lambda: len(_host_cpus(last[0])) == 1, 20), "never compacted again"
         assert _host_cpus(sleeper[0]) == _host_cpus(last[0])
     finally:
         os.killpg(proc.pid, 9)
@@ -174,7 +151,7 @@ def test_a_storm_of_opens_keeps_the_sandbox_compact() -> None:
         proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
-            sleeper = _wait_for(lambda: _host_tasks_with(f"sleep\x00{marker}"), 30)
+            sleeper = wait_for(lambda: host_tasks_with(f"sleep\x00{marker}"), 30)
             assert sleeper, "the guest did not start"
             _say(proc, b"go\n")
             seen = set()

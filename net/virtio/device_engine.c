@@ -199,44 +199,42 @@ static int enable_notify(struct engine *e, struct vq *q)
     return avail_idx(e, q) != q->last_avail;
 }
 
-/* copy up to n readable bytes of the chain from byte skip on into out; the count copied */
-static uint64_t gather(struct engine *e, struct chain *c, uint64_t skip, unsigned char *out, uint64_t n)
+/* Copy n bytes between buf and the buffers bufs[0..count) taken as one stream, from byte
+ * offset of it on: into the ring (to_ring) or out of it. The count copied (less when the
+ * buffers end first). */
+static uint64_t copy_chain(struct engine *e, const struct buf *bufs, int count, uint64_t offset,
+                           unsigned char *buf, uint64_t n, int to_ring)
 {
-    uint64_t got = 0;
-    for (int k = 0; k < c->nr && got < n; k++) {
-        struct buf b = c->bufs[k];
-        if (skip >= b.len) {
-            skip -= b.len;
-            continue;
-        }
-        uint64_t take = b.len - skip;
-        if (take > n - got)
-            take = n - got;
-        memcpy(out + got, e->mem + b.addr + skip, take);
-        got += take;
-        skip = 0;
-    }
-    return got;
-}
-
-/* scatter data into the chain's writable buffers from byte offset on; the count written */
-static uint64_t scatter(struct engine *e, struct chain *c, const unsigned char *data, uint64_t n, uint64_t offset)
-{
-    uint64_t pos = 0;
-    for (int k = c->nr; k < c->nr + c->nw && pos < n; k++) {
-        struct buf b = c->bufs[k];
+    uint64_t done = 0;
+    for (int k = 0; k < count && done < n; k++) {
+        struct buf b = bufs[k];
         if (offset >= b.len) {
             offset -= b.len;
             continue;
         }
-        uint64_t put = b.len - offset;
-        if (put > n - pos)
-            put = n - pos;
-        memcpy(e->mem + b.addr + offset, data + pos, put);
-        pos += put;
+        uint64_t part = b.len - offset;
+        if (part > n - done)
+            part = n - done;
+        if (to_ring)
+            memcpy(e->mem + b.addr + offset, buf + done, part);
+        else
+            memcpy(buf + done, e->mem + b.addr + offset, part);
+        done += part;
         offset = 0;
     }
-    return pos;
+    return done;
+}
+
+/* the chain's readable bytes from byte skip on, into out */
+static uint64_t gather(struct engine *e, struct chain *c, uint64_t skip, unsigned char *out, uint64_t n)
+{
+    return copy_chain(e, c->bufs, c->nr, skip, out, n, 0);
+}
+
+/* data into the chain's writable buffers from byte offset on */
+static uint64_t scatter(struct engine *e, struct chain *c, const unsigned char *data, uint64_t n, uint64_t offset)
+{
+    return copy_chain(e, c->bufs + c->nr, c->nw, offset, (unsigned char *)data, n, 1);
 }
 
 static int tx_hdr_ok(struct engine *e, const unsigned char *h)

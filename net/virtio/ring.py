@@ -169,12 +169,16 @@ class DriverQueue:
                     flags = (VIRTQ_DESC_F_WRITE if i >= nout else 0) | (0 if last else VIRTQ_DESC_F_NEXT)
                     pack(mem, base + 16 * ids[i], addr, ln, flags, 0 if last else ids[i + 1])
                 head = ids[0]
+        return self._publish(head, ids, token)
+
+    def _publish(self, head: int, ids: list[int], token: object) -> int:
+        """Make the chain at `head` (descriptors `ids`) available to the device."""
         self._chains[head] = ids
         self._tokens[head] = token
         idx = self._avail_idx
-        U16.pack_into(mem, self._avail_ring_at + 2 * (idx & self._mask), head)
+        U16.pack_into(self.mem, self._avail_ring_at + 2 * (idx & self._mask), head)
         self._avail_idx = idx = (idx + 1) & 0xFFFF
-        U16.pack_into(mem, self._avail_idx_at, idx)                  # publish after the entry
+        U16.pack_into(self.mem, self._avail_idx_at, idx)             # publish after the entry
         return head
 
     def add_one(self, addr: int, length: int, writable: bool, token: object) -> int | None:
@@ -185,15 +189,8 @@ class DriverQueue:
         if not free:
             return None
         head = free.pop()
-        mem = self.mem
-        DESC.pack_into(mem, self._desc_at + 16 * head, addr, length, VIRTQ_DESC_F_WRITE if writable else 0, 0)
-        self._chains[head] = [head]
-        self._tokens[head] = token
-        idx = self._avail_idx
-        U16.pack_into(mem, self._avail_ring_at + 2 * (idx & self._mask), head)
-        self._avail_idx = idx = (idx + 1) & 0xFFFF
-        U16.pack_into(mem, self._avail_idx_at, idx)                  # publish after the entry
-        return head
+        DESC.pack_into(self.mem, self._desc_at + 16 * head, addr, length, VIRTQ_DESC_F_WRITE if writable else 0, 0)
+        return self._publish(head, [head], token)
 
     def kick_needed(self) -> bool:
         """Whether the buffers added since the last call need a notification to the device."""
