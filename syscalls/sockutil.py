@@ -26,6 +26,15 @@ SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 POLLOUT = select.POLLOUT
 
 libc = ctypes.CDLL(None, use_errno=True)
+# The same calls keeping the interpreter lock (linuxabi/host/held.py says why): for the few
+# that never block, on paths served while the uplink's stack runs Python.
+_held = ctypes.PyDLL(None, use_errno=True)
+_held.syscall.restype = ctypes.c_long
+_FSTAT = 5  # x86_64
+
+
+class _PollFd(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
 
 
 def libc_call(fn, *args) -> int:  # noqa: ANN001 - a libc function; raises OSError like os.*
@@ -87,6 +96,31 @@ def sockname_raw(fd: int) -> bytes:
     size = ctypes.c_uint32(SOCKADDR_MAX)
     libc_call(libc.getsockname, fd, buf, ctypes.byref(size))
     return buf.raw[:size.value]
+
+
+def sockname_held(fd: int) -> bytes:
+    """sockname_raw, keeping the interpreter lock."""
+    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
+    size = ctypes.c_uint32(SOCKADDR_MAX)
+    libc_call(_held.getsockname, fd, buf, ctypes.byref(size))
+    return buf.raw[:size.value]
+
+
+def readable_held(fd: int) -> bool:
+    """Whether fd is readable now (poll without waiting), keeping the interpreter lock."""
+    p = _PollFd(fd, select.POLLIN, 0)
+    return libc_call(_held.poll, ctypes.byref(p), 1, 0) > 0
+
+
+def close_held(fd: int) -> None:
+    _held.close(fd)
+
+
+def inode_held(fd: int) -> int:
+    """fstat(fd).st_ino, keeping the interpreter lock."""
+    st = ctypes.create_string_buffer(144)  # struct stat on x86_64: st_ino at byte 8
+    libc_call(_held.syscall, ctypes.c_long(_FSTAT), ctypes.c_long(fd), st)
+    return int.from_bytes(st.raw[8:16], "little")
 
 
 def accept_raw(fd: int, flags: int) -> tuple[int, bytes]:
