@@ -15,9 +15,7 @@ import struct
 from collections import Counter
 
 from . import tap_writer
-from .tap_writer import TapWriter
 from .virtio import engine
-from .virtio.engine import DeviceEngine
 from .virtio.ring import SplitLayout
 from .virtio.net_hdr import HDR_LEN, VirtioNetHdr
 
@@ -70,8 +68,8 @@ class TapBackend:
         self.fd, self.name = fd, name
         self.offload = 0
         self._stats: Counter[str] = Counter()
-        self._writer: TapWriter | None = None
-        self._engine: DeviceEngine | None = None   # the device's data path in C, when it took it
+        self._writer: tap_writer.TapWriter | None = None
+        self._engine: engine.DeviceEngine | None = None   # the device's data path in C, when it took it
 
     def fileno(self) -> int:
         return self.fd
@@ -87,18 +85,23 @@ class TapBackend:
             st = st + self._engine.counters()[1]
         return st
 
-    def device_engine(self, mem: memoryview, negotiated: int, rx: SplitLayout, tx: SplitLayout) -> DeviceEngine | None:
+    def device_engine(self, mem: memoryview, negotiated: int, rx: SplitLayout,
+                      tx: SplitLayout) -> engine.DeviceEngine | None:
         """For the virtio-net device on this TAP (device.py): its data path in C, reading and
         writing this fd (through the writer thread while it runs), or None where the module is
         not built (the device then calls recv_frame and send_frame)."""
         if not engine.available() or self.fd < 0:
             return None
-        if self._engine is not None:            # (a device reset: the old one's counts stay)
-            self._stats += self._engine.counters()[1]
-            self._engine.close()
-        self._engine = DeviceEngine(mem, self.fd, negotiated, rx, tx)
+        self._retire_engine()                   # (a device reset: the old one's counts stay)
+        self._engine = engine.DeviceEngine(mem, self.fd, negotiated, rx, tx)
         self._engine.set_writer(self._writer.cdata if self._writer is not None else None)
         return self._engine
+
+    def _retire_engine(self) -> None:
+        if self._engine is not None:
+            self._stats += self._engine.counters()[1]
+            self._engine.close()
+            self._engine = None
 
     def start_writer(self) -> bool:
         """Hand the writes to a writer thread (tap_writer.py), if it is built; True if so.
@@ -177,10 +180,7 @@ class TapBackend:
 
     def close(self) -> None:
         self.stop_writer()
-        if self._engine is not None:          # (the device's: it must not read a closed fd)
-            self._stats += self._engine.counters()[1]
-            self._engine.close()
-            self._engine = None
+        self._retire_engine()                   # (the device's: it must not read a closed fd)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -62,6 +62,8 @@ class DeviceEngine:
     def poll(self) -> bool:
         """Move what can move both ways; True if anything did. VirtqueueError on a ring error."""
         e = self._e
+        if e is None:                            # closed (its TAP was): nothing moves
+            return False
         tx = _lib.engine_tx(e)
         rx = _lib.engine_rx(e) if tx >= 0 else 0
         if tx < 0 or rx < 0:
