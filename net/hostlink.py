@@ -178,12 +178,14 @@ class HostLink:
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
         self._wake()
+        stuck = False
         if self._thread is not None:
             self._thread.join(timeout)
+            stuck = self._thread.is_alive()
             self._thread = None
         stop_writer = getattr(self.backend, "stop_writer", None)
-        if stop_writer is not None:            # no thread of ours runs once stopped
-            stop_writer()
+        if stop_writer is not None and not stuck:   # no thread of ours runs once stopped (a loop
+            stop_writer()                           # still running keeps the writer it sends to)
 
     def _wake(self) -> None:
         os.eventfd_write(self._wake_fd, 1)
