@@ -30,7 +30,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 # that never block, on paths served while the uplink's stack runs Python.
 _held = ctypes.PyDLL(None, use_errno=True)
 _held.syscall.restype = ctypes.c_long
-_FSTAT = 5  # x86_64
+_FSTAT = 5 if os.uname().machine == "x86_64" else None   # (its struct stat layout below)
 
 
 class _PollFd(ctypes.Structure):
@@ -117,7 +117,9 @@ def close_held(fd: int) -> None:
 
 
 def inode_held(fd: int) -> int:
-    """fstat(fd).st_ino, keeping the interpreter lock."""
+    """fstat(fd).st_ino, keeping the interpreter lock (x86_64 hosts; os.fstat elsewhere)."""
+    if _FSTAT is None:
+        return os.fstat(fd).st_ino
     st = ctypes.create_string_buffer(144)  # struct stat on x86_64: st_ino at byte 8
     libc_call(_held.syscall, ctypes.c_long(_FSTAT), ctypes.c_long(fd), st)
     return int.from_bytes(st.raw[8:16], "little")
