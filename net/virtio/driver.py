@@ -7,7 +7,7 @@ from typing import Protocol
 
 from . import features as F
 from .device import NET_CONFIG, RX_QUEUE, TX_QUEUE
-from .net_hdr import _HDR, HDR_LEN, VirtioNetHdr, _new
+from .net_hdr import HDR_LEN, VirtioNetHdr
 from .ring import DriverQueue, SplitLayout
 
 WANTED = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
@@ -16,7 +16,6 @@ WANTED = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
           | F.VIRTIO_NET_F_GUEST_TSO4 | F.VIRTIO_NET_F_MRG_RXBUF)
 
 MAX_GSO_FRAME = 14 + 65535          # Ethernet header + the largest IPv4 datagram
-_HDR_FIELDS = _HDR.unpack_from
 
 
 class DeviceTransport(F.Transport, Protocol):
@@ -205,9 +204,9 @@ class VirtioNetDriver:
             assert isinstance(blocks, list)
             if self._partial is None and HDR_LEN <= length <= bs:
                 b = blocks[0]
-                f = _HDR_FIELDS(mem, b)
-                if f[6] <= 1 or not self.mrg:    # a frame in one buffer: most of them
-                    out.append((_new(VirtioNetHdr, (f[0], f[1], f[2], f[3], f[4], f[5], 1)),
+                hdr = VirtioNetHdr.unpack(mem, b)
+                if hdr.num_buffers <= 1 or not self.mrg:    # a frame in one buffer: most of them
+                    out.append((hdr if hdr.num_buffers == 1 else hdr._replace(num_buffers=1),
                                 bytes(mem[b + HDR_LEN:b + length])))
                     pool.extend(blocks)
                     continue
