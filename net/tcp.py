@@ -74,6 +74,11 @@ class TcpConfig:
     sack: bool = True
     challenge_ack_limit: int = 1000   # per second, stack-wide (RFC 5961 7)
     max_ooo_blocks: int = 64
+    # Connections in TIME-WAIT at once, stack-wide (Linux's tcp_max_tw_buckets, 131072 on a
+    # 24 GB host, for ~200-byte entries; each of ours is a whole TcpSocket, ~4.6 KB: a server
+    # closing 1.5k connections a second would otherwise hold ~400 MB). Past it a connection
+    # closes without TIME-WAIT, as Linux's does when its table is full.
+    max_time_wait: int = 16384
 
 
 class TcpSocket:
@@ -906,7 +911,30 @@ class TcpSocket:
             self.state = S.LAST_ACK
         self._output(now)
 
+    def reopened_by(self, seg: Segment) -> bool:
+        """Whether a SYN ends this TIME-WAIT and opens a new connection on the same ports
+        (RFC 6191, as Linux does): it cannot be an old duplicate when its sequence number is
+        beyond what this connection received, or its timestamp newer than the last one seen.
+        A client that reuses its port soon after the server closed first (ports cycle within
+        a minute at a few hundred connections a second) would otherwise get a challenge ACK
+        and retry its SYN a second later."""
+        if seg.flags & (SYN | ACK | RST) != SYN:
+            return False
+        ts = self.ts_ok and seg.tsval is not None
+        if ts and seq_lt(seg.tsval or 0, self.ts_recent):
+            return False                                  # PAWS: an old duplicate
+        return seq_lt(self.rcv_nxt, seg.seq) or (ts and seq_lt(self.ts_recent, seg.tsval or 0))
+
     def _enter_time_wait(self, now: float) -> None:
+        layer = self.layer
+        if layer.time_wait >= layer.cfg.max_time_wait:
+            layer.counters.events["tcp_time_wait_overflow"] += 1
+            if self._ack_now:
+                self._send_ack(now)                  # the peer's FIN is ACKed all the same
+            self.sndq.clear()
+            self._finish(0)
+            return
+        layer.time_wait += 1
         self.state = S.TIME_WAIT
         self.rto_at = self.persist_at = self.ka_at = self.fin2_at = None
         self.tw_at = now + 2 * self.cfg.msl
@@ -921,6 +949,8 @@ class TcpSocket:
 
     def _finish(self, err: int) -> None:
         """Into CLOSED: forget the connection (the object stays for the application)."""
+        if self.state == S.TIME_WAIT:
+            self.layer.time_wait -= 1
         self.state = S.CLOSED
         self.rto_at = self.delack_at = self.persist_at = self.tw_at = self.ka_at = self.fin2_at = None
         self._ooo.clear()

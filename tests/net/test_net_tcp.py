@@ -341,6 +341,59 @@ def test_time_wait_reacks_a_retransmitted_fin():
     assert conn.state == State.CLOSED
 
 
+def test_time_wait_is_bounded_and_past_the_bound_a_connection_closes_with_its_ack():
+    net = Network()
+    net.a.stack.tcp.configure(max_time_wait=2)
+    lst = net.b.stack.tcp_socket()
+    lst.bind("0.0.0.0", 80)
+    lst.listen()
+
+    def closed_actively():
+        c = net.a.stack.tcp_socket()
+        c.connect("10.0.0.2", 80, net.now)
+        assert net.run(lambda: c.state == State.ESTABLISHED and bool(lst.accept_queue), timeout=30)
+        s = lst.accept()
+        c.send(b"request", net.now)
+        c.close(net.now)                                     # a closes first: a waits
+        assert net.run(lambda: s.fin_received, timeout=5)
+        assert s.recv(100, net.now) == b"request"
+        s.close(net.now)
+        assert net.run(lambda: s.state == State.CLOSED, timeout=5)  # b's FIN was ACKed
+        return c
+
+    first, second, third = closed_actively(), closed_actively(), closed_actively()
+    assert (first.state, second.state, third.state) == (State.TIME_WAIT, State.TIME_WAIT, State.CLOSED)
+    layer = net.a.stack.tcp
+    assert layer.time_wait == 2 and net.a.stack.counters.events["tcp_time_wait_overflow"] == 1
+    assert len(layer.conns) == 2 and net.b.stack.counters.events["tcp_retransmits"] == 0
+    assert net.run(lambda: first.state == second.state == State.CLOSED, timeout=100)  # 2*MSL
+    assert layer.time_wait == 0
+    assert closed_actively().state == State.TIME_WAIT and layer.time_wait == 1
+
+
+def test_a_newer_syn_ends_time_wait_and_opens_a_connection_past_the_old_one():
+    s, peer, conn, lst, snd_nxt, _ = raw_world()
+    conn.send(b"x" * 100, 0.5)
+    (data,) = peer.take()
+    conn.close(1.0)
+    (fin,) = peer.take()
+    peer.send(peer.tcp(1234, 80, 1001, fin.tcp.seq + 1, ACK | FIN), 1.1)
+    peer.take()
+    assert conn.state == State.TIME_WAIT and s.tcp.time_wait == 1
+    peer.send(peer.tcp(1234, 80, 900, 0, SYN, options=syn_options(1460, None, False, None)), 2.0)
+    (old,) = peer.take()                                  # an old duplicate: TIME-WAIT holds
+    assert old.tcp.flags == ACK and conn.state == State.TIME_WAIT
+    peer.send(peer.tcp(1234, 80, 5000, 0, SYN, options=syn_options(1460, None, False, None)), 2.5)
+    (synack,) = peer.take()
+    assert synack.tcp.flags == SYN | ACK and synack.tcp.ack == 5001
+    assert synack.tcp.seq == (fin.tcp.seq + 1 + 65537) & 0xFFFFFFFF  # past all the old one sent
+    assert conn.state == State.CLOSED and s.tcp.time_wait == 0
+    assert s.counters.events["tcp_time_wait_reopened"] == 1
+    peer.send(peer.tcp(1234, 80, 5001, synack.tcp.seq + 1, ACK, data=b"again"), 2.6)
+    new = lst.accept()
+    assert new is not None and new is not conn and new.recv(100, 2.7) == b"again"
+
+
 def test_orphaned_fin_wait_2_times_out():
     s, peer, conn, *_ = raw_world()
     conn.close(1.0)
