@@ -1,0 +1,91 @@
+"""net/bridge.py between a real loopback TCP connection and a stack connection (two stacks in
+process): what one service turn passes on."""
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+from net.bridge import Bridge
+from net.tcp import State
+from net.testbed import Network
+
+
+class TurnLoop:
+    """The bridge's loop, turned by hand: the test decides when `service` runs."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.watched: dict[int, int] = {}
+        self.queued: list[Callable[[], None]] = []
+
+    def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None:
+        self.watched[fd] = events
+
+    def unwatch(self, fd: int) -> None:
+        self.watched.pop(fd, None)
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        self.queued.append(callback)
+
+    def now(self) -> float:
+        return self.net.now
+
+
+def bridged() -> tuple[Network, Bridge, socket.socket, object]:
+    """A bridge whose host side is one end of a loopback connection (the other end, the
+    "guest", is returned) and whose stack side is the server end of a connection from the
+    other stack (its client is returned)."""
+    net = Network()
+    lst = net.b.stack.tcp_socket()
+    lst.bind("0.0.0.0", 80)
+    lst.listen()
+    client = net.a.stack.tcp_socket()
+    client.connect("10.0.0.2", 80, net.now)
+    assert net.run(lambda: bool(lst.accept_queue), timeout=30)
+    server = lst.accept()
+    listener = socket.create_server(("127.0.0.1", 0))
+    host = socket.create_connection(listener.getsockname())
+    guest, _ = listener.accept()
+    listener.close()
+    bridge = Bridge(TurnLoop(net), host, server)
+    return net, bridge, guest, client
+
+
+def test_a_reply_and_its_end_of_stream_leave_in_the_same_turn() -> None:
+    net, bridge, guest, client = bridged()
+    try:
+        guest.sendall(b"HTTP/1.1 200 OK\r\n\r\nbody")
+        guest.close()                                  # a server that replies and closes
+        bridge.service()
+        tcp = bridge.tcp
+        assert bytes(tcp.sndq) == b"HTTP/1.1 200 OK\r\n\r\nbody" and tcp.fin_queued
+        got = bytearray()
+
+        def delivered() -> bool:
+            while data := client.recv(65536, net.now):   # type: ignore[attr-defined]
+                got.extend(data)
+            return client.fin_received                     # type: ignore[attr-defined]
+
+        assert net.run(delivered, timeout=5)
+        assert got == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        client.close(net.now)                              # type: ignore[attr-defined]
+        assert net.run(lambda: client.state == State.CLOSED, timeout=5)  # type: ignore[attr-defined]
+        assert tcp.state == State.TIME_WAIT                # the server's side waits, as on Linux
+    finally:
+        bridge.abort()
+        guest.close()
+
+
+def test_a_reply_without_end_of_stream_leaves_the_connection_open() -> None:
+    net, bridge, guest, client = bridged()
+    try:
+        guest.sendall(b"first reply")
+        bridge.service()
+        tcp = bridge.tcp
+        assert bytes(tcp.sndq) == b"first reply" and not tcp.fin_queued and not bridge.up_eof
+        guest.sendall(b", second")
+        bridge.service()
+        assert bytes(tcp.sndq) == b"first reply, second" and not tcp.fin_queued
+    finally:
+        bridge.abort()
+        guest.close()
