@@ -6,6 +6,7 @@ import errno
 import hashlib
 import heapq
 import struct
+import weakref
 from itertools import count
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -28,7 +29,9 @@ class TcpLayer:
     timers: a heap with lazy deletion beside the authoritative deadline table, so a turn costs
     O(log n) however many connections wait (in TIME_WAIT, for 2 MSL, after every
     ``Connection: close`` request); due timers run in the order a plain scan of the table
-    would run them."""
+    would run them. The heap holds its sockets weakly: a stale entry must not keep a closed
+    connection's whole TcpSocket alive until its old deadline (a client reusing ports ends
+    thousands of TIME-WAITs a minute early)."""
 
     def __init__(self, stack: Stack, cfg: TcpConfig | None = None) -> None:
         self.stack = stack
@@ -41,7 +44,7 @@ class TcpLayer:
         self._reopen_iss: tuple[tuple[int, int, int, int], int] | None = None
         self._timers: dict[TcpSocket, float] = {}       # the deadlines in force
         self._first: dict[TcpSocket, int] = {}           # when each entered _timers (scan order)
-        self._heap: list[tuple[float, int, TcpSocket]] = []  # (deadline, tie, socket), some stale
+        self._heap: list[tuple[float, int, weakref.ref[TcpSocket]]] = []  # (deadline, tie, socket), some stale
         self._tie = count()
         self._secret = stack.rng.getrandbits(128).to_bytes(16, "big")
         lo, hi = 32768, 60999
@@ -149,9 +152,9 @@ class TcpLayer:
         if old is None:
             self._first[sock] = next(self._tie)
         heap = self._heap
-        heapq.heappush(heap, (d, next(self._tie), sock))
+        heapq.heappush(heap, (d, next(self._tie), weakref.ref(sock)))
         if len(heap) > 64 + 4 * len(self._timers):       # mostly stale entries: rebuild
-            self._heap = [(t, next(self._tie), s) for s, t in self._timers.items()]
+            self._heap = [(t, next(self._tie), weakref.ref(s)) for s, t in self._timers.items()]
             heapq.heapify(self._heap)
 
     def poll(self, now: float) -> None:
@@ -160,8 +163,9 @@ class TcpLayer:
             return
         due: dict[TcpSocket, float] = {}
         while heap and heap[0][0] <= now:
-            d, _, s = heapq.heappop(heap)
-            if timers.get(s) == d:
+            d, _, ref = heapq.heappop(heap)
+            s = ref()
+            if s is not None and timers.get(s) == d:
                 due[s] = d
         first = self._first
         order = sorted(due, key=first.__getitem__) if len(due) > 1 else list(due)
@@ -169,11 +173,11 @@ class TcpLayer:
             s.on_timer(now)
         for s, d in due.items():                          # a deadline left as it was stays due
             if timers.get(s) == d:
-                heapq.heappush(self._heap, (d, next(self._tie), s))   # (schedule may rebuild it)
+                heapq.heappush(self._heap, (d, next(self._tie), weakref.ref(s)))   # (schedule may rebuild it)
 
     def next_deadline(self) -> float | None:
         heap, timers = self._heap, self._timers
-        while heap and timers.get(heap[0][2]) != heap[0][0]:
+        while heap and ((s := heap[0][2]()) is None or timers.get(s) != heap[0][0]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 

@@ -4,7 +4,9 @@ persist, keepalive, TIME-WAIT), Nagle, out-of-order delivery with SACK, sequence
 from __future__ import annotations
 
 import errno
+import gc
 import random
+import weakref
 
 import pytest
 
@@ -392,6 +394,11 @@ def test_a_newer_syn_ends_time_wait_and_opens_a_connection_past_the_old_one():
     peer.send(peer.tcp(1234, 80, 5001, synack.tcp.seq + 1, ACK, data=b"again"), 2.6)
     new = lst.accept()
     assert new is not None and new is not conn and new.recv(100, 2.7) == b"again"
+    ended = weakref.ref(conn)
+    conn.close(2.8)
+    del conn
+    gc.collect()
+    assert ended() is None                                # its stale timer entry does not keep it
 
 
 def test_orphaned_fin_wait_2_times_out():
