@@ -1057,7 +1057,9 @@ class TcpSocket:
         self._rearm()
 
     # ------------------------------------------------------------------ passive open
-    def _input_listen(self, h: Ipv4Header, seg: Segment, now: float) -> str | None:
+    def _input_listen(self, h: Ipv4Header, seg: Segment, now: float, iss: int | None = None) -> str | None:
+        """A segment for this listener; ``iss``: the new connection's initial sequence number
+        when the SYN ended a TIME-WAIT (TcpLayer.input), else the RFC 6528 one."""
         f = seg.flags
         if f & RST:
             return "tcp_listen_rst"
@@ -1081,7 +1083,7 @@ class TcpSocket:
         child._negotiate(seg)
         if child.ts_ok:
             child._ts_offset = self.layer.stack.rng.getrandbits(32)
-        child.iss = self.layer.isn(child.local, child.remote, now)
+        child.iss = self.layer.isn(child.local, child.remote, now) if iss is None else iss
         child.snd_una = child.iss
         child.snd_nxt = child.snd_max = child.snd_base = (child.iss + 1) & M32
         child.snd_wnd, child.snd_wl1 = seg.wnd, seg.seq

@@ -41,7 +41,6 @@ class TcpLayer:
         self.listeners: dict[tuple[int, int], TcpSocket] = {}
         self.ports: dict[int, set[TcpSocket]] = {}
         self.time_wait = 0                                # connections in TIME-WAIT (cfg.max_time_wait)
-        self._reopen_iss: tuple[tuple[int, int, int, int], int] | None = None
         self._timers: dict[TcpSocket, float] = {}       # the deadlines in force
         self._first: dict[TcpSocket, int] = {}           # when each entered _timers (scan order)
         self._heap: list[tuple[float, int, weakref.ref[TcpSocket]]] = []  # (deadline, tie, socket), some stale
@@ -63,10 +62,7 @@ class TcpLayer:
         return (s.local[0], s.local[1], s.remote[0], s.remote[1])
 
     def isn(self, local: tuple[int, int], remote: tuple[int, int], now: float) -> int:
-        """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock (for a SYN that
-        ended a TIME-WAIT, what ``input`` chose)."""
-        if self._reopen_iss is not None and self._reopen_iss[0] == (local[0], local[1], remote[0], remote[1]):
-            return self._reopen_iss[1]
+        """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock."""
         h = hashlib.blake2b(struct.pack("!IHIH", local[0], local[1], remote[0], remote[1]),
                             key=self._secret, digest_size=4).digest()
         return (int.from_bytes(h, "big") + int(now * 250_000)) & M32
@@ -196,19 +192,16 @@ class TcpLayer:
             return seg
         self.counters.events["tcp_segments_in"] += 1
         sock = self.conns.get((h.dst, seg.dport, h.src, seg.sport))
+        iss = None
         if sock is not None:
             if not (sock.state == S.TIME_WAIT and sock.reopened_by(seg)):
                 return sock._input(seg, now)
             self.counters.events["tcp_time_wait_reopened"] += 1
-            # the new connection starts beyond anything the old one sent (as Linux's does)
-            self._reopen_iss = (self.key(sock), (sock.snd_max + 65537) & M32)
+            iss = (sock.snd_max + 65537) & M32            # past all the old one sent, as Linux's
             sock._finish(0)                               # the SYN goes to the listener
         lst = self.listeners.get((h.dst, seg.dport)) or self.listeners.get((0, seg.dport))
         if lst is not None:
-            try:
-                return lst._input_listen(h, seg, now)
-            finally:
-                self._reopen_iss = None
+            return lst._input_listen(h, seg, now, iss)
         self.reset_for((h.dst, seg.dport), (h.src, seg.sport), seg, now)
         return "tcp_no_socket"
 
