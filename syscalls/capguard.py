@@ -84,6 +84,10 @@ class CapGuard:
         """see() of the object at canonical guest path ``path``."""
         self.cspace.authorize_path(path, NONE, op="stat")
 
+    def sees_path(self, path: bytes) -> bool:
+        """Whether see_path(``path``) would pass (no audit record: the translator asks, not a guest)."""
+        return self.cspace.allows_path(path, NONE) is not None
+
     def access(self, m: "Mount", d: "Dentry", mode: int) -> None:
         if mode & 1 and st.S_ISDIR(d.inode.mode):  # X_OK on a directory: may it be searched
             self.search(m, d, "access", _ACCESS[mode & 6])

@@ -336,11 +336,13 @@ class Kernel:
         self.vfs.guard = self.guard
         cspace.actor = lambda: self.current.pid if self.current is not None else None
 
-    def proc_self_exe(self, proc: Process) -> bytes | None:
+    def proc_self_exe(self, proc: Process, *, ahead: bool = False) -> bytes | None:
         """readlink("/proc/self/exe") for ``proc`` without the walk, when nothing can make the
         walk end elsewhere: busybox asks on every start, and the walk (the new process's
         /proc/PID, its exe link, their dentries) costs ~100 µs in place. None: walk.
-        The same capability check as the walk's end (guard.see of /proc/PID/exe)."""
+        The same capability check as the walk's end (guard.see of /proc/PID/exe). ``ahead``: for
+        an answer kept before the guest asks (answers.py): None where the check would refuse,
+        without its audit record."""
         root = self.vfs.root()
         if proc.fs.root != root or not proc.exe:
             return None  # chrooted: /proc may be anything, or nothing
@@ -351,7 +353,11 @@ class Kernel:
         if not usable:
             return None
         if self.guard is not None:
-            self.guard.see_path(b"/proc/%d/exe" % proc.pid)
+            path = b"/proc/%d/exe" % proc.pid
+            if not ahead:
+                self.guard.see_path(path)
+            elif not self.guard.sees_path(path):
+                return None
         return proc.exe
 
     def _proc_root_usable(self, root: Location) -> bool:

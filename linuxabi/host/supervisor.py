@@ -27,6 +27,7 @@ from linuxabi.abi import x86_64
 from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd, Trap
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
+from syscalls.process import thread_comm
 from syscalls.table import SYSCALLS, keeps_answers
 
 from . import in_guest, ptrace
@@ -200,6 +201,7 @@ class Supervisor:
         # Stat answers the loop gives in C (answers.py); made by run, unless a tracer, the
         # profile or an errno swap wants to see every call.
         self.answers: AnswerCache | None = None
+        self._exec_answers: list[HostTask] = []  # threads whose exec just ended (_after_flush)
         self.answered = 0  # calls the cache answered (known once run returns)
         self._installs = 0  # fd installs into guests (placement discounts their preemptions)
 
@@ -471,13 +473,33 @@ class Supervisor:
                 traceback.print_exc(file=sys.stderr)
 
     def _drain_signals(self) -> None:
+        changed = True
         try:
-            self._handle_signals()
+            changed = self._handle_signals()
         finally:
-            if self.answers is not None:
+            if self.answers is not None and changed:
                 self.answers.flush()  # exits, execs, the control socket: anything may have changed
+                if self._exec_answers:
+                    self._after_flush()
 
-    def _handle_signals(self) -> None:
+    def _after_flush(self) -> None:
+        """Keep, for each thread whose exec just ended, the answers to what a new program asks
+        first (answers.remember_exec). Only with no thread in a special state: as for any
+        answer kept, the calls to come must be the ones the table describes."""
+        tasks, self._exec_answers = self._exec_answers, []
+        if self.answers is None or self._masked or self._held or self.execs or self._stashed:
+            return
+        for task in tasks:
+            if self.tasks.get(task.host_tid) is not task:
+                continue  # gone already
+            proc = task.hp.proc
+            self.answers.remember_exec(task.host_tid, self.kernel.proc_self_exe(proc, ahead=True),
+                                       thread_comm(task))
+
+    def _handle_signals(self) -> bool:
+        """Whether anything happened: a SIGCHLD whose stop an earlier waitpid already took
+        (one often comes right after an exec's last stop) changes nothing."""
+        changed = any(s != signal.SIGCHLD for s in self._signals)
         if signal.SIGALRM in self._signals:  # the tick (not each SIGCHLD)
             if self._readers:
                 self._serve_readers()
@@ -490,9 +512,11 @@ class Supervisor:
                 hook()
             elif signo not in (signal.SIGCHLD, signal.SIGALRM):
                 self.forward_signal(signo)
-        self._reap()
+        changed |= self._reap()
         if self.parked:
             self._interrupt_parked()
+            changed = True
+        return changed
 
     def _interrupt_parked(self) -> None:
         """A signal interrupts a parked call as it would the kernel's own wait (DESIGN.md, hard
@@ -709,14 +733,17 @@ class Supervisor:
             self.exit_status = signo  # as if killed by it
             self.kill_all()
 
-    def _reap(self) -> None:
+    def _reap(self) -> bool:
+        """Handle every wait status there is; whether there was one."""
+        reaped = False
         while True:
             try:
                 pid, status = os.waitpid(-1, _WAIT_ANY)
             except ChildProcessError:
-                return
+                return reaped
             if pid == 0:
-                return
+                return reaped
+            reaped = True
             try:
                 self._on_wait_status(pid, status)
             except ProcessLookupError:
@@ -1051,6 +1078,8 @@ class Supervisor:
                 proc.kernel_comm = dance.kernel_comm
                 task.renamed = False
                 task.hp.exec_happened()
+                if self.answers is not None and task.host_tid == tid:
+                    self._exec_answers.append(task)
             ptrace.cont(tid)
             return
         # The exec failed (E2BIG, a bad argv pointer, ENOMEM...): close the fd we installed,

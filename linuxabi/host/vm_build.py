@@ -12,8 +12,9 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
 - ``answers_serve``: the notification loop's receive, which answers by itself the calls the
   answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
   the same file, a read-only open of the same image file (reopened and installed), and the
-  same stat or open of a path that does not resolve (its errno). Everything else comes back to
-  Python as before.
+  same stat or open of a path that does not resolve (its errno), and a program's readlink of its
+  /proc/self/exe and prctl(PR_GET_NAME) (what its exec made them). Everything else comes back
+  to Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -51,6 +52,10 @@ void answers_put_error(struct answers *a, int tid, int kind, int flags, const ch
 #define ANSWER_OPEN 2
 void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long long ino, const char *stat,
                     int live);
+void answers_put_value(struct answers *a, int tid, int kind, const char *key, unsigned long len,
+                       const char *value, unsigned long value_len);
+#define ANSWER_READLINK 3
+#define ANSWER_NAME 4
 unsigned long long answers_hits(struct answers *a);
 unsigned long long answers_installs(struct answers *a);
 int answers_serve(int listener, char *notif, struct answers *a);
@@ -60,11 +65,13 @@ SOURCE = """
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -151,6 +158,9 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
 #define ANSWER_LSTAT 0 /* a path answer's call */
 #define ANSWER_STAT 1
 #define ANSWER_OPEN 2
+#define ANSWER_READLINK 3 /* readlink(path): the link's target (the value) */
+#define ANSWER_NAME 4     /* prctl(PR_GET_NAME): the thread's name, 16 bytes (key NAME_KEY) */
+#define NAME_KEY "/proc/self/comm"
 
 struct answer {
     unsigned gen;
@@ -161,6 +171,7 @@ struct answer {
     unsigned len;
     int dirfd, host_flags; /* ANSWER_OPEN: openat(dirfd, stat, host_flags) reopens the file */
     int live;    /* an fd answer: size, blocks and times come from the host file at each call */
+    unsigned value_len; /* ANSWER_READLINK, ANSWER_NAME: the bytes of stat that are the answer */
     unsigned long long dev, ino;
     char path[ANSWER_PATH_MAX];
     char stat[ANSWER_STAT_SIZE]; /* ANSWER_OPEN: the path to reopen, NUL-terminated */
@@ -298,6 +309,19 @@ static void answers_put_fd(struct answers *a, unsigned long long dev, unsigned l
     memcpy(e->stat, stat, ANSWER_STAT_SIZE);
 }
 
+static void answers_put_value(struct answers *a, int tid, int kind, const char *key, unsigned long len,
+                              const char *value, unsigned long value_len)
+{
+    struct answer *e;
+    if (value_len > ANSWER_STAT_SIZE)
+        return;
+    e = path_put(a, tid, kind, 0, key, len);
+    if (!e)
+        return;
+    memcpy(e->stat, value, value_len);
+    e->value_len = value_len;
+}
+
 static unsigned long long answers_hits(struct answers *a) { return a->hits; }
 static unsigned long long answers_installs(struct answers *a) { return a->installs; }
 
@@ -366,15 +390,18 @@ static int fd_stat(int pidfd, int fd, struct stat *st)
     return r < 0 ? -e : 0;
 }
 
-static void reply(int listener, unsigned long long id, int error)
+static void reply_value(int listener, unsigned long long id, long long val, int error)
 {
     struct seccomp_notif_resp resp;
     memset(&resp, 0, sizeof resp);
     resp.id = id;
+    resp.val = val;
     resp.error = error;
     while (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno == EINTR)
         ; /* ENOENT: the thread is gone (killed meanwhile); nobody to answer */
 }
+
+static void reply(int listener, unsigned long long id, int error) { reply_value(listener, id, 0, error); }
 
 /* The struct stat that answers newfstatat notification n, if the cache holds it, else NULL;
  * *error: the answer when it is an errno (then NULL too). out: room for a live answer (a
@@ -461,9 +488,40 @@ static int open_answer(int listener, struct answers *a, const struct seccomp_not
     return 1;
 }
 
+/* Answer readlink notification n from the cache (the program's own /proc/self/exe, kept at its
+ * exec): 1 if answered, 0 if Python must (a size the call refuses, a buffer it cannot write). */
+static int link_answer(int listener, struct answers *a, const struct seccomp_notif *n)
+{
+    char path[ANSWER_PATH_MAX];
+    struct answer *e;
+    long len, size = (int)n->data.args[2];
+    unsigned long put;
+
+    if (size <= 0 || (len = read_path(n, n->data.args[0], path)) < 0 ||
+        !(e = path_hit(a, n->pid, ANSWER_READLINK, 0, path, len)))
+        return 0;
+    put = e->value_len < (unsigned long)size ? e->value_len : (unsigned long)size;
+    if (vm_write(n->pid, n->data.args[1], e->stat, put) != (long)put)
+        return 0;
+    reply_value(listener, n->id, (long long)put, 0);
+    return 1;
+}
+
+/* Answer prctl(PR_GET_NAME) notification n from the cache (the name its exec gave the thread):
+ * 1 if answered, 0 if Python must. */
+static int name_answer(int listener, struct answers *a, const struct seccomp_notif *n)
+{
+    struct answer *e = path_hit(a, n->pid, ANSWER_NAME, 0, NAME_KEY, sizeof NAME_KEY - 1);
+
+    if (!e || vm_write(n->pid, n->data.args[1], e->stat, 16) != 16)
+        return 0;
+    reply(listener, n->id, 0);
+    return 1;
+}
+
 /* RECV notifications into notif (zeroed first, as the kernel requires) and answer those the
- * cache holds. 1: notif holds one for Python; 0: ANSWER_RUN answers in a row, none for Python
- * (so that its signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
+ * cache holds. 1: notif holds one for Python; 0: answers given and no call waiting, or
+ * ANSWER_RUN answers in a row (so that Python's signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
  * answer whose stat buffer cannot be written goes to Python too, which answers EFAULT. */
 static int answers_serve(int listener, char *notif, struct answers *a)
 {
@@ -473,6 +531,15 @@ static int answers_serve(int listener, char *notif, struct answers *a)
     int run, error, opened;
 
     for (run = 0; run < ANSWER_RUN; run++) {
+        if (run > 0) {
+            /* A signal that came while we answered (SIGCHLD: the guest woken by our answer
+             * exited, say) has been taken by the interpreter's C-level handler, and its Python
+             * handler would wait until a RECV ends, for the next call or the 50 ms tick: go
+             * back to Python unless a call is already waiting. */
+            struct pollfd p = {listener, POLLIN, 0};
+            if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+                break;
+        }
         memset(n, 0, sizeof *n);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
@@ -481,6 +548,12 @@ static int answers_serve(int listener, char *notif, struct answers *a)
                 return 1;
             a->hits++;
             a->installs += opened == 1;
+            continue;
+        }
+        if (n->data.nr == SYS_readlink || (n->data.nr == SYS_prctl && (int)n->data.args[0] == PR_GET_NAME)) {
+            if (!(n->data.nr == SYS_readlink ? link_answer(listener, a, n) : name_answer(listener, a, n)))
+                return 1;
+            a->hits++;
             continue;
         }
         if (n->data.nr != SYS_newfstatat)
