@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from .task import HostTask
 
 STAT_SIZE = 144  # struct stat on x86_64
+_SELF_EXE = b"/proc/self/exe"
+_NAME_KEY = b"/proc/self/comm"  # (vm_build.py's NAME_KEY: the key of a thread's name)
 
 
 class AnswerCache:
@@ -73,7 +75,8 @@ class AnswerCache:
     def receiver(self, listener_fd: int, buf: bytearray) -> Callable[[], int]:
         """A call that RECVs into ``buf``, answering what the cache holds: it returns 1 when
         ``buf`` holds a notification for Python, 0 after cached answers when no call waits or
-        after a run of them (Python's signal handlers get their turn), -errno if RECV failed. ``buf`` must stay this size."""
+        after a run of them (Python's signal handlers get their turn), -errno if RECV failed.
+        ``buf`` must stay this size."""
         return functools.partial(_serve, listener_fd, _ffi.from_buffer(buf), self._c)
 
     def flush(self) -> None:
@@ -133,10 +136,6 @@ class AnswerCache:
         value = name[:15].ljust(16, b"\0")
         _lib.answers_put_value(self._c, tid, _lib.ANSWER_NAME, _NAME_KEY, len(_NAME_KEY), value, len(value))
         self.live = True
-
-
-_SELF_EXE = b"/proc/self/exe"
-_NAME_KEY = b"/proc/self/comm"  # (vm_build.py's NAME_KEY: the key of a thread's name)
 
 
 def _s32(flags: int) -> int:
