@@ -45,15 +45,14 @@ def test_repeated_opens_are_answered_without_python(image_copy: Path) -> None:
     assert sup.dispatcher.counts.get(OPENAT, 0) < 20
 
 
-def test_a_new_programs_first_questions_are_answered_without_python(image_copy: Path) -> None:
-    # busybox asks readlink("/proc/self/exe") and prctl(PR_GET_NAME) on every start: 300 starts.
+def test_a_new_programs_first_question_is_answered_without_python(image_copy: Path) -> None:
+    # busybox asks readlink("/proc/self/exe") on every start: 300 starts.
     script = ("i=0; while [ $i -lt 300 ]; do /bin/true || exit 9; i=$((i+1)); done; "
               "[ \"$(readlink /proc/self/exe)\" = /bin/busybox ] || exit 10; "
               "[ \"$(cat /proc/self/comm)\" = cat ] || exit 11")
     sup = _served(image_copy, script)
-    assert sup.answered >= 500
+    assert sup.answered >= 270
     assert sup.dispatcher.counts.get(BY_NAME["readlink"].nr, 0) < 30
-    assert sup.dispatcher.counts.get(BY_NAME["prctl"].nr, 0) < 30
 
 
 def test_every_open_is_audited_at_the_verbose_level(image_copy: Path, tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ from linuxabi.abi import x86_64
 from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd, Trap
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
-from syscalls.process import thread_comm
 from syscalls.table import SYSCALLS, keeps_answers
 
 from . import in_guest, ptrace
@@ -492,9 +491,9 @@ class Supervisor:
         for task in tasks:
             if self.tasks.get(task.host_tid) is not task:
                 continue  # gone already
-            proc = task.hp.proc
-            self.answers.remember_exec(task.host_tid, self.kernel.proc_self_exe(proc, ahead=True),
-                                       thread_comm(task))
+            exe = self.kernel.proc_self_exe(task.hp.proc, ahead=True)
+            if exe is not None:
+                self.answers.remember_exec(task.host_tid, exe)
 
     def _handle_signals(self) -> bool:
         """Whether anything happened: a SIGCHLD whose stop an earlier waitpid already took

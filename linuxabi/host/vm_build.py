@@ -13,8 +13,7 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
   the same file, a read-only open of the same image file (reopened and installed), and the
   same stat or open of a path that does not resolve (its errno), and a program's readlink of its
-  /proc/self/exe and prctl(PR_GET_NAME) (what its exec made them). Everything else comes back
-  to Python as before.
+  /proc/self/exe (what its exec made it). Everything else comes back to Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -55,7 +54,6 @@ void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long lon
 void answers_put_value(struct answers *a, int tid, int kind, const char *key, unsigned long len,
                        const char *value, unsigned long value_len);
 #define ANSWER_READLINK 3
-#define ANSWER_NAME 4
 unsigned long long answers_hits(struct answers *a);
 unsigned long long answers_installs(struct answers *a);
 int answers_serve(int listener, char *notif, struct answers *a);
@@ -65,13 +63,11 @@ SOURCE = """
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -159,8 +155,6 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
 #define ANSWER_STAT 1
 #define ANSWER_OPEN 2
 #define ANSWER_READLINK 3 /* readlink(path): the link's target (the value) */
-#define ANSWER_NAME 4     /* prctl(PR_GET_NAME): the thread's name, 16 bytes (key NAME_KEY) */
-#define NAME_KEY "/proc/self/comm"
 
 struct answer {
     unsigned gen;
@@ -171,7 +165,7 @@ struct answer {
     unsigned len;
     int dirfd, host_flags; /* ANSWER_OPEN: openat(dirfd, stat, host_flags) reopens the file */
     int live;    /* an fd answer: size, blocks and times come from the host file at each call */
-    unsigned value_len; /* ANSWER_READLINK, ANSWER_NAME: the bytes of stat that are the answer */
+    unsigned value_len; /* ANSWER_READLINK: the bytes of stat that are the answer */
     unsigned long long dev, ino;
     char path[ANSWER_PATH_MAX];
     char stat[ANSWER_STAT_SIZE]; /* ANSWER_OPEN: the path to reopen, NUL-terminated */
@@ -507,21 +501,9 @@ static int link_answer(int listener, struct answers *a, const struct seccomp_not
     return 1;
 }
 
-/* Answer prctl(PR_GET_NAME) notification n from the cache (the name its exec gave the thread):
- * 1 if answered, 0 if Python must. */
-static int name_answer(int listener, struct answers *a, const struct seccomp_notif *n)
-{
-    struct answer *e = path_hit(a, n->pid, ANSWER_NAME, 0, NAME_KEY, sizeof NAME_KEY - 1);
-
-    if (!e || vm_write(n->pid, n->data.args[1], e->stat, 16) != 16)
-        return 0;
-    reply(listener, n->id, 0);
-    return 1;
-}
-
 /* RECV notifications into notif (zeroed first, as the kernel requires) and answer those the
- * cache holds. 1: notif holds one for Python; 0: answers given and no call waiting, or
- * ANSWER_RUN answers in a row (so that Python's signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
+ * cache holds. 1: notif holds one for Python; 0: ANSWER_RUN answers in a row, none for Python
+ * (so that its signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
  * answer whose stat buffer cannot be written goes to Python too, which answers EFAULT. */
 static int answers_serve(int listener, char *notif, struct answers *a)
 {
@@ -531,15 +513,6 @@ static int answers_serve(int listener, char *notif, struct answers *a)
     int run, error, opened;
 
     for (run = 0; run < ANSWER_RUN; run++) {
-        if (run > 0) {
-            /* A signal that came while we answered (SIGCHLD: the guest woken by our answer
-             * exited, say) has been taken by the interpreter's C-level handler, and its Python
-             * handler would wait until a RECV ends, for the next call or the 50 ms tick: go
-             * back to Python unless a call is already waiting. */
-            struct pollfd p = {listener, POLLIN, 0};
-            if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
-                break;
-        }
         memset(n, 0, sizeof *n);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
@@ -550,8 +523,8 @@ static int answers_serve(int listener, char *notif, struct answers *a)
             a->installs += opened == 1;
             continue;
         }
-        if (n->data.nr == SYS_readlink || (n->data.nr == SYS_prctl && (int)n->data.args[0] == PR_GET_NAME)) {
-            if (!(n->data.nr == SYS_readlink ? link_answer(listener, a, n) : name_answer(listener, a, n)))
+        if (n->data.nr == SYS_readlink) {
+            if (!link_answer(listener, a, n))
                 return 1;
             a->hits++;
             continue;
