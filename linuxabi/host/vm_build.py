@@ -501,19 +501,17 @@ static int link_answer(int listener, struct answers *a, const struct seccomp_not
     return 1;
 }
 
-/* RECV notifications into notif (zeroed first, as the kernel requires) and answer those the
- * cache holds. 1: notif holds one for Python; 0: ANSWER_RUN answers in a row, none for Python
- * (so that its signal handlers get to run); -errno: RECV failed (EINTR: a signal). A cached
- * answer whose stat buffer cannot be written goes to Python too, which answers EFAULT. */
-static int answers_serve(int listener, char *notif, struct answers *a)
+/* RECV notifications into notif and answer those the cache holds: 1 if notif holds one for
+ * Python. A cached answer whose stat buffer cannot be written goes to Python too, which answers
+ * EFAULT. */
+static int answers_run(int listener, struct seccomp_notif *n, struct answers *a)
 {
-    struct seccomp_notif *n = (struct seccomp_notif *)notif;
     const char *stat;
     struct stat live;
     int run, error, opened;
 
     for (run = 0; run < ANSWER_RUN; run++) {
-        memset(n, 0, sizeof *n);
+        memset(n, 0, sizeof *n); /* the kernel requires it */
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
         if (n->data.nr == SYS_openat) {
@@ -540,8 +538,22 @@ static int answers_serve(int listener, char *notif, struct answers *a)
         reply(listener, n->id, -error);
         a->hits++;
     }
-    memset(n, 0, sizeof *n);
     return 0;
+}
+
+/* answers_run: 1 when notif holds a notification for Python; 0 after ANSWER_RUN answers in a
+ * row, none for Python (so that its signal handlers get to run); -errno if RECV failed (EINTR:
+ * a signal). Whatever else it returns, notif is left all zeros: a signal handler that breaks
+ * the caller's wait reads the buffer back (Supervisor._recv_interruptible), and a call answered
+ * here, served again, would have its answer written into a stack the guest has moved on from. */
+static int answers_serve(int listener, char *notif, struct answers *a)
+{
+    struct seccomp_notif *n = (struct seccomp_notif *)notif;
+    int r = answers_run(listener, n, a);
+
+    if (r != 1)
+        memset(n, 0, sizeof *n);
+    return r;
 }
 """
 
