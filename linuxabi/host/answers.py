@@ -11,8 +11,8 @@ of a file whose host object stays the same (an image file, a memfd) is reopened 
 the same way, and a stat or open of a path that does not resolve gets its errno again (ENOENT,
 ENOTDIR: the VFS remembers the lookup's failure until a name changes; ls -l opens a missing
 /etc/localtime for every file it shows). After an exec, the new program's readlink of
-/proc/self/exe is answered too (``remember_exec``: busybox asks on every start, ~40 µs through
-Python).
+/proc/self/exe and its prctl(PR_GET_NAME) are answered too (``remember_exec``: busybox asks both
+on every start, ~45 µs through Python).
 
 What keeps the answers right is that the cache empties (``flush``), which the supervisor does:
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 STAT_SIZE = 144  # struct stat on x86_64
 _SELF_EXE = b"/proc/self/exe"
+_NAME_KEY = b"/proc/self/comm"  # (vm_build.py's NAME_KEY: the key of a thread's name)
 
 
 class AnswerCache:
@@ -71,11 +72,13 @@ class AnswerCache:
             return None
         return cls(_ffi.gc(c, _lib.answers_free))
 
-    def receiver(self, listener_fd: int, buf: bytearray) -> Callable[[], int]:
+    def receiver(self, listener_fd: int, buf: bytearray, wake_fd: int) -> Callable[[], int]:
         """A call that RECVs into ``buf``, answering what the cache holds: it returns 1 when
-        ``buf`` holds a notification for Python, 0 after a run of cached answers (Python's
-        signal handlers get their turn), -errno if RECV failed. ``buf`` must stay this size."""
-        return functools.partial(_serve, listener_fd, _ffi.from_buffer(buf), self._c)
+        ``buf`` holds a notification for Python, 0 after a run of cached answers or when a byte
+        came on ``wake_fd`` (the interpreter's signal wakeup fd, non-blocking: its signal
+        handlers get their turn), -errno if RECV failed; ``buf`` is all zeros unless it returns
+        1. ``buf`` must stay this size."""
+        return functools.partial(_serve, listener_fd, _ffi.from_buffer(buf), self._c, wake_fd)
 
     def flush(self) -> None:
         if self.live:
@@ -124,13 +127,15 @@ class AnswerCache:
         if self._admit(task):
             _lib.answers_put_error(self._c, task.host_tid, _lib.ANSWER_OPEN, _s32(flags), path, len(path), errno)
 
-    def remember_exec(self, tid: int, exe: bytes) -> None:
+    def remember_exec(self, tid: int, exe: bytes | None, name: bytes) -> None:
         """What a program that has just been exec'd asks first (busybox on every start): its
-        readlink of /proc/self/exe. The supervisor calls it for a thread its exec left in no
-        special state, after the flush that the exec's own stop brought. (Its prctl(PR_GET_NAME)
-        that follows stays Python's: answered in C too, a guest whose last trapped call it was
-        left the C loop waiting in RECV with the SIGCHLD of its exit unseen until the tick.)"""
-        _lib.answers_put_value(self._c, tid, _lib.ANSWER_READLINK, _SELF_EXE, len(_SELF_EXE), exe, len(exe))
+        readlink of /proc/self/exe (``exe``; None: not to be answered here) and its
+        prctl(PR_GET_NAME) (``name``, the thread's name). The supervisor calls it for a thread
+        its exec left in no special state, after the flush that the exec's own stop brought."""
+        if exe is not None:
+            _lib.answers_put_value(self._c, tid, _lib.ANSWER_READLINK, _SELF_EXE, len(_SELF_EXE), exe, len(exe))
+        value = name[:15].ljust(16, b"\0")
+        _lib.answers_put_value(self._c, tid, _lib.ANSWER_NAME, _NAME_KEY, len(_NAME_KEY), value, len(value))
         self.live = True
 
 

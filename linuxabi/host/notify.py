@@ -141,9 +141,10 @@ class Listener:
             return None
         return Notification(nid, pid, nr, arch, ip, (a0, a1, a2, a3, a4, a5))
 
-    def answer_with(self, answers: "AnswerCache | None") -> None:
-        """Have ``recv_answering`` answer in C the calls ``answers`` holds (answers.py)."""
-        self._answering = answers.receiver(self.fd, self._rbuf) if answers is not None else None
+    def answer_with(self, answers: "AnswerCache | None", wake_fd: int = -1) -> None:
+        """Have ``recv_answering`` answer in C the calls ``answers`` holds (answers.py), and
+        return when a byte comes on ``wake_fd`` (the interpreter's signal wakeup fd)."""
+        self._answering = answers.receiver(self.fd, self._rbuf, wake_fd) if answers is not None else None
 
     def recv_answering(self) -> Notification | None:
         """recv_prepared, the calls the ``answer_with`` cache holds answered in C on the way.

@@ -27,6 +27,7 @@ from linuxabi.abi import x86_64
 from syscalls.base import CONTINUE, Disposition, ExecPlan, InstallFd, Park, ReplaceFd, Trap
 from syscalls.dispatch import Dispatcher
 from syscalls.kernel import Kernel, Process
+from syscalls.process import thread_comm
 from syscalls.table import SYSCALLS, keeps_answers
 
 from . import in_guest, ptrace
@@ -348,7 +349,9 @@ class Supervisor:
 
         The hot path is a blocking NOTIF_RECV, not epoll: one syscall less per trapped call.
         Signals (SIGCHLD for ptrace events, and those forwarded to the guest) arrive through
-        Python handlers that break the wait; epoll is used only while calls are parked.
+        Python handlers that break the wait; epoll is used only while calls are parked. With the
+        answer cache, the C loop waits in poll() on the listener and the interpreter's signal
+        wakeup fd: a signal taken while it answered (not in a wait it could break) ends it too.
         """
         old = {s: signal.signal(s, self._on_signal)
                for s in (signal.SIGCHLD, signal.SIGALRM, *FORWARDED_SIGNALS)}
@@ -358,11 +361,14 @@ class Supervisor:
         self._ep = select.epoll()
         self._ep.register(self.listener.fd, select.EPOLLIN)
         d = self.dispatcher
+        wake: tuple[int, int, int] | None = None  # the wakeup pipe's ends, and the fd it replaced
         if d.tracer is None and d.swap is None and not d.profile:
             self.answers = self.kernel.answers = AnswerCache.create()
             if self.answers is not None:
                 self.answers.installs_unpinned = lambda tid: self.placement.mask_after_pin(tid) is None
-            self.listener.answer_with(self.answers)
+                wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                wake = (wake_r, wake_w, signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False))
+                self.listener.answer_with(self.answers, wake_r)
         try:
             self._reap()  # the initial stops may already be queued
             while self.exit_status is None:
@@ -380,6 +386,10 @@ class Supervisor:
                 self.answered = self.answers.hits
             self.answers = self.kernel.answers = None
             self.listener.answer_with(None)
+            if wake is not None:
+                signal.set_wakeup_fd(wake[2])
+                os.close(wake[0])
+                os.close(wake[1])
             _restore_handlers(old)
             self._ep.close()
             self._read_exec_status()
@@ -491,9 +501,8 @@ class Supervisor:
         for task in tasks:
             if self.tasks.get(task.host_tid) is not task:
                 continue  # gone already
-            exe = self.kernel.proc_self_exe(task.hp.proc, ahead=True)
-            if exe is not None:
-                self.answers.remember_exec(task.host_tid, exe)
+            self.answers.remember_exec(task.host_tid, self.kernel.proc_self_exe(task.hp.proc, ahead=True),
+                                       thread_comm(task))
 
     def _handle_signals(self) -> bool:
         """Whether anything happened: a SIGCHLD whose stop an earlier waitpid already took

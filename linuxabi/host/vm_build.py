@@ -13,7 +13,8 @@ a direct C call, ~1 us cheaper than the same work through the ABI-mode libc bind
   answer cache (linuxabi/host/answers.py) holds: a repeated stat of the same path, an fstat of
   the same file, a read-only open of the same image file (reopened and installed), and the
   same stat or open of a path that does not resolve (its errno), and a program's readlink of its
-  /proc/self/exe (what its exec made it). Everything else comes back to Python as before.
+  /proc/self/exe and prctl(PR_GET_NAME) (what its exec made them). Everything else comes back
+  to Python as before.
 
 ``make setup`` runs ``python -m linuxabi.host.vm_build``; without the module, the same steps run
 through the ABI-mode bindings, with the same behaviour.
@@ -54,20 +55,23 @@ void answers_put_fd(struct answers *a, unsigned long long dev, unsigned long lon
 void answers_put_value(struct answers *a, int tid, int kind, const char *key, unsigned long len,
                        const char *value, unsigned long value_len);
 #define ANSWER_READLINK 3
+#define ANSWER_NAME 4
 unsigned long long answers_hits(struct answers *a);
 unsigned long long answers_installs(struct answers *a);
-int answers_serve(int listener, char *notif, struct answers *a);
+int answers_serve(int listener, char *notif, struct answers *a, int wake);
 """
 
 SOURCE = """
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -155,6 +159,8 @@ static int fd_key(int pidfd, int fd, unsigned long long *key)
 #define ANSWER_STAT 1
 #define ANSWER_OPEN 2
 #define ANSWER_READLINK 3 /* readlink(path): the link's target (the value) */
+#define ANSWER_NAME 4     /* prctl(PR_GET_NAME): the thread's name, 16 bytes (key NAME_KEY) */
+#define NAME_KEY "/proc/self/comm"
 
 struct answer {
     unsigned gen;
@@ -165,7 +171,7 @@ struct answer {
     unsigned len;
     int dirfd, host_flags; /* ANSWER_OPEN: openat(dirfd, stat, host_flags) reopens the file */
     int live;    /* an fd answer: size, blocks and times come from the host file at each call */
-    unsigned value_len; /* ANSWER_READLINK: the bytes of stat that are the answer */
+    unsigned value_len; /* ANSWER_READLINK, ANSWER_NAME: the bytes of stat that are the answer */
     unsigned long long dev, ino;
     char path[ANSWER_PATH_MAX];
     char stat[ANSWER_STAT_SIZE]; /* ANSWER_OPEN: the path to reopen, NUL-terminated */
@@ -501,16 +507,49 @@ static int link_answer(int listener, struct answers *a, const struct seccomp_not
     return 1;
 }
 
+/* Answer prctl(PR_GET_NAME) notification n from the cache (the name its exec gave the thread):
+ * 1 if answered, 0 if Python must. */
+static int name_answer(int listener, struct answers *a, const struct seccomp_notif *n)
+{
+    struct answer *e = path_hit(a, n->pid, ANSWER_NAME, 0, NAME_KEY, sizeof NAME_KEY - 1);
+
+    if (!e || vm_write(n->pid, n->data.args[1], e->stat, 16) != 16)
+        return 0;
+    reply(listener, n->id, 0);
+    return 1;
+}
+
+/* Wait until a notification can be received (1) or the interpreter has taken a signal (0: its
+ * C-level handler wrote to `wake`, emptied here), or -errno. A signal that comes while we answer
+ * (SIGCHLD: the guest our answer woke has exited) is taken by that handler and breaks no RECV:
+ * waiting in RECV alone, its Python handler would wait for the next call or the 50 ms tick. */
+static int wait_ready(int listener, int wake)
+{
+    struct pollfd p[2] = {{listener, POLLIN, 0}, {wake, POLLIN, 0}};
+    char drain[64];
+
+    if (poll(p, 2, -1) < 0)
+        return -errno;
+    if (p[1].revents) {
+        while (read(wake, drain, sizeof drain) > 0)
+            ;
+        return 0;
+    }
+    return 1; /* (a hang-up too: RECV then says ENOENT, no task left) */
+}
+
 /* RECV notifications into notif and answer those the cache holds: 1 if notif holds one for
  * Python. A cached answer whose stat buffer cannot be written goes to Python too, which answers
  * EFAULT. */
-static int answers_run(int listener, struct seccomp_notif *n, struct answers *a)
+static int answers_run(int listener, struct seccomp_notif *n, struct answers *a, int wake)
 {
     const char *stat;
     struct stat live;
-    int run, error, opened;
+    int run, error, opened, ready;
 
     for (run = 0; run < ANSWER_RUN; run++) {
+        if ((ready = wait_ready(listener, wake)) <= 0)
+            return ready;
         memset(n, 0, sizeof *n); /* the kernel requires it */
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0)
             return -errno;
@@ -521,8 +560,8 @@ static int answers_run(int listener, struct seccomp_notif *n, struct answers *a)
             a->installs += opened == 1;
             continue;
         }
-        if (n->data.nr == SYS_readlink) {
-            if (!link_answer(listener, a, n))
+        if (n->data.nr == SYS_readlink || (n->data.nr == SYS_prctl && (int)n->data.args[0] == PR_GET_NAME)) {
+            if (!(n->data.nr == SYS_readlink ? link_answer(listener, a, n) : name_answer(listener, a, n)))
                 return 1;
             a->hits++;
             continue;
@@ -542,14 +581,14 @@ static int answers_run(int listener, struct seccomp_notif *n, struct answers *a)
 }
 
 /* answers_run: 1 when notif holds a notification for Python; 0 after ANSWER_RUN answers in a
- * row, none for Python (so that its signal handlers get to run); -errno if RECV failed (EINTR:
- * a signal). Whatever else it returns, notif is left all zeros: a signal handler that breaks
+ * row, none for Python, or when the interpreter took a signal (so that its handlers get to run);
+ * -errno if the wait or RECV failed (EINTR: a signal). Whatever else it returns, notif is left all zeros: a signal handler that breaks
  * the caller's wait reads the buffer back (Supervisor._recv_interruptible), and a call answered
  * here, served again, would have its answer written into a stack the guest has moved on from. */
-static int answers_serve(int listener, char *notif, struct answers *a)
+static int answers_serve(int listener, char *notif, struct answers *a, int wake)
 {
     struct seccomp_notif *n = (struct seccomp_notif *)notif;
-    int r = answers_run(listener, n, a);
+    int r = answers_run(listener, n, a, wake);
 
     if (r != 1)
         memset(n, 0, sizeof *n);
