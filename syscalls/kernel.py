@@ -67,6 +67,9 @@ class Kernel:
     # Set by the platform: each thread's CPU set as the guest sees it, when the platform runs
     # threads elsewhere (linuxabi.host.placement.Placement: wanted, set_wanted, cpus).
     cpu_affinity: "CpuAffinity | None" = None
+    # Set by the platform: thread ``host_tid`` may have a new name (its comm file was opened for
+    # writing), so that its name is asked of the host from then on (see thread_comm).
+    on_thread_renamed: "Callable[[int], None] | None" = None
     # Where stat handlers leave answers that hold until a call changes something (the
     # platform's answer cache); None: nobody keeps them.
     answers: "Answers | None" = None
@@ -215,6 +218,16 @@ class Kernel:
 
     def proc_open_path(self, proc: Process, path: bytes, flags: int) -> int:
         return self.vfs.open(proc.fs, proc.fs.root, path, flags, 0).host_fd
+
+    def proc_open_comm(self, proc: Process, host_tid: int, flags: int) -> int:
+        """The host's comm file of thread ``host_tid`` of ``proc``, opened for writing: a write
+        renames the thread (the host kernel lets only a thread of its group do it, EINVAL for
+        others, as Linux's own file)."""
+        keep = os.O_ACCMODE | os.O_NONBLOCK | os.O_APPEND | os.O_TRUNC
+        fd = os.open(f"/proc/{proc.host_pid}/task/{host_tid}/comm", (flags & keep) | os.O_CLOEXEC)
+        if self.on_thread_renamed is not None:
+            self.on_thread_renamed(host_tid)
+        return fd
 
     def proc_mounts(self) -> list[tuple[bytes, bytes, bytes, bytes]]:
         """(source, mount point, type, options) per mount, as /proc/mounts lists them."""

@@ -75,6 +75,9 @@ class Inode:
     #: True when ``stat`` is the VFS's metadata with the host object's size, blocks and times
     #: (atime, mtime; ctime the later of the two), and nothing else.
     stat_live = False
+    #: True for a file whose contents may be written on a filesystem that is otherwise
+    #: read-only (procfs's /proc/PID/comm): its mode bits decide, not EROFS.
+    writable_on_readonly_fs = False
 
     def __init__(self, fs: "FileSystem", ino: int, mode: int, uid: int = 0, gid: int = 0, *,
                  nlink: int = 1, rdev: int = 0, times: tuple[int, int, int, int] | None = None) -> None:

@@ -44,6 +44,7 @@ class ProcessProvider(Protocol):
     def proc_fd_location(self, proc: ProcEntry, fd: int) -> Location | None: ...
     def proc_threads(self, proc: ProcEntry) -> list[int]: ...
     def proc_open_path(self, proc: ProcEntry, path: bytes, flags: int) -> int: ...
+    def proc_open_comm(self, proc: ProcEntry, host_tid: int, flags: int) -> int: ...
     def proc_lookup(self, proc: ProcEntry, path: bytes) -> Location | None: ...
 
 
@@ -207,7 +208,9 @@ class PidDir(DynamicDir):
         elif name == b"environ":
             gen = lambda: text.environ_text(proc)  # noqa: E731
         elif name == b"comm":
-            gen = lambda: text.status_text(proc).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"  # noqa: E731
+            tid = self._thread_host_tid
+            return CommFile(fs, fs.new_ino(), lambda: text.status_text(proc, tid).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n",
+                            lambda fl: p.proc_open_comm(proc, tid or proc.host_pid, fl))
         elif name == b"maps":
             gen = lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))  # noqa: E731
         elif name == b"mounts":
@@ -249,6 +252,28 @@ class PidDir(DynamicDir):
 
     def names(self) -> Iterable[bytes]:
         return _PID_FILES + ((b"task",) if self._with_task else ())
+
+
+class CommFile(SyntheticFile):
+    """/proc/PID/comm: read, the name as the guest knows it; opened for writing, the thread's own
+    comm file on the host (``open_write``), which renames it as Linux's does (only a thread of
+    the same group may: the host kernel checks the writer)."""
+
+    __slots__ = ("open_write",)
+
+    def __init__(self, fs: ProcFs, ino: int, content: Callable[[], bytes], open_write: Callable[[int], int]) -> None:
+        super().__init__(fs, ino, content, mode=0o644)
+        self.open_write = open_write
+
+    writable_on_readonly_fs = True
+
+    def open_host(self, flags: int) -> int:
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            return super().open_host(flags)
+        return self.open_write(flags)
+
+    def truncate(self, length: int) -> None:
+        """O_TRUNC: nothing (Linux's procfs ignores a size change of its files)."""
 
 
 class TaskDir(DynamicDir):

@@ -225,7 +225,7 @@ class Vfs:
                 self.guard.access(loc.mount, loc.dentry, 0)
             return
         inode = loc.inode
-        if mode & MAY_WRITE and inode.mode & S_IFMT in (S_IFREG, S_IFDIR, S_IFLNK) and self._readonly(loc.mount):
+        if mode & MAY_WRITE and inode.mode & S_IFMT in (S_IFREG, S_IFDIR, S_IFLNK) and self._readonly(loc.mount, inode):
             fail(E.EROFS)
         if not permitted(ctx, inode, mode):
             fail(E.EACCES)
@@ -358,7 +358,7 @@ class Vfs:
         want = _ACC_MASK[flags & os.O_ACCMODE] | (MAY_WRITE if flags & os.O_TRUNC else 0)
         if kind == S_IFDIR and want & MAY_WRITE:
             fail(E.EISDIR)
-        if want & MAY_WRITE and kind in (S_IFREG, S_IFDIR) and self._readonly(m):
+        if want & MAY_WRITE and kind in (S_IFREG, S_IFDIR) and self._readonly(m, inode):
             fail(E.EROFS)
         if not permitted(ctx, inode, want):
             fail(E.EACCES)
@@ -463,8 +463,9 @@ class Vfs:
     # ---- creation -------------------------------------------------------------------------------
 
     @staticmethod
-    def _readonly(m: Mount) -> bool:
-        return m.readonly or m.fs.readonly
+    def _readonly(m: Mount, inode: Inode | None = None) -> bool:
+        """Whether writes to ``inode``'s contents (or, with None, any change) on ``m`` fail with EROFS."""
+        return m.readonly or (m.fs.readonly and not (inode is not None and inode.writable_on_readonly_fs))
 
     def _want_write(self, m: Mount) -> None:
         if m.readonly or m.fs.readonly:

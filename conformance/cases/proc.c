@@ -1,7 +1,9 @@
 // /proc/self: exe, cwd, root, fd/, fdinfo/, status, stat, cmdline, comm,
-// environ, maps, task/, and /proc/<pid> of a child.
-// syscalls: readlink readlinkat openat read getdents64 prctl getpid gettid
+// environ, maps, task/, and /proc/<pid> of a child; a thread renamed through its
+// task/TID/comm (what pthread_setname_np does for another thread).
+// syscalls: readlink readlinkat openat read write getdents64 prctl getpid gettid
 #include "verdict.h"
+#include <pthread.h>
 #include <sys/prctl.h>
 
 static const char *link_of(const char *path)
@@ -202,6 +204,14 @@ static void test_other_process(void)
         usleep(5000);
     }
     checkf("child_comm", "%s", file_str(path));
+    /* Only a thread of the same group may rename a task through its comm file. */
+    int cfd = open(path, O_WRONLY);
+    errno = 0;
+    long w = cfd < 0 ? -2 : write(cfd, "stranger", 8);
+    checkf("child_comm_write_by_other", "open=%d write=%ld %s", cfd >= 0, w, errname(errno));
+    if (cfd >= 0)
+        close(cfd);
+    checkf("child_comm_unchanged", "%s", file_str(path));
     snprintf(path, sizeof path, "/proc/%d/status", c);
     char me[32];
     snprintf(me, sizeof me, "%d", getpid());
@@ -215,6 +225,51 @@ static void test_other_process(void)
     checkf("proc_missing_pid", "%s", file_str("/proc/999999999/status"));
 }
 
+struct named {
+    int ready[2], go[2];
+    char name[16];
+};
+
+static void *named_thread(void *arg)
+{
+    struct named *w = arg;
+    pid_t tid = gettid();
+    char x;
+    write(w->ready[1], &tid, sizeof tid);
+    read(w->go[0], &x, 1);
+    prctl(PR_GET_NAME, w->name);
+    return NULL;
+}
+
+static void test_thread_name(void)
+{
+    struct named w = {0};
+    pthread_t th;
+    pid_t tid = 0;
+    pipe(w.ready);
+    pipe(w.go);
+    if (pthread_create(&th, NULL, named_thread, &w) != 0) {
+        checkf("thread_comm_write", "<no thread>");
+        return;
+    }
+    read(w.ready[0], &tid, sizeof tid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+    int fd = open(path, O_WRONLY);
+    errno = 0;
+    long n = fd < 0 ? -2 : write(fd, "worker", 6);
+    checkf("thread_comm_write", "open=%d write=%ld %s", fd >= 0, n, errname(errno));
+    if (fd >= 0)
+        close(fd);
+    checkf("thread_comm_after_write", "%s", file_str(path));
+    char me[64];
+    snprintf(me, sizeof me, "/proc/self/task/%d/comm", getpid());
+    checkf("leader_comm_unchanged", "%s", file_str(me));
+    write(w.go[1], "g", 1);
+    pthread_join(th, NULL);
+    checkf("thread_name_after_write", "%s", w.name);
+}
+
 int main(void)
 {
     vd_begin("proc");
@@ -222,5 +277,6 @@ int main(void)
     test_fds();
     test_status();
     test_other_process();
+    test_thread_name();
     return vd_end();
 }

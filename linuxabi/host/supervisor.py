@@ -194,6 +194,7 @@ class Supervisor:
         kernel.dup_guest_fd = self._dup_guest_fd
         kernel.install_fd = self._install_fd
         kernel.reap_exited_thread = self._reap_exited_thread
+        kernel.on_thread_renamed = self._thread_renamed
         kernel.run_ioctl_in_guest = self._run_ioctl_in_guest
         kernel.on_revoke_fds = self._revoke_fds
         kernel.on_revoke_maps = self._revoke_maps
@@ -291,6 +292,11 @@ class Supervisor:
                 continue
             if pid == t.host_tid:  # (a zombie has nothing but its exit to report)
                 self._on_wait_status(pid, status)
+
+    def _thread_renamed(self, host_tid: int) -> None:
+        task = self.tasks.get(host_tid)
+        if task is not None:
+            task.renamed = True
 
     def _dup_guest_fd(self, proc: Process, fd: int) -> int:
         hp = self.procs.get(proc.host_pid)
