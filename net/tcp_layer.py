@@ -26,10 +26,10 @@ S = State
 
 class TcpLayer:
     """Connection and listener tables, port binding, RSTs for strays, and the connections'
-    timers: a heap with lazy deletion beside the authoritative deadline table, so a turn costs
-    O(log n) however many connections wait (in TIME_WAIT, for 2 MSL, after every
+    timers: a heap with lazy deletion beside the table of each socket's live entry, so a turn
+    costs O(log n) however many connections wait (in TIME_WAIT, for 2 MSL, after every
     ``Connection: close`` request); due timers run in the order a plain scan of the table
-    would run them. The heap holds its sockets weakly: a stale entry must not keep a closed
+    would run them. An entry may be earlier than its socket's deadline (see schedule). The heap holds its sockets weakly: a stale entry must not keep a closed
     connection's whole TcpSocket alive until its old deadline (a client reusing ports ends
     thousands of TIME-WAITs a minute early)."""
 
@@ -41,7 +41,7 @@ class TcpLayer:
         self.listeners: dict[tuple[int, int], TcpSocket] = {}
         self.ports: dict[int, set[TcpSocket]] = {}
         self.time_wait = 0                                # connections in TIME-WAIT (cfg.max_time_wait)
-        self._timers: dict[TcpSocket, float] = {}       # the deadlines in force
+        self._timers: dict[TcpSocket, float] = {}       # each socket's live heap entry (<= its deadline)
         self._first: dict[TcpSocket, int] = {}           # when each entered _timers (scan order)
         self._heap: list[tuple[float, int, weakref.ref[TcpSocket]]] = []  # (deadline, tie, socket), some stale
         self._tie = count()
@@ -129,23 +129,27 @@ class TcpLayer:
                 del self.conns[self.key(sock)]
         if sock.local is not None and self.listeners.get(sock.local) is sock:
             del self.listeners[sock.local]
-        if self._timers.pop(sock, None) is not None:
-            del self._first[sock]
+        self._timers.pop(sock, None)
+        self._first.pop(sock, None)
         if sock.app_closed:
             self.release(sock)
 
     # -- timers
     def schedule(self, sock: TcpSocket) -> None:
+        """Have ``sock.on_timer`` run at its deadline. Lazily: while the socket's live entry is
+        not later than its deadline, it stays (it fires early and on_timer, finding nothing
+        due, schedules again), so that a deadline pushed back on every segment (the RTO on
+        each ACK, the delayed ACK) costs no heap push each time."""
         d = sock.deadline
         if d is None or sock.state == S.CLOSED:
-            if self._timers.pop(sock, None) is not None:
-                del self._first[sock]
+            self._timers.pop(sock, None)
+            self._first.pop(sock, None)                   # (a due one's too: see poll)
             return
         old = self._timers.get(sock)
-        if old == d:
+        if old is not None and old <= d:
             return
         self._timers[sock] = d
-        if old is None:
+        if sock not in self._first:
             self._first[sock] = next(self._tie)
         heap = self._heap
         heapq.heappush(heap, (d, next(self._tie), weakref.ref(sock)))
@@ -165,11 +169,13 @@ class TcpLayer:
                 due[s] = d
         first = self._first
         order = sorted(due, key=first.__getitem__) if len(due) > 1 else list(due)
+        for s in due:
+            del timers[s]                                 # spent: on_timer schedules what is left
         for s in order:
             s.on_timer(now)
-        for s, d in due.items():                          # a deadline left as it was stays due
-            if timers.get(s) == d:
-                heapq.heappush(self._heap, (d, next(self._tie), weakref.ref(s)))   # (schedule may rebuild it)
+        for s in due:
+            if s not in timers:                           # nothing left to wait for
+                first.pop(s, None)
 
     def next_deadline(self) -> float | None:
         heap, timers = self._heap, self._timers

@@ -1,5 +1,8 @@
 """TcpLayer's timer heap against the plain scan it replaced: same sockets fire, in the same
-order, and next_deadline agrees, under random rescheduling (including from inside on_timer)."""
+order, under random rescheduling (including from inside on_timer); next_deadline is never later
+than the earliest deadline. The heap keeps an entry that is earlier than its socket's deadline
+(a deadline pushed back on every segment costs no push): a socket is then asked early, and
+does nothing, as TcpSocket.on_timer does, but schedule itself again."""
 from __future__ import annotations
 
 import random
@@ -18,6 +21,9 @@ class FakeSock:
         self.others: list["FakeSock"] = []
 
     def on_timer(self, now: float) -> None:
+        if self.deadline is None or self.deadline > now:   # asked early: nothing due
+            self.layer.schedule(self)               # type: ignore[attr-defined]
+            return
         self.log.append(self.name)
         r = self.rng.random()
         if r < 0.3:
@@ -78,8 +84,10 @@ def _run(seed: int, layer: object, n: int = 60, steps: int = 3000) -> tuple[list
             layer.schedule(s)                       # type: ignore[attr-defined]
         else:
             nd = layer.next_deadline()              # type: ignore[attr-defined]
-            deadlines.append(nd)
-            now = nd if nd is not None and rng.random() < 0.5 else now + rng.random() * 0.05
+            due = [x.deadline for x in socks if x.deadline is not None and x.state != State.CLOSED]
+            assert (nd is None) == (not due) and (nd is None or nd <= min(due))
+            deadlines.append(min(due, default=None))
+            now = min(due) if due and rng.random() < 0.5 else now + rng.random() * 0.05
             log.append(("poll", now))
             layer.poll(now)                         # type: ignore[attr-defined]
     return log, deadlines
