@@ -241,3 +241,19 @@ def test_a_server_sample_is_the_time_per_request() -> None:
     assert s.error is None and s.seconds is not None and s.iters is not None
     rate = 1 / s.seconds  # wrk's requests per second...
     assert 0.5 < s.iters / (rate * nginx.QUICK_SECONDS) < 2.0  # ...agrees with its request count
+
+
+@needs_native
+def test_native_micro_ops_have_a_network_namespace_of_their_own() -> None:
+    # As each sandbox does: connections of earlier rounds (TIME-WAITs in the host's namespace)
+    # must not slow a native round's connects.
+    probe = ("import socket; l = socket.create_server(('127.0.0.1', 0)); "
+             "c = socket.create_connection(l.getsockname()); "
+             "print(sorted(x.split(':')[0].strip() for x in open('/proc/net/dev').read().splitlines()[2:]))")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "own_netns.py"), sys.executable, "-c", probe],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['lo']"  # the loopback only, and up (the connect worked)
+    cmd = NATIVE.command(Path("/img"), ["/bench/microbench", "stat", "10", "1"])
+    assert cmd[1:] == [str(REPO / "bench" / "own_netns.py"), "chroot", "/img", "/bench/microbench", "stat", "10", "1"]
+    assert NATIVE.command(Path("/img"), ["/bin/sh", "-c", "true"]) == ["chroot", "/img", "/bin/sh", "-c", "true"]
