@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import select
 import selectors
 import socket
 import sys
@@ -127,22 +128,26 @@ class UplinkLoop(HostLink):
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self._watched: set[int] = set()
+        self._watched: dict[int, tuple[int, Callable[[], None]]] = {}  # fd -> (epoll events, callback)
         self._soon: list[Callable[[], None]] = []
         self.callback_errors = 0
 
     # the bridge.Loop protocol
     def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None:
-        if fd in self._watched:
-            self._sel.modify(fd, events, callback)
-        else:
-            self._sel.register(fd, events, callback)
-            self._watched.add(fd)
+        """Run ``callback`` after a turn in which ``fd`` was ready for ``events``
+        (selectors.EVENT_READ | EVENT_WRITE), or had an error or hang-up."""
+        mask = (select.EPOLLIN if events & selectors.EVENT_READ else 0) | \
+               (select.EPOLLOUT if events & selectors.EVENT_WRITE else 0)
+        old = self._watched.get(fd)
+        if old is None:
+            self._ep.register(fd, mask)
+        elif old[0] != mask:
+            self._ep.modify(fd, mask)
+        self._watched[fd] = (mask, callback)
 
     def unwatch(self, fd: int) -> None:
-        if fd in self._watched:
-            self._watched.discard(fd)
-            self._sel.unregister(fd)
+        if self._watched.pop(fd, None) is not None:
+            self._ep.unregister(fd)
 
     def soon(self, callback: Callable[[], None]) -> None:
         self._soon.append(callback)
@@ -156,11 +161,12 @@ class UplinkLoop(HostLink):
             return self.clock()
         return super().next_deadline()
 
-    def _selected(self, key: selectors.SelectorKey) -> None:
-        if key.data is not None:
-            self._soon.append(key.data)  # a watched fd's callback, run after the step
+    def _selected(self, fd: int) -> None:
+        watched = self._watched.get(fd)
+        if watched is not None:
+            self._soon.append(watched[1])  # a watched fd's callback, run after the step
         else:
-            super()._selected(key)
+            super()._selected(fd)
 
     def step(self) -> None:
         super().step()
