@@ -21,6 +21,7 @@ class Op:
     expect: str | None = None  # workload: a line its stdout must contain (so a failure is seen)
     close: bool = False  # server: each request on a new connection (Connection: close)
     runners: tuple[str, ...] | None = None  # the runners that can run it; None: every one
+    link: bool = False  # micro: against an echo peer across a network link (bench/link.py)
 
     def guest_argv(self, *, quick: bool, max_seconds: float) -> list[str]:
         if self.kind == "workload":
@@ -31,6 +32,13 @@ class Op:
 
 def micro(name: str, iters: int) -> Op:
     return Op(name, "micro", (), iters=iters, quick_iters=max(3, iters // 200))
+
+
+def link_micro(name: str, iters: int) -> Op:
+    # The peer is outside the guest, across a veth pair natively and linuxabi's own stack and
+    # virtio-net device under linuxabi: native and linuxabi only (a peer has no --net tap).
+    return Op(name, "micro", (), iters=iters, quick_iters=max(3, iters // 200), runners=("native", "linuxabi"),
+              link=True)
 
 
 def workload(name: str, script: str | list[str], expect: str | None = None) -> Op:
@@ -59,6 +67,7 @@ MICRO_OPS: tuple[Op, ...] = (
     micro("mmap_munmap_64k", 50_000),
     micro("tcp_rtt_loopback", 20_000),  # 1-byte write+read through an echoing peer
     micro("tcp_connect_loopback", 2_000),  # socket+connect+close; the peer accepts
+    link_micro("tcp_rtt_link", 5_000),  # 1-byte write+read, an echo peer across the link
 )
 
 WORKLOADS: tuple[Op, ...] = (

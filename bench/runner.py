@@ -191,14 +191,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _servers_unavailable(ops: list[Op]) -> dict[str, str]:
-    """Server ops that cannot run here (no wrk, no nginx image), with the reason."""
-    servers = [op for op in ops if op.kind == "server"]
-    if not servers:
-        return {}
-    from . import nginx
+    """Server and link ops that cannot run here (no wrk, no nginx image, no TAP), with the reason."""
+    out: dict[str, str] = {}
+    links = [op for op in ops if op.link]
+    if links:
+        from . import link
 
-    why = nginx.prepare()
-    return {op.name: why for op in servers} if why else {}
+        why = link.prepare()
+        out.update({op.name: why for op in links} if why else {})
+    servers = [op for op in ops if op.kind == "server"]
+    if servers:
+        from . import nginx
+
+        why = nginx.prepare()
+        out.update({op.name: why for op in servers} if why else {})
+    return out
 
 
 def _compile_bytecode() -> None:

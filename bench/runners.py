@@ -178,6 +178,10 @@ def run_sample(runner: Runner, op: Op, root: Path, round_no: int, *, quick: bool
         from . import nginx
 
         return nginx.sample(op.name, runner.name, round_no, close=op.close, quick=quick)
+    if op.link:
+        from . import link
+
+        return link.sample(op, runner, root, round_no, quick=quick, max_seconds=max_seconds)
     cmd = runner.command(root, op.guest_argv(quick=quick, max_seconds=max_seconds))
     if pin is not None:
         cmd = ["taskset", "-c", pin, *cmd]

@@ -257,3 +257,23 @@ def test_native_micro_ops_have_a_network_namespace_of_their_own() -> None:
     cmd = NATIVE.command(Path("/img"), ["/bench/microbench", "stat", "10", "1"])
     assert cmd[1:] == [str(REPO / "bench" / "own_netns.py"), "chroot", "/img", "/bench/microbench", "stat", "10", "1"]
     assert NATIVE.command(Path("/img"), ["/bin/sh", "-c", "true"]) == ["chroot", "/img", "/bin/sh", "-c", "true"]
+
+
+@needs_native
+def test_a_round_trip_across_the_link_is_measured_on_both_sides(native_image: Path, tmp_path: Path) -> None:
+    # natively over a veth pair, under linuxabi through its own stack and a TAP; both against
+    # the echo peer in a namespace the sample makes and removes
+    from bench import link
+    from bench.ops import select as pick
+
+    assert link.prepare() is None, link.prepare()
+    op = pick("tcp_rtt_link")[0]
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    from linuxabi.image import default_image
+
+    translated_image = prepare_image(default_image(), tmp_path / "linuxabi", microbench_binary(), dev_nodes=False)
+    for runner, image in ((NATIVE, native_image), (RUNNERS["linuxabi"], translated_image)):
+        s = run_sample(runner, op, image, 0, quick=True, max_seconds=2.0)
+        assert s.error is None and s.seconds is not None and s.seconds > 0, s
+        assert s.iters == op.quick_iters
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == before

@@ -1,6 +1,7 @@
 /* linuxabi microbenchmark guest.
  *
- *   microbench OP [ITERS [MAX_SECONDS]]
+ *   microbench OP [ITERS [MAX_SECONDS [PEER]]]
+ *   microbench --echo PORT
  *
  * Runs one operation ITERS times after a warm-up and prints
  *   op=NAME iters=N ns_per_op=X
@@ -9,6 +10,8 @@
  * MAX_SECONDS (default: none) bounds the loop: a slow runner stops early and reports the
  * iterations it did, which keeps a whole benchmark run bounded in time whatever the slowdown.
  * Every operation checks its result: a failing call exits non-zero instead of timing an error.
+ * PEER (A.B.C.D:PORT) is the far end of tcp_rtt_link: an echo peer across a network link, which
+ * `microbench --echo PORT` is (it prints "ready" once it listens; one connection at a time).
  * Built with `gcc -O2 -static` by bench/build.py.
  */
 #define _GNU_SOURCE
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
@@ -332,6 +336,57 @@ static void setup_tcp_connect(void)
     }
 }
 
+/* tcp_rtt_link: 1-byte round trips with the echo peer named on the command line. */
+static const char *link_peer;
+
+static void setup_tcp_link(void)
+{
+    char host[64];
+    const char *colon = link_peer ? strrchr(link_peer, ':') : NULL;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    int one = 1;
+    if (!colon || colon - link_peer >= (long)sizeof host)
+        die("tcp_rtt_link needs PEER (A.B.C.D:PORT)");
+    memcpy(host, link_peer, colon - link_peer);
+    host[colon - link_peer] = 0;
+    a.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        die("tcp_rtt_link: bad PEER address");
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (void *)&a, sizeof a))
+        die("tcp_rtt_link connect");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void teardown_fd_only(void)
+{
+    close(fd);
+    fd = -1;
+}
+
+/* The echo peer: every byte back, one connection after another, until killed. */
+static __attribute__((noreturn)) int echo_peer(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l < 0 || bind(l, (void *)&a, sizeof a) || listen(l, 16))
+        die("echo listen");
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            continue;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ssize_t n;
+        while ((n = read(c, buf, sizeof buf)) > 0)
+            if (write(c, buf, (size_t)n) != n)
+                break;
+        close(c);
+    }
+}
+
 static void op_tcp_connect(void)
 {
     close(tcp_connect());
@@ -380,6 +435,7 @@ static const struct op OPS[] = {
     {"mmap_munmap_64k", 200000, op_mmap_munmap, NULL, NULL},
     {"tcp_rtt_loopback", 50000, op_tcp_rtt, setup_tcp_rtt, teardown_tcp_rtt},
     {"tcp_connect_loopback", 5000, op_tcp_connect, setup_tcp_connect, teardown_tcp_connect},
+    {"tcp_rtt_link", 20000, op_tcp_rtt, setup_tcp_link, teardown_fd_only},
 };
 
 static const struct op *find_op(const char *name)
@@ -418,8 +474,10 @@ static long run_loop(void (*run)(void), long n, uint64_t deadline, long stride)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: microbench OP [ITERS [MAX_SECONDS]]\nops:");
+    if (argc == 3 && strcmp(argv[1], "--echo") == 0)
+        return echo_peer(atoi(argv[2]));
+    if (argc < 2 || argc > 5) {
+        fprintf(stderr, "usage: microbench OP [ITERS [MAX_SECONDS [PEER]]] | --echo PORT\nops:");
         for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
             fprintf(stderr, " %s%s", OPS[i].name, strcmp(OPS[i].name, "getdents") ? "" : "_1000");
         fprintf(stderr, "\n");
@@ -432,6 +490,7 @@ int main(int argc, char **argv)
     }
     long iters = argc > 2 ? strtol(argv[2], NULL, 10) : op->iters;
     double max_s = argc > 3 ? strtod(argv[3], NULL) : 0;
+    link_peer = argc > 4 ? argv[4] : NULL;
     if (iters < 1) {
         fprintf(stderr, "microbench: ITERS must be >= 1\n");
         return 2;
