@@ -71,6 +71,7 @@ SOURCE = """
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -198,15 +199,18 @@ struct answers {
     struct answer_tid tids[ANSWER_TIDS];
 };
 
+/* mmap, not calloc (~1 MB): a slot's page is zero until its first answer touches it; calloc's
+ * zeroing touched every page of it in each new sandbox (~1 ms of page faults on this VM). */
 static struct answers *answers_new(void)
 {
-    struct answers *a = calloc(1, sizeof *a);
-    if (a)
-        a->gen = 1;
+    struct answers *a = mmap(NULL, sizeof *a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (a == MAP_FAILED)
+        return NULL;
+    a->gen = 1;
     return a;
 }
 
-static void answers_free(struct answers *a) { free(a); }
+static void answers_free(struct answers *a) { munmap(a, sizeof *a); }
 
 static void answers_flush(struct answers *a)
 {
