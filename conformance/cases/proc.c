@@ -181,6 +181,17 @@ static void test_status(void)
                                                                                  "other");
 }
 
+/* Open a comm file for writing and write a name into it: the check says what each step gave. */
+static void write_comm(const char *check, const char *path, const char *name)
+{
+    int fd = open(path, O_WRONLY);
+    errno = 0;
+    long n = fd < 0 ? -2 : write(fd, name, strlen(name));
+    checkf(check, "open=%d write=%ld %s", fd >= 0, n, errname(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 static void test_other_process(void)
 {
     int p[2];
@@ -205,12 +216,7 @@ static void test_other_process(void)
     }
     checkf("child_comm", "%s", file_str(path));
     /* Only a thread of the same group may rename a task through its comm file. */
-    int cfd = open(path, O_WRONLY);
-    errno = 0;
-    long w = cfd < 0 ? -2 : write(cfd, "stranger", 8);
-    checkf("child_comm_write_by_other", "open=%d write=%ld %s", cfd >= 0, w, errname(errno));
-    if (cfd >= 0)
-        close(cfd);
+    write_comm("child_comm_write_by_other", path, "stranger");
     checkf("child_comm_unchanged", "%s", file_str(path));
     snprintf(path, sizeof path, "/proc/%d/status", c);
     char me[32];
@@ -255,12 +261,7 @@ static void test_thread_name(void)
     read(w.ready[0], &tid, sizeof tid);
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
-    int fd = open(path, O_WRONLY);
-    errno = 0;
-    long n = fd < 0 ? -2 : write(fd, "worker", 6);
-    checkf("thread_comm_write", "open=%d write=%ld %s", fd >= 0, n, errname(errno));
-    if (fd >= 0)
-        close(fd);
+    write_comm("thread_comm_write", path, "worker");
     checkf("thread_comm_after_write", "%s", file_str(path));
     char me[64];
     snprintf(me, sizeof me, "/proc/self/task/%d/comm", getpid());
