@@ -112,7 +112,7 @@ class NetSpec:
         return "none" if self.none else f"tap:{self.tap}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Names:
     """How a guest socket's ends look from outside. ``native_peer``: the loopback peer the
     guest's socket really has (None: names for an unconnected socket, getsockname only)."""
@@ -120,6 +120,14 @@ class Names:
     local: Addr
     peer: Addr | None = None
     native_peer: Addr | None = None
+
+    def __post_init__(self) -> None:
+        # One string per address, not one per entry: up to _MAX_NAMES of them are kept (a
+        # server's every connection), ~500 bytes each with their own strings, ~340 without.
+        for name in ("local", "peer", "native_peer"):
+            addr = getattr(self, name)
+            if addr is not None and type(addr[0]) is str:
+                object.__setattr__(self, name, (sys.intern(addr[0]), addr[1]))
 
 
 class UplinkLoop(HostLink):
