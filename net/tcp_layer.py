@@ -29,9 +29,10 @@ class TcpLayer:
     timers: a heap with lazy deletion beside the table of each socket's live entry, so a turn
     costs O(log n) however many connections wait (in TIME_WAIT, for 2 MSL, after every
     ``Connection: close`` request); due timers run in the order a plain scan of the table
-    would run them. An entry may be earlier than its socket's deadline (see schedule). The heap holds its sockets weakly: a stale entry must not keep a closed
-    connection's whole TcpSocket alive until its old deadline (a client reusing ports ends
-    thousands of TIME-WAITs a minute early)."""
+    would run them. An entry may be earlier than its socket's deadline (see schedule). The
+    heap holds its sockets weakly: a stale entry must not keep a closed connection's whole
+    TcpSocket alive until its old deadline (a client reusing ports ends thousands of
+    TIME-WAITs a minute early)."""
 
     def __init__(self, stack: Stack, cfg: TcpConfig | None = None) -> None:
         self.stack = stack

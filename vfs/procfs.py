@@ -209,8 +209,8 @@ class PidDir(DynamicDir):
             gen = lambda: text.environ_text(proc)  # noqa: E731
         elif name == b"comm":
             tid = self._thread_host_tid
-            return CommFile(fs, fs.new_ino(), lambda: text.status_text(proc, tid).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n",
-                            lambda fl: p.proc_open_comm(proc, tid or proc.host_pid, fl))
+            name = lambda: text.status_text(proc, tid).split(b"\n", 1)[0].split(b"\t", 1)[-1] + b"\n"  # noqa: E731
+            return CommFile(fs, fs.new_ino(), name, lambda fl: p.proc_open_comm(proc, tid or proc.host_pid, fl))
         elif name == b"maps":
             gen = lambda: text.maps_text(proc, lambda hp: p.proc_host_path(proc, hp))  # noqa: E731
         elif name == b"mounts":
@@ -296,7 +296,7 @@ class TaskDir(DynamicDir):
         tid = int(name)
         d = self._threads.get(tid)
         if d is None:
-            # A thread's status is its own (Pid: is its tid); its other files are its group's.
+            # A thread's status (Pid: is its tid) and comm are its own; its other files are its group's.
             host = getattr(self.fs.provider, "proc_thread_map", lambda p: {})(self.proc).get(tid)  # type: ignore[attr-defined]
             d = self._threads[tid] = PidDir(self.fs, self.fs.new_ino(), self.proc, with_task=False,  # type: ignore[arg-type]
                                             thread_host_tid=host)
