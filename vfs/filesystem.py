@@ -31,6 +31,11 @@ class FileSystem:
 
     magic = TMPFS_MAGIC
     readonly = False
+    # A read-only filesystem that refuses changes as Linux's procfs does, not with EROFS (Linux
+    # mounts procfs read-write and its files refuse one by one): a new name fails its lookup
+    # (ENOENT), a name cannot go or move (EPERM), nor a mode change (EPERM); a truncate is
+    # accepted and changes nothing.
+    refuses_like_procfs = False
     statfs_flags = 0
     # Whether a name here resolves the same until the namespace epoch moves (vfs/epoch.py):
     # true where every change goes through MemDir or a read-only image, false for filesystems

@@ -53,6 +53,8 @@ def _enoent() -> OSError:
 
 
 class ProcFs(SyntheticFs):
+    refuses_like_procfs = True
+
     def __init__(self, provider: ProcessProvider) -> None:
         super().__init__()
         self.provider = provider

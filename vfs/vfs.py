@@ -271,7 +271,7 @@ class Vfs:
                 w.magic = None
                 child = w.child(m, d, last)
                 if child is None:
-                    if not creat:
+                    if not creat or self._procfs(m):  # (procfs: its lookup fails first)
                         fail(E.ENOENT)
                     self._want_write(m)
                     self._may_create(ctx, d.inode)
@@ -467,6 +467,11 @@ class Vfs:
         """Whether writes to ``inode``'s contents (or, with None, any change) on ``m`` fail with EROFS."""
         return m.readonly or (m.fs.readonly and not (inode is not None and inode.writable_on_readonly_fs))
 
+    @staticmethod
+    def _procfs(m: Mount) -> bool:
+        """Whether changes on ``m`` are refused as Linux's procfs refuses them (not with EROFS)."""
+        return m.fs.refuses_like_procfs and not m.readonly
+
     def _want_write(self, m: Mount) -> None:
         if m.readonly or m.fs.readonly:
             fail(E.EROFS)
@@ -480,7 +485,7 @@ class Vfs:
             fail(E.EEXIST)
         if w.child(m, d, last) is not None:
             fail(E.EEXIST)
-        if slash and not is_dir:
+        if slash and not is_dir or self._procfs(m):  # (procfs: its lookup fails first)
             fail(E.ENOENT)
         self._want_write(m)
         return m, d, last
@@ -623,10 +628,14 @@ class Vfs:
         m, d, last, slash = w.parent(base.mount, base.dentry, path)
         if last is None or last == b"." or last == b"..":
             fail(E.EISDIR)
-        self._want_write(m)
+        procfs = self._procfs(m)
+        if not procfs:
+            self._want_write(m)
         victim = w.child(m, d, last)
         if victim is None:
             fail(E.ENOENT)
+        if procfs:
+            fail(E.EPERM)  # (before Linux's checks of the kind of file: procfs has no unlink)
         if slash:
             fail(E.EISDIR if _is_dir(victim.inode) else E.ENOTDIR)
         self._may_delete(ctx, d.inode, victim, False)
@@ -645,10 +654,14 @@ class Vfs:
             fail(E.EINVAL)
         if last == b"..":
             fail(E.ENOTEMPTY)
-        self._want_write(m)
+        procfs = self._procfs(m)
+        if not procfs:
+            self._want_write(m)
         victim = w.child(m, d, last)
         if victim is None:
             fail(E.ENOENT)
+        if procfs:
+            fail(E.EPERM)  # (before Linux's checks of the kind of file: procfs has no unlink)
         self._may_delete(ctx, d.inode, victim, True)
         if self.table.is_mountpoint(m, victim):
             fail(E.EBUSY)
@@ -676,11 +689,15 @@ class Vfs:
             fail(E.EBUSY)
         if last2 is None or last2 == b"." or last2 == b"..":
             fail(E.EEXIST if flags & RENAME_NOREPLACE else E.EBUSY)
-        self._want_write(m1)
+        procfs = self._procfs(m1)
+        if not procfs:
+            self._want_write(m1)
         old = w1.child(m1, d1, last1)
         if old is None:
             fail(E.ENOENT)
         new = w2.child(m2, d2, last2)
+        if procfs:
+            fail(E.ENOENT if new is None else E.EPERM)
         if flags & RENAME_NOREPLACE and new is not None:
             fail(E.EEXIST)
         if exchange:
@@ -736,6 +753,8 @@ class Vfs:
         inode = loc.inode
         if inode.mode & S_IFMT == S_IFLNK:
             fail(E.EOPNOTSUPP)
+        if self._procfs(loc.mount):
+            fail(E.EPERM)
         self._want_write(loc.mount)
         if not is_owner(ctx, inode):
             fail(E.EPERM)
@@ -818,9 +837,13 @@ class Vfs:
             fail(E.EISDIR)
         if kind != S_IFREG:
             fail(E.EINVAL)
-        self._want_write(loc.mount)
+        procfs = self._procfs(loc.mount)
+        if not procfs:
+            self._want_write(loc.mount)
         if not permitted(ctx, inode, MAY_WRITE):
             fail(E.EACCES)
+        if procfs:
+            return  # accepted, and nothing kept (see FileSystem.refuses_like_procfs)
         if self.guard is not None:
             self.guard.setattr(loc.mount, loc.dentry)
         inode.truncate(length)

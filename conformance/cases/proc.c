@@ -1,6 +1,7 @@
 // /proc/self: exe, cwd, root, fd/, fdinfo/, status, stat, cmdline, comm,
 // environ, maps, task/, and /proc/<pid> of a child; a thread renamed through its
-// task/TID/comm (what pthread_setname_np does for another thread).
+// task/TID/comm (what pthread_setname_np does for another thread); changes procfs refuses
+// (Linux mounts it read-write: each refusal is its own errno, not EROFS).
 // syscalls: readlink readlinkat openat read write getdents64 prctl getpid gettid
 #include "verdict.h"
 #include <pthread.h>
@@ -231,6 +232,34 @@ static void test_other_process(void)
     checkf("proc_missing_pid", "%s", file_str("/proc/999999999/status"));
 }
 
+#define REFUSED(name, call)                                                                        \
+    do {                                                                                           \
+        errno = 0;                                                                                 \
+        long r_ = (long)(call);                                                                    \
+        checkf(name, "ret=%ld %s", r_ < 0 ? -1L : 0L, r_ < 0 ? errname(errno) : "ok");             \
+    } while (0)
+
+static void test_refused_changes(void)
+{
+    REFUSED("refuse_unlink", unlink("/proc/self/status"));
+    REFUSED("refuse_unlink_dir", unlink("/proc/self/fd"));
+    REFUSED("refuse_unlink_missing", unlink("/proc/self/nope"));
+    REFUSED("refuse_rmdir", rmdir("/proc/self/fd"));
+    REFUSED("refuse_rmdir_file", rmdir("/proc/self/status"));
+    REFUSED("refuse_mkdir_new", mkdir("/proc/self/newdir", 0755));
+    REFUSED("refuse_mkdir_existing", mkdir("/proc/self/status", 0755));
+    REFUSED("refuse_symlink", symlink("x", "/proc/self/newlink"));
+    REFUSED("refuse_link", link("/proc/self/status", "/proc/self/newname"));
+    REFUSED("refuse_mknod", mknod("/proc/self/newnode", S_IFREG | 0644, 0));
+    REFUSED("refuse_creat", open("/proc/self/newfile", O_CREAT | O_WRONLY, 0644));
+    REFUSED("refuse_creat_top", open("/proc/newfile", O_CREAT | O_WRONLY, 0644));
+    REFUSED("refuse_rename_to_new", rename("/proc/self/status", "/proc/self/status2"));
+    REFUSED("refuse_rename_over", rename("/proc/self/status", "/proc/self/stat"));
+    REFUSED("refuse_chmod", chmod("/proc/self/status", 0600));
+    REFUSED("accept_truncate", truncate("/proc/self/status", 0));
+    checkf("status_still_there", "ok=%d", access("/proc/self/status", R_OK) == 0);
+}
+
 struct named {
     int ready[2], go[2];
     char name[16];
@@ -279,5 +308,6 @@ int main(void)
     test_status();
     test_other_process();
     test_thread_name();
+    test_refused_changes();
     return vd_end();
 }
