@@ -33,8 +33,8 @@ class FileSystem:
     readonly = False
     # A read-only filesystem that refuses changes as Linux's procfs does, not with EROFS (Linux
     # mounts procfs read-write and its files refuse one by one): a new name fails its lookup
-    # (ENOENT), a name cannot go or move (EPERM), nor a mode change (EPERM); a truncate is
-    # accepted and changes nothing.
+    # (ENOENT), a name cannot go or move (EPERM), nor a mode change (EPERM); chown, utimens and
+    # truncate are accepted (with their usual permission checks) and change nothing.
     refuses_like_procfs = False
     statfs_flags = 0
     # Whether a name here resolves the same until the namespace epoch moves (vfs/epoch.py):

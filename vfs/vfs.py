@@ -775,7 +775,9 @@ class Vfs:
         self.chown_location(ctx, self.lookup(ctx, base, path, follow=follow), uid, gid)
 
     def chown_location(self, ctx: FsContext, loc: Location, uid: int, gid: int) -> None:
-        self._want_write(loc.mount)
+        procfs = self._procfs(loc.mount)
+        if not procfs:
+            self._want_write(loc.mount)
         inode = loc.inode
         owner = ctx.uid == inode.uid
         if ctx.uid != 0:
@@ -792,6 +794,8 @@ class Vfs:
             fail(E.EPERM)
         if self.guard is not None:
             self.guard.setattr(loc.mount, loc.dentry)
+        if procfs:
+            return  # accepted, and nothing kept (see FileSystem.refuses_like_procfs)
         inode.mode = mode
         if uid != -1:
             inode.uid = uid
@@ -812,7 +816,9 @@ class Vfs:
     def utimens_location(self, ctx: FsContext, loc: Location, atime_ns: int | None, mtime_ns: int | None) -> None:
         if atime_ns is None and mtime_ns is None:
             return
-        self._want_write(loc.mount)
+        procfs = self._procfs(loc.mount)
+        if not procfs:
+            self._want_write(loc.mount)
         inode = loc.inode
         now = time.time_ns()
         if not is_owner(ctx, inode):
@@ -825,6 +831,8 @@ class Vfs:
                 fail(E.EACCES)
         if self.guard is not None:
             self.guard.setattr(loc.mount, loc.dentry)
+        if procfs:
+            return  # accepted, and nothing kept
         inode.set_times(atime_ns, mtime_ns, now)
 
     def truncate(self, ctx: FsContext, base: Location, path: bytes, length: int) -> None:

@@ -2,7 +2,8 @@
 // environ, maps, task/, and /proc/<pid> of a child; a thread renamed through its
 // task/TID/comm (what pthread_setname_np does for another thread); changes procfs refuses
 // (Linux mounts it read-write: each refusal is its own errno, not EROFS).
-// syscalls: readlink readlinkat openat read write getdents64 prctl getpid gettid
+// syscalls: readlink readlinkat openat read write getdents64 prctl getpid gettid unlink rmdir
+// syscalls: mkdir symlink link mknod rename chmod truncate chown utimensat
 #include "verdict.h"
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -257,6 +258,10 @@ static void test_refused_changes(void)
     REFUSED("refuse_rename_over", rename("/proc/self/status", "/proc/self/stat"));
     REFUSED("refuse_chmod", chmod("/proc/self/status", 0600));
     REFUSED("accept_truncate", truncate("/proc/self/status", 0));
+    REFUSED("accept_chown", chown("/proc/self/status", 0, 0));
+    struct timespec times[2] = {{1, 0}, {1, 0}};
+    REFUSED("accept_utimens", utimensat(AT_FDCWD, "/proc/self/status", times, 0));
+    REFUSED("accept_utimens_now", utimensat(AT_FDCWD, "/proc/self/status", NULL, 0));
     checkf("status_still_there", "ok=%d", access("/proc/self/status", R_OK) == 0);
 }
 
