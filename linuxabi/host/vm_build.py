@@ -586,9 +586,10 @@ static int answers_run(int listener, struct seccomp_notif *n, struct answers *a,
 
 /* answers_run: 1 when notif holds a notification for Python; 0 after ANSWER_RUN answers in a
  * row, none for Python, or when the interpreter took a signal (so that its handlers get to run);
- * -errno if the wait or RECV failed (EINTR: a signal). Whatever else it returns, notif is left all zeros: a signal handler that breaks
- * the caller's wait reads the buffer back (Supervisor._recv_interruptible), and a call answered
- * here, served again, would have its answer written into a stack the guest has moved on from. */
+ * -errno if the wait or RECV failed (EINTR: a signal). Whatever else it returns, notif is left
+ * all zeros: a signal handler that breaks the caller's wait reads the buffer back
+ * (Supervisor._recv_interruptible), and a call answered here, served again, would have its
+ * answer written into a stack the guest has moved on from. */
 static int answers_serve(int listener, char *notif, struct answers *a, int wake)
 {
     struct seccomp_notif *n = (struct seccomp_notif *)notif;
