@@ -14,8 +14,6 @@ Processes it starts it stops by PID; the namespaces and the TAP go with the samp
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,14 +49,11 @@ allow = ["/dev/null", "/dev/zero", "/dev/urandom"]
 
 
 def prepare() -> str | None:
-    """Why link ops cannot run here, or None."""
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "needs root (network namespaces, TAP)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    if shutil.which("ip") is None:
-        return "ip (iproute2) is not installed"
-    return None
+    """Why link ops cannot run here, or None (iproute2 is installed if missing)."""
+    _helpers()  # (puts tests/ on the path)
+    from netns_env import missing
+
+    return missing(("ip",))
 
 
 def sample(op: Op, runner: Runner, root: Path, round_no: int, *, quick: bool, max_seconds: float) -> Sample:
