@@ -20,6 +20,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python -m compileall -q linuxabi syscalls vfs net caps bench >/dev/null
 	$(BIN)/python -m linuxabi.host.vm_build
 	$(BIN)/python -m net.tapio_build
+	$(BIN)/python -m net.mypyc_build
 	$(BIN)/python -m linuxabi.client_build
 
 $(VENV)/.installed: pyproject.toml | system-packages
@@ -27,7 +28,7 @@ $(VENV)/.installed: pyproject.toml | system-packages
 	$(BIN)/pip install -q --upgrade pip
 	# compat: the repository itself on sys.path through a plain .pth; the default editable
 	# finder costs every linuxabi start ~25 ms (it is consulted on each import).
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test,compile]' --config-settings editable_mode=compat
 	touch $@
 
 system-packages:

@@ -28,4 +28,8 @@ apps.py         small services on stack sockets: TCP/UDP echo, sink, source
 tap.py          host I/O: a TAP fd (IFF_VNET_HDR) as a device backend
 hostlink.py     the event loop (selector + monotonic clock) owning a Nic on a TAP; CLI
 virtio/         split virtqueues, feature negotiation, virtio-net device/driver, backends
+compiled.py     loads the per-packet modules compiled by mypyc (mypyc_build.py) while current
 """
+from . import compiled
+
+compiled.install()

@@ -71,7 +71,7 @@ class HostLink:
         self._ep.register(self._wake_fd, select.EPOLLIN)
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._waiters: list[tuple[Callable[[], bool], threading.Event]] = []
-        self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None
         self._stopping = False
         self.error: BaseException | None = None
         self.turns = 0
@@ -154,16 +154,16 @@ class HostLink:
     def start(self, cpus: frozenset[int] | None = None) -> threading.Thread:
         """Run the loop in a thread of its own; ``cpus``: the CPUs it may run on (by default
         the caller's)."""
-        if self._thread is not None:
+        if self._loop_thread is not None:
             raise RuntimeError("already running")
         self._stopping = False
         start_writer = getattr(self.backend, "start_writer", None)
         if start_writer is not None:           # the TAP's writes leave the loop (tap_writer.py); the
             start_writer()                     # writer runs on the caller's CPUs, the loop on `cpus`
-        self._thread = threading.Thread(target=self._thread_main, args=(cpus,), name=f"hostlink-{self.stack.name}",
+        self._loop_thread = threading.Thread(target=self._thread_main, args=(cpus,), name=f"hostlink-{self.stack.name}",
                                         daemon=True)
-        self._thread.start()
-        return self._thread
+        self._loop_thread.start()
+        return self._loop_thread
 
     def _thread_main(self, cpus: frozenset[int] | None) -> None:
         try:
@@ -181,10 +181,10 @@ class HostLink:
         self._stopping = True
         self._wake()
         stuck = False
-        if self._thread is not None:
-            self._thread.join(timeout)
-            stuck = self._thread.is_alive()
-            self._thread = None
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+            stuck = self._loop_thread.is_alive()
+            self._loop_thread = None
         stop_writer = getattr(self.backend, "stop_writer", None)
         if stop_writer is not None and not stuck:   # no thread of ours runs once stopped (a loop
             stop_writer()                           # still running keeps the writer it sends to)
@@ -193,7 +193,7 @@ class HostLink:
         os.eventfd_write(self._wake_fd, 1)
 
     def _in_loop(self) -> bool:
-        return self._thread is None or threading.current_thread() is self._thread
+        return self._loop_thread is None or threading.current_thread() is self._loop_thread
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run fn on the loop's thread (the stack is not thread-safe) and return its result."""
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         UdpEcho(stack, args.echo)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda _sig, _frame: stop.set())
     link.start()
     next_stats = time.monotonic() + (args.stats_every or 0)
     while not stop.wait(0.2):

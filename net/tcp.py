@@ -79,6 +79,9 @@ class TcpConfig:
     # closing 1.5k connections a second would otherwise hold ~400 MB). Past it a connection
     # closes without TIME-WAIT, as Linux's does when its table is full.
     max_time_wait: int = 16384
+    # Every connection's initial sequence number, in place of RFC 6528's hash (None): tests
+    # that need sequence numbers about to wrap.
+    fixed_isn: int | None = None
 
 
 class TcpSocket:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import heapq
 import struct
-import weakref
-from itertools import count
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -16,6 +13,7 @@ from .ipv4 import IPPROTO_TCP, Ipv4Header
 from .tcp import State, TcpConfig, TcpSocket
 from .tcp_segment import ACK, RST, Segment, build, parse
 from .tcp_timing import M32, seq_le, seq_lt
+from .timer_heap import TimerHeap
 from .virtio.net_hdr import VirtioNetHdr
 
 if TYPE_CHECKING:
@@ -26,13 +24,7 @@ S = State
 
 class TcpLayer:
     """Connection and listener tables, port binding, RSTs for strays, and the connections'
-    timers: a heap with lazy deletion beside the table of each socket's live entry, so a turn
-    costs O(log n) however many connections wait (in TIME_WAIT, for 2 MSL, after every
-    ``Connection: close`` request); due timers run in the order a plain scan of the table
-    would run them. An entry may be earlier than its socket's deadline (see schedule). The
-    heap holds its sockets weakly: a stale entry must not keep a closed connection's whole
-    TcpSocket alive until its old deadline (a client reusing ports ends thousands of
-    TIME-WAITs a minute early)."""
+    timers (net/timer_heap.py)."""
 
     def __init__(self, stack: Stack, cfg: TcpConfig | None = None) -> None:
         self.stack = stack
@@ -42,10 +34,7 @@ class TcpLayer:
         self.listeners: dict[tuple[int, int], TcpSocket] = {}
         self.ports: dict[int, set[TcpSocket]] = {}
         self.time_wait = 0                                # connections in TIME-WAIT (cfg.max_time_wait)
-        self._timers: dict[TcpSocket, float] = {}       # each socket's live heap entry (<= its deadline)
-        self._first: dict[TcpSocket, int] = {}           # when each entered _timers (scan order)
-        self._heap: list[tuple[float, int, weakref.ref[TcpSocket]]] = []  # (deadline, tie, socket), some stale
-        self._tie = count()
+        self.timers = TimerHeap()
         self._secret = stack.rng.getrandbits(128).to_bytes(16, "big")
         lo, hi = 32768, 60999
         self._eph = (lo, hi, lo + stack.rng.randrange(hi - lo + 1))
@@ -64,6 +53,8 @@ class TcpLayer:
 
     def isn(self, local: tuple[int, int], remote: tuple[int, int], now: float) -> int:
         """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock."""
+        if self.cfg.fixed_isn is not None:
+            return self.cfg.fixed_isn & M32
         h = hashlib.blake2b(struct.pack("!IHIH", local[0], local[1], remote[0], remote[1]),
                             key=self._secret, digest_size=4).digest()
         return (int.from_bytes(h, "big") + int(now * 250_000)) & M32
@@ -130,59 +121,20 @@ class TcpLayer:
                 del self.conns[self.key(sock)]
         if sock.local is not None and self.listeners.get(sock.local) is sock:
             del self.listeners[sock.local]
-        self._timers.pop(sock, None)
-        self._first.pop(sock, None)
+        self.timers.forget(sock)
         if sock.app_closed:
             self.release(sock)
 
     # -- timers
     def schedule(self, sock: TcpSocket) -> None:
-        """Have ``sock.on_timer`` run at its deadline. Lazily: while the socket's live entry is
-        not later than its deadline, it stays (it fires early and on_timer, finding nothing
-        due, schedules again), so that a deadline pushed back on every segment (the RTO on
-        each ACK, the delayed ACK) costs no heap push each time."""
-        d = sock.deadline
-        if d is None or sock.state == S.CLOSED:
-            self._timers.pop(sock, None)
-            self._first.pop(sock, None)                   # (a due one's too: see poll)
-            return
-        old = self._timers.get(sock)
-        if old is not None and old <= d:
-            return
-        self._timers[sock] = d
-        if sock not in self._first:
-            self._first[sock] = next(self._tie)
-        heap = self._heap
-        heapq.heappush(heap, (d, next(self._tie), weakref.ref(sock)))
-        if len(heap) > 64 + 4 * len(self._timers):       # mostly stale entries: rebuild
-            self._heap = [(t, next(self._tie), weakref.ref(s)) for s, t in self._timers.items()]
-            heapq.heapify(self._heap)
+        """Have ``sock.on_timer`` run at its deadline (or earlier: see net/timer_heap.py)."""
+        self.timers.set(sock, None if sock.state == S.CLOSED else sock.deadline)
 
     def poll(self, now: float) -> None:
-        heap, timers = self._heap, self._timers
-        if not heap or heap[0][0] > now:
-            return
-        due: dict[TcpSocket, float] = {}
-        while heap and heap[0][0] <= now:
-            d, _, ref = heapq.heappop(heap)
-            s = ref()
-            if s is not None and timers.get(s) == d:
-                due[s] = d
-        first = self._first
-        order = sorted(due, key=first.__getitem__) if len(due) > 1 else list(due)
-        for s in due:
-            del timers[s]                                 # spent: on_timer schedules what is left
-        for s in order:
-            s.on_timer(now)
-        for s in due:
-            if s not in timers:                           # nothing left to wait for
-                first.pop(s, None)
+        self.timers.poll(now)
 
     def next_deadline(self) -> float | None:
-        heap, timers = self._heap, self._timers
-        while heap and ((s := heap[0][2]()) is None or timers.get(s) != heap[0][0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self.timers.next_deadline()
 
     def challenge_allowed(self, now: float) -> bool:
         sec = int(now)

@@ -23,7 +23,9 @@ class RtoEstimator:
     """SRTT/RTTVAR smoothing and the backed-off RTO (RFC 6298). `min_rto` defaults to Linux's
     200 ms rather than the RFC's 1 s: guests compare against Linux."""
 
-    K, ALPHA, BETA = 4, 1 / 8, 1 / 4
+    K = 4
+    ALPHA = 0.125   # 1/8
+    BETA = 0.25     # 1/4
 
     def __init__(self, *, initial: float = 1.0, min_rto: float = 0.2, max_rto: float = 120.0,
                  granularity: float = 0.001) -> None:

@@ -134,8 +134,9 @@ class UplinkLoop(HostLink):
     """HostLink's loop plus host fds to watch (bridges, the hold port) and deferred work
     (bridge service after the stack processed a batch of frames)."""
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, backend: TapBackend, *, seed: int | None = None, name: str = "",
+                 wanted: int = WANTED) -> None:
+        super().__init__(backend, seed=seed, name=name, wanted=wanted)
         self._watched: dict[int, tuple[int, Callable[[], None]]] = {}  # fd -> (epoll events, callback)
         self._soon: list[Callable[[], None]] = []
         self.callback_errors = 0
@@ -252,7 +253,7 @@ class Uplink:
     def close(self, drain: float = 5.0) -> None:
         """Stop; first let what the guests sent before they went away reach its peers (up to
         `drain` seconds: their sockets are closed, so each bridge has seen the end of it)."""
-        if self.link.error is None and self.link._thread is not None:
+        if self.link.error is None and self.link._loop_thread is not None:
             try:
                 self.link.wait_for(self._drained, drain)
                 self.link.call(self._shutdown, timeout=5.0)

@@ -1,4 +1,4 @@
-"""TcpLayer's timer heap against the plain scan it replaced: same sockets fire, in the same
+"""The TCP layer's timer heap (net/timer_heap.py) against the plain scan it replaced: same sockets fire, in the same
 order, under random rescheduling (including from inside on_timer); next_deadline is never later
 than the earliest deadline. The heap keeps an entry that is earlier than its socket's deadline
 (a deadline pushed back on every segment costs no push): a socket is then asked early, and
@@ -6,10 +6,10 @@ does nothing, as TcpSocket.on_timer does, but schedule itself again."""
 from __future__ import annotations
 
 import random
+import weakref
 
-from net.stack import Stack
 from net.tcp import State
-from net.tcp_layer import TcpLayer
+from net.timer_heap import TimerHeap
 
 
 class FakeSock:
@@ -60,6 +60,22 @@ class ScanTimers:
         return min(self._timers.values(), default=None)
 
 
+class HeapTimers:
+    """TcpLayer's use of the heap: a closed socket has no deadline."""
+
+    def __init__(self) -> None:
+        self.heap = TimerHeap()
+
+    def schedule(self, sock: FakeSock) -> None:
+        self.heap.set(sock, None if sock.state == State.CLOSED else sock.deadline)
+
+    def poll(self, now: float) -> None:
+        self.heap.poll(now)
+
+    def next_deadline(self) -> float | None:
+        return self.heap.next_deadline()
+
+
 def _run(seed: int, layer: object, n: int = 60, steps: int = 3000) -> tuple[list, list]:
     rng = random.Random(seed)
     log: list = []
@@ -95,15 +111,15 @@ def _run(seed: int, layer: object, n: int = 60, steps: int = 3000) -> tuple[list
 
 def test_heap_timers_match_the_plain_scan() -> None:
     for seed in range(20):
-        layer = TcpLayer(Stack(b"\x02\0\0\0\0\x01", seed=seed))
+        layer = HeapTimers()
         got = _run(seed, layer)
         want = _run(seed, ScanTimers())
         assert got == want, f"seed {seed}"
-        assert len(layer._heap) <= 64 + 4 * len(layer._timers) + 1
+        assert layer.heap.entries <= 64 + 4 * len(layer.heap) + 1
 
 
 def test_forgotten_sockets_leave_no_deadline() -> None:
-    layer = TcpLayer(Stack(b"\x02\0\0\0\0\x01", seed=1))
+    layer = HeapTimers()
     rng = random.Random(0)
     socks = [FakeSock(i, [], rng) for i in range(10)]
     for i, s in enumerate(socks):
@@ -116,3 +132,19 @@ def test_forgotten_sockets_leave_no_deadline() -> None:
     assert layer.next_deadline() == 15.0
     layer.poll(100.0)
     assert [len(s.log) for s in socks] == [0] * 5 + [1] * 5
+
+
+def test_a_forgotten_object_is_not_kept_alive_by_its_stale_entries() -> None:
+    layer = HeapTimers()
+    rng = random.Random(0)
+    sock = FakeSock(0, [], rng)
+    sock.layer = layer
+    for d in (30.0, 20.0, 10.0):                    # three entries, two stale
+        sock.deadline = d
+        layer.schedule(sock)
+    gone = weakref.ref(sock)
+    sock.deadline = None
+    layer.schedule(sock)
+    del sock
+    assert gone() is None
+    assert layer.next_deadline() is None
