@@ -18,7 +18,7 @@ def parse_mac(text: str) -> bytes:
     parts = text.replace("-", ":").split(":")
     if len(parts) != 6:
         raise ValueError(f"bad MAC address {text!r}")
-    return bytes(int(p, 16) for p in parts)
+    return bytes([int(p, 16) for p in parts])
 
 
 def format_mac(mac: bytes) -> str:

@@ -180,7 +180,7 @@ class Reassembler:
         del self._q[key]
         self._bytes -= d.received
         first_h = d.first[0] if d.first else h
-        data = b"".join(f[2] for f in frags)
+        data = b"".join([f[2] for f in frags])
         return (first_h._replace(frag=0, total_len=first_h.hlen + len(data)), data), None
 
     def _discard(self, key: tuple[int, int, int, int]) -> None:

@@ -109,7 +109,7 @@ def data_options(ts: tuple[int, int] | None, sack: list[tuple[int, int]]) -> byt
     out = _TS.pack(OPT_NOP, OPT_NOP, OPT_TS, 10, *ts) if ts is not None else b""
     if sack:
         out += bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(sack)))
-        out += b"".join(struct.pack("!II", l, r) for l, r in sack)
+        out += b"".join([struct.pack("!II", l, r) for l, r in sack])
     return out
 
 
