@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
-ARP_REQUEST, ARP_REPLY = 1, 2
-ARP_LEN = 28
-_ARP = struct.Struct("!HHBBH6sI6sI")
-_HTYPE_ETHER, _PTYPE_IPV4 = 1, 0x0800
+ARP_REQUEST: Final = 1
+ARP_REPLY: Final = 2
+ARP_LEN: Final = 28
+_ARP: Final = struct.Struct("!HHBBH6sI6sI")
+_HTYPE_ETHER: Final = 1
+_PTYPE_IPV4: Final = 0x0800
 
 T = TypeVar("T")
 

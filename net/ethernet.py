@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-ETH_HLEN = 14
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
-ETH_P_IPV6 = 0x86DD
-BROADCAST = b"\xff" * 6
-ZERO_MAC = b"\0" * 6
+ETH_HLEN: Final = 14
+ETH_P_IP: Final = 0x0800
+ETH_P_ARP: Final = 0x0806
+ETH_P_8021Q: Final = 0x8100
+ETH_P_IPV6: Final = 0x86DD
+BROADCAST: Final = b"\xff" * 6
+ZERO_MAC: Final = b"\0" * 6
 
-_TYPE = struct.Struct("!H")
+_TYPE: Final = struct.Struct("!H")
 
 
 def parse_mac(text: str) -> bytes:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Final, TypeVar
 
 from .apps import UdpEcho, tcp_echo
 from .dhcp_agent import DhcpAgent
@@ -35,7 +35,7 @@ from .virtio.device import DEFAULT_FEATURES, Backend
 from .virtio.driver import WANTED
 
 T = TypeVar("T")
-_ROUNDS = 64            # Nic steps per loop turn before the selector gets its say again
+_ROUNDS: Final = 64            # Nic steps per loop turn before the selector gets its say again
 
 
 def random_mac(rng: random.Random | None = None) -> str:

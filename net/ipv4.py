@@ -7,16 +7,21 @@ from __future__ import annotations
 import bisect
 import socket
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from .checksum import valid
 
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
-IP_RF, IP_DF, IP_MF, IP_OFFMASK = 0x8000, 0x4000, 0x2000, 0x1FFF
-MAX_DATAGRAM = 65535
-LIMITED_BROADCAST = 0xFFFFFFFF
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IP_RF: Final = 0x8000
+IP_DF: Final = 0x4000
+IP_MF: Final = 0x2000
+IP_OFFMASK: Final = 0x1FFF
+MAX_DATAGRAM: Final = 65535
+LIMITED_BROADCAST: Final = 0xFFFFFFFF
 
-_HDR = struct.Struct("!BBHHHBBHII")
+_HDR: Final = struct.Struct("!BBHHHBBHII")
 
 
 def aton(a: str | int) -> int:

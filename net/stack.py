@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import random
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from . import arp, icmp, ipv4
 from .counters import Counters
@@ -29,9 +29,9 @@ from .tcp_layer import TcpLayer
 from .udp import UdpLayer, UdpSocket
 from .virtio.net_hdr import PLAIN, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VirtioNetHdr
 
-_CSUM_DONE = VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_NEEDS_CSUM
-LOOPBACK = 0x7F000001
-_ALL_HOSTS = 0xE0000001
+_CSUM_DONE: Final = VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_NEEDS_CSUM
+LOOPBACK: Final = 0x7F000001
+_ALL_HOSTS: Final = 0xE0000001
 
 
 class Stack:

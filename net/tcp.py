@@ -15,7 +15,7 @@ import errno
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Final, TYPE_CHECKING
 
 from .counters import Counters
 from .ipv4 import IPPROTO_TCP, Ipv4Header, aton, ntoa
@@ -44,13 +44,13 @@ class State(IntEnum):
     TIME_WAIT = 10
 
 
-S = State
-_SENDING = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK})
-_RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
-_CONNECTED = frozenset({S.ESTABLISHED, S.CLOSE_WAIT})
-_TCP_HDR = 20
-_MAX_TSO = 65535 - 20 - 60
-_PAWS_WINDOW = 1                  # ticks of slack for reordering, as Linux's TCP_PAWS_WINDOW
+S: Final = State
+_SENDING: Final = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK})
+_RECEIVING: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
+_CONNECTED: Final = frozenset({S.ESTABLISHED, S.CLOSE_WAIT})
+_TCP_HDR: Final = 20
+_MAX_TSO: Final = 65535 - 20 - 60
+_PAWS_WINDOW: Final = 1                  # ticks of slack for reordering, as Linux's TCP_PAWS_WINDOW
 
 
 @dataclass(frozen=True)

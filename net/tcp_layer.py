@@ -6,7 +6,7 @@ import errno
 import hashlib
 import struct
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from . import icmp
 from .ipv4 import IPPROTO_TCP, Ipv4Header
@@ -19,7 +19,7 @@ from .virtio.net_hdr import VirtioNetHdr
 if TYPE_CHECKING:
     from .stack import Stack
 
-S = State
+S: Final = State
 
 
 class TcpLayer:

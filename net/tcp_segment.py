@@ -3,20 +3,34 @@ and timestamps (RFC 7323), SACK-permitted and SACK blocks (RFC 2018)."""
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from .checksum import add16, pseudo_sum, sum16
 from .ipv4 import IPPROTO_TCP
 
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
-SEQ_MASK = 0xFFFFFFFF
+FIN: Final = 1
+SYN: Final = 2
+RST: Final = 4
+PSH: Final = 8
+ACK: Final = 16
+URG: Final = 32
+ECE: Final = 64
+CWR: Final = 128
+SEQ_MASK: Final = 0xFFFFFFFF
 
-OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_OK, OPT_SACK, OPT_TS = 0, 1, 2, 3, 4, 5, 8
-TS_OPT_LEN = 12                       # NOP NOP TS: what every segment carries with timestamps
+OPT_EOL: Final = 0
+OPT_NOP: Final = 1
+OPT_MSS: Final = 2
+OPT_WSCALE: Final = 3
+OPT_SACK_OK: Final = 4
+OPT_SACK: Final = 5
+OPT_TS: Final = 8
+TS_OPT_LEN: Final = 12                       # NOP NOP TS: what every segment carries with timestamps
 
-_TCP = struct.Struct("!HHIIBBHHH")
-_MSS = struct.Struct("!BBH")
-_TS = struct.Struct("!BBBBII")
-_U32 = struct.Struct("!I")
+_TCP: Final = struct.Struct("!HHIIBBHHH")
+_MSS: Final = struct.Struct("!BBH")
+_TS: Final = struct.Struct("!BBBBII")
+_U32: Final = struct.Struct("!I")
 
 
 class Segment:

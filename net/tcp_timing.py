@@ -1,7 +1,8 @@
 """TCP retransmission timeout (RFC 6298) and the sequence-space comparisons everything uses."""
 from __future__ import annotations
 
-M32 = 0xFFFFFFFF
+from typing import Final
+M32: Final = 0xFFFFFFFF
 
 
 def seq_lt(a: int, b: int) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Final, TYPE_CHECKING
 
 from . import icmp
 from .checksum import add16, pseudo_sum, sum16
@@ -17,10 +17,10 @@ from .ipv4 import IPPROTO_UDP, LIMITED_BROADCAST, Ipv4Header, aton, ntoa
 if TYPE_CHECKING:
     from .stack import Stack
 
-_UDP = struct.Struct("!HHHH")
-UDP_HLEN = 8
-MAX_PAYLOAD = 65535 - 20 - UDP_HLEN
-EPHEMERAL = (32768, 60999)           # Linux's ip_local_port_range
+_UDP: Final = struct.Struct("!HHHH")
+UDP_HLEN: Final = 8
+MAX_PAYLOAD: Final = 65535 - 20 - UDP_HLEN
+EPHEMERAL: Final = (32768, 60999)           # Linux's ip_local_port_range
 
 Address = tuple[str, int]
 

@@ -35,7 +35,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Final, TYPE_CHECKING
 
 from .bridge import Bridge
 from .hostlink import _ROUNDS, HostLink
@@ -52,10 +52,10 @@ if TYPE_CHECKING:
     from .socklayer import GuestNet
 
 Addr = tuple[str, int]
-_MAX_NAMES = 65536
-_ESTABLISHED = (State.ESTABLISHED, State.CLOSE_WAIT)
+_MAX_NAMES: Final = 65536
+_ESTABLISHED: Final = (State.ESTABLISHED, State.CLOSE_WAIT)
 # what offload=off leaves out: the TAP is then told to send only whole, checksummed frames
-_OFFLOADS = (F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
+_OFFLOADS: Final = (F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
              | F.VIRTIO_NET_F_GUEST_TSO4)
 
 

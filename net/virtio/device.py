@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter, deque
-from typing import Callable, Protocol
+from typing import Callable, Final, Protocol
 
 from . import features as F
 from .net_hdr import HDR_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VirtioNetHdr
@@ -18,12 +18,13 @@ from .offload import finish_for_peer
 from .engine import DeviceEngine
 from .ring import Chain, DeviceQueue, SplitLayout, VirtqueueError
 
-RX_QUEUE, TX_QUEUE = 0, 1
+RX_QUEUE: Final = 0
+TX_QUEUE: Final = 1
 
-NET_CONFIG = struct.Struct("<6sHHH")     # mac, status, max_virtqueue_pairs, mtu
-VIRTIO_NET_S_LINK_UP = 1
+NET_CONFIG: Final = struct.Struct("<6sHHH")     # mac, status, max_virtqueue_pairs, mtu
+VIRTIO_NET_S_LINK_UP: Final = 1
 
-DEFAULT_FEATURES = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
+DEFAULT_FEATURES: Final = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
                     | F.VIRTIO_NET_F_MAC | F.VIRTIO_NET_F_MTU | F.VIRTIO_NET_F_STATUS
                     | F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM
                     | F.VIRTIO_NET_F_HOST_TSO4 | F.VIRTIO_NET_F_GUEST_TSO4

@@ -3,19 +3,19 @@ virtqueues and fixed-size packet buffers in the shared region, and moves frames 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol
+from typing import Final, Protocol
 
 from . import features as F
 from .device import NET_CONFIG, RX_QUEUE, TX_QUEUE
 from .net_hdr import HDR_LEN, VirtioNetHdr
 from .ring import DriverQueue, SplitLayout
 
-WANTED = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
+WANTED: Final = (F.VIRTIO_F_VERSION_1 | F.VIRTIO_F_EVENT_IDX | F.VIRTIO_F_INDIRECT_DESC
           | F.VIRTIO_NET_F_MAC | F.VIRTIO_NET_F_MTU | F.VIRTIO_NET_F_STATUS
           | F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
           | F.VIRTIO_NET_F_GUEST_TSO4 | F.VIRTIO_NET_F_MRG_RXBUF)
 
-MAX_GSO_FRAME = 14 + 65535          # Ethernet header + the largest IPv4 datagram
+MAX_GSO_FRAME: Final = 14 + 65535          # Ethernet header + the largest IPv4 datagram
 
 
 class DeviceTransport(F.Transport, Protocol):

@@ -6,41 +6,41 @@ which walks the initialisation sequence of virtio 1.1, 3.1.1 against any object 
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 # device status (virtio 1.1, 2.1)
-ACKNOWLEDGE = 1
-DRIVER = 2
-DRIVER_OK = 4
-FEATURES_OK = 8
-DEVICE_NEEDS_RESET = 64
-FAILED = 128
+ACKNOWLEDGE: Final = 1
+DRIVER: Final = 2
+DRIVER_OK: Final = 4
+FEATURES_OK: Final = 8
+DEVICE_NEEDS_RESET: Final = 64
+FAILED: Final = 128
 
 # virtio-net feature bits (5.1.3)
-VIRTIO_NET_F_CSUM = 1 << 0
-VIRTIO_NET_F_GUEST_CSUM = 1 << 1
-VIRTIO_NET_F_CTRL_GUEST_OFFLOADS = 1 << 2
-VIRTIO_NET_F_MTU = 1 << 3
-VIRTIO_NET_F_MAC = 1 << 5
-VIRTIO_NET_F_GUEST_TSO4 = 1 << 7
-VIRTIO_NET_F_GUEST_TSO6 = 1 << 8
-VIRTIO_NET_F_GUEST_ECN = 1 << 9
-VIRTIO_NET_F_GUEST_UFO = 1 << 10
-VIRTIO_NET_F_HOST_TSO4 = 1 << 11
-VIRTIO_NET_F_HOST_TSO6 = 1 << 12
-VIRTIO_NET_F_HOST_ECN = 1 << 13
-VIRTIO_NET_F_HOST_UFO = 1 << 14
-VIRTIO_NET_F_MRG_RXBUF = 1 << 15
-VIRTIO_NET_F_STATUS = 1 << 16
-VIRTIO_NET_F_CTRL_VQ = 1 << 17
+VIRTIO_NET_F_CSUM: Final = 1 << 0
+VIRTIO_NET_F_GUEST_CSUM: Final = 1 << 1
+VIRTIO_NET_F_CTRL_GUEST_OFFLOADS: Final = 1 << 2
+VIRTIO_NET_F_MTU: Final = 1 << 3
+VIRTIO_NET_F_MAC: Final = 1 << 5
+VIRTIO_NET_F_GUEST_TSO4: Final = 1 << 7
+VIRTIO_NET_F_GUEST_TSO6: Final = 1 << 8
+VIRTIO_NET_F_GUEST_ECN: Final = 1 << 9
+VIRTIO_NET_F_GUEST_UFO: Final = 1 << 10
+VIRTIO_NET_F_HOST_TSO4: Final = 1 << 11
+VIRTIO_NET_F_HOST_TSO6: Final = 1 << 12
+VIRTIO_NET_F_HOST_ECN: Final = 1 << 13
+VIRTIO_NET_F_HOST_UFO: Final = 1 << 14
+VIRTIO_NET_F_MRG_RXBUF: Final = 1 << 15
+VIRTIO_NET_F_STATUS: Final = 1 << 16
+VIRTIO_NET_F_CTRL_VQ: Final = 1 << 17
 # reserved feature bits (6)
-VIRTIO_F_INDIRECT_DESC = 1 << 28
-VIRTIO_F_EVENT_IDX = 1 << 29
-VIRTIO_F_VERSION_1 = 1 << 32
-VIRTIO_F_ACCESS_PLATFORM = 1 << 33
-VIRTIO_F_RING_PACKED = 1 << 34
+VIRTIO_F_INDIRECT_DESC: Final = 1 << 28
+VIRTIO_F_EVENT_IDX: Final = 1 << 29
+VIRTIO_F_VERSION_1: Final = 1 << 32
+VIRTIO_F_ACCESS_PLATFORM: Final = 1 << 33
+VIRTIO_F_RING_PACKED: Final = 1 << 34
 
-NAMES = {v: k for k, v in globals().items() if k.startswith(("VIRTIO_NET_F_", "VIRTIO_F_"))}
+NAMES: Final = {v: k for k, v in globals().items() if k.startswith(("VIRTIO_NET_F_", "VIRTIO_F_"))}
 
 # "feature A requires feature B" (5.1.3.1): a driver must not accept A without B.
 REQUIRES: dict[int, int] = {

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-VIRTIO_NET_HDR_F_RSC_INFO = 4
+VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1
+VIRTIO_NET_HDR_F_DATA_VALID: Final = 2
+VIRTIO_NET_HDR_F_RSC_INFO: Final = 4
 
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
-VIRTIO_NET_HDR_GSO_UDP = 3
-VIRTIO_NET_HDR_GSO_TCPV6 = 4
-VIRTIO_NET_HDR_GSO_ECN = 0x80
+VIRTIO_NET_HDR_GSO_NONE: Final = 0
+VIRTIO_NET_HDR_GSO_TCPV4: Final = 1
+VIRTIO_NET_HDR_GSO_UDP: Final = 3
+VIRTIO_NET_HDR_GSO_TCPV6: Final = 4
+VIRTIO_NET_HDR_GSO_ECN: Final = 0x80
 
-_HDR = struct.Struct("<BBHHHHH")
-HDR_LEN = _HDR.size          # 12
+_HDR: Final = struct.Struct("<BBHHHHH")
+HDR_LEN: Final = _HDR.size          # 12
 
 
 class VirtioNetHdr(NamedTuple):
@@ -63,4 +63,4 @@ class VirtioNetHdr(NamedTuple):
 
 
 _new = tuple.__new__        # what NamedTuple._make does, without its length check and call layers
-PLAIN = VirtioNetHdr()
+PLAIN: Final = VirtioNetHdr()

@@ -4,15 +4,18 @@ MSS-sized frames. Malformed offload requests give None (the frame is dropped and
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from ..checksum import add16, checksum, pseudo_sum, sum16
 from .net_hdr import (PLAIN, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
                       VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VirtioNetHdr)
 
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_ETH_HLEN = 14
-_TCP_FIN, _TCP_PSH, _TCP_CWR = 0x01, 0x08, 0x80
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_ETH_HLEN: Final = 14
+_TCP_FIN: Final = 0x01
+_TCP_PSH: Final = 0x08
+_TCP_CWR: Final = 0x80
 
 
 def complete_checksum(hdr: VirtioNetHdr, frame: bytes) -> bytes | None:

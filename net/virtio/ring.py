@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Final, Sequence
 
-VIRTQ_DESC_F_NEXT = 1
-VIRTQ_DESC_F_WRITE = 2
-VIRTQ_DESC_F_INDIRECT = 4
-VIRTQ_AVAIL_F_NO_INTERRUPT = 1
-VIRTQ_USED_F_NO_NOTIFY = 1
+VIRTQ_DESC_F_NEXT: Final = 1
+VIRTQ_DESC_F_WRITE: Final = 2
+VIRTQ_DESC_F_INDIRECT: Final = 4
+VIRTQ_AVAIL_F_NO_INTERRUPT: Final = 1
+VIRTQ_USED_F_NO_NOTIFY: Final = 1
 
-MAX_QUEUE_SIZE = 32768
-DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN = 16, 2, 4   # split queue alignment, virtio 1.1 2.6
-LEGACY_QUEUE_ALIGN = 4096                        # legacy interfaces put the used ring on a page
+MAX_QUEUE_SIZE: Final = 32768
+DESC_ALIGN: Final = 16  # split queue alignment, virtio 1.1 2.6
+AVAIL_ALIGN: Final = 2
+USED_ALIGN: Final = 4
+LEGACY_QUEUE_ALIGN: Final = 4096                        # legacy interfaces put the used ring on a page
 
-DESC = struct.Struct("<QIHH")      # addr, len, flags, next
-USED_ELEM = struct.Struct("<II")   # id, len
-U16 = struct.Struct("<H")
+DESC: Final = struct.Struct("<QIHH")      # addr, len, flags, next
+USED_ELEM: Final = struct.Struct("<II")   # id, len
+U16: Final = struct.Struct("<H")
 
 Buffer = tuple[int, int]           # (address, length) in the shared region
 
