@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if why_not():
             p.error(f"--via tap: {why_not()}")
         tapnet = TapNet(veth="native" in kinds).create()
+        if "translated" in kinds:
+            import net.compiled  # (the same tree and environment as the sandbox's: the same answer)
+            print("linuxabi's stack: " + ("compiled (net/mypyc_build.py)" if net.compiled.active()
+                                          else "plain Python (not built, an edited source, or LINUXABI_PURE=1)"))
     try:
         results = {kind: measure(kind, args, tapnet) for kind in kinds}
     finally:
