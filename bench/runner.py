@@ -175,11 +175,14 @@ def run(args: argparse.Namespace) -> int:
                                          runner_kinds=runner_kinds))
     for name, why in not_measured.items():
         sys.stdout.write(f"{name}: not measured: {why}\n")
+    import net.compiled  # (the runs use this tree and environment: the same answer as theirs)
+    stack = "compiled" if net.compiled.active() else "plain Python"
     sys.stdout.write(f"{rounds} round(s), {elapsed:.0f} s; micro ops: guest ns/op; workloads: whole-process wall time; "
-                     f"servers: wall time per request (1 / requests per second)\n")
+                     f"servers: wall time per request (1 / requests per second); the network stack {stack}\n")
     commit = history.git_commit(REPO)
     if args.json:
-        doc = {"commit": commit, "runners": names, "unavailable": unavailable, "rounds": rounds, "quick": args.quick,
+        doc = {"commit": commit, "net_stack": stack, "runners": names, "unavailable": unavailable, "rounds": rounds,
+               "quick": args.quick,
                "ops": [{"name": op.name, "kind": op.kind} for op in ops],
                "samples": [dataclasses.asdict(s) for s in samples]}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -164,6 +164,7 @@ def test_cli_end_to_end_native(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "runsc" in text and "not installed" in text
     doc = json.loads(out.read_text())
     assert {(s["op"], s["runner"]) for s in doc["samples"]} == {("getpid", "native"), ("seq_20000_wc", "native")}
+    assert doc["net_stack"] == "compiled" and "the network stack compiled" in text   # (built by make setup)
     assert all(s["error"] is None and s["seconds"] > 0 for s in doc["samples"])
     assert len(history.load(hist)) == 1
     assert main(["--history", "--history-file", str(hist)]) == 0
