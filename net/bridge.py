@@ -15,12 +15,22 @@ asks the loop to service it again.
 from __future__ import annotations
 
 import errno
+import importlib
 import selectors
 import socket
 import struct
-from typing import Callable, Final, Protocol
+import threading
+from typing import Any, Callable, Final, Protocol
 
 from .tcp import TcpSocket
+
+try:  # compiled by `make setup` (net/tapio_build.py): reads that return -EAGAIN, not raise it
+    _tapio: Any = importlib.import_module("net._tapio")
+    _recv_nb: Any = _tapio.lib.bridge_recv
+    _unpack: Any = _tapio.ffi.unpack
+except (ImportError, AttributeError):
+    _tapio = _recv_nb = _unpack = None
+_buffers = threading.local()   # one read buffer per loop thread (each uplink's loop has its own)
 
 # At most this much per read: Python allocates the whole size for each recv and then shrinks
 # it, and above glibc's mmap threshold (128 KiB) that is an mmap and munmap per call: with
@@ -129,13 +139,13 @@ class Bridge:
             room = tcp.sndbuf_size - len(tcp.sndq)
             if room <= 0:
                 return True
-            try:
-                data = self.host.recv(min(room, CHUNK), socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return True
-            except OSError as e:
-                self._reset_stack(e.errno or errno.ECONNRESET)
+            got = _recv(self.host, min(room, CHUNK))
+            if isinstance(got, int):
+                if got == -errno.EAGAIN:
+                    return True
+                self._reset_stack(-got)
                 return False
+            data = got
             try:
                 if not data:
                     self.up_eof = True
@@ -206,3 +216,19 @@ class Bridge:
             self.loop.watch(self.fd, events, self.service)
         else:
             self.loop.unwatch(self.fd)
+
+
+def _recv(sock: socket.socket, size: int) -> bytes | int:
+    """What a non-blocking recv of up to ``size`` bytes returns: bytes (b"" at the end of the
+    stream) or -errno (-EAGAIN when there is nothing yet)."""
+    if _recv_nb is None:
+        try:
+            return sock.recv(size, socket.MSG_DONTWAIT)
+        except OSError as e:
+            return -(e.errno or errno.ECONNRESET)
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = _tapio.ffi.new("char[]", CHUNK)
+    n: int = _recv_nb(sock.fileno(), buf, size)
+    return n if n < 0 else _unpack(buf, n)
+

@@ -2,7 +2,9 @@
 
 - net/tap_writer.c: the TAP's writer thread (net/tap_writer.py);
 - net/virtio/device_engine.c: the virtio-net device's per-frame work for a TAP backend
-  (net/virtio/engine.py).
+  (net/virtio/engine.py);
+- net/bridge_io.c: the bridge's reads of its host socket, without an exception for an empty one
+  (net/bridge.py).
 
 ``make setup`` runs ``python -m net.tapio_build``; without the module the Python device model
 serves the TAP and the uplink writes each frame itself, with the same behaviour, slower.
@@ -14,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODULE = "net._tapio"
-C_SOURCES = (HERE / "tap_writer.c", HERE / "virtio" / "device_engine.c")
+C_SOURCES = (HERE / "tap_writer.c", HERE / "virtio" / "device_engine.c", HERE / "bridge_io.c")
 
 CDEF = """
 struct tapw;
@@ -42,6 +44,8 @@ void engine_counters(struct engine *e, unsigned long long *out);
 #define E_GUEST_CSUM 16
 #define E_GUEST_TSO4 32
 #define E_MRG 64
+
+long bridge_recv(int fd, char *buf, unsigned long len);
 """
 
 

@@ -2,8 +2,12 @@
 process): what one service turn passes on."""
 from __future__ import annotations
 
+import errno
 import socket
+import struct
 from typing import Callable
+
+import pytest
 
 from net.bridge import Bridge
 from net.tcp import State
@@ -89,3 +93,37 @@ def test_a_reply_without_end_of_stream_leaves_the_connection_open() -> None:
     finally:
         bridge.abort()
         guest.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["net._tapio", "socket.recv"])
+def test_a_read_of_the_host_side_returns_data_eagain_end_or_errno(monkeypatch: pytest.MonkeyPatch,
+                                                                 native: bool) -> None:
+    import net.bridge as nb
+
+    if native:
+        assert nb._recv_nb is not None, "net._tapio is not built (make setup builds it)"
+    else:
+        monkeypatch.setattr(nb, "_recv_nb", None)
+
+    def pair() -> tuple[socket.socket, socket.socket]:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            ours = socket.create_connection(listener.getsockname())
+            return ours, listener.accept()[0]
+
+    ours, theirs = pair()
+    try:
+        assert nb._recv(ours, 100) == -errno.EAGAIN
+        theirs.sendall(b"reply")
+        assert nb._recv(ours, 3) == b"rep" and nb._recv(ours, 100) == b"ly"
+        theirs.shutdown(socket.SHUT_WR)
+        assert nb._recv(ours, 100) == b""
+    finally:
+        ours.close()
+        theirs.close()
+    ours, theirs = pair()
+    try:
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()                                  # a reset
+        assert nb._recv(ours, 100) == -errno.ECONNRESET
+    finally:
+        ours.close()
