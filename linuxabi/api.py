@@ -21,7 +21,7 @@ from .host.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from syscalls.nvidia.host import NvidiaHost
-    from net.uplink import Uplink
+    from net.uplink_proc import UplinkProcess
 
     from .forward import PortForwarder
     from .control import ControlServer
@@ -191,12 +191,13 @@ class Sandbox:
             raise
         return forwarders
 
-    def _open_uplink(self) -> "Uplink | None":
+    def _open_uplink(self) -> "UplinkProcess | None":
         """The TAP and the stack on it, before the guest starts: a bad --net, a TAP that cannot
         be opened or no DHCP lease is the user's error, reported before anything runs."""
         if self.config.net == "none":
             return None  # the stack is not even imported
-        from net.uplink import NetSpec, Uplink
+        from net.uplink import NetSpec
+        from net.uplink_proc import UplinkProcess
 
         try:
             spec = NetSpec.parse(self.config.net)
@@ -205,7 +206,7 @@ class Sandbox:
         if spec.none:
             return None
         try:
-            uplink = Uplink(spec)
+            uplink = UplinkProcess(spec)  # its own process: its loop and ours share no lock
         except OSError as e:
             raise SandboxError(f"--net {spec}: cannot open or create TAP device {spec.tap}: "
                                f"{e.strerror or e}") from None
@@ -218,7 +219,7 @@ class Sandbox:
                 raise SandboxError(f"--net {spec}: no DHCP lease on {spec.tap} within {DHCP_TIMEOUT:g} s")
         return uplink
 
-    def _attach_uplink(self, uplink: "Uplink", sup: Supervisor) -> None:
+    def _attach_uplink(self, uplink: "UplinkProcess", sup: Supervisor) -> None:
         """Join the uplink to the sandbox's network namespace (after launch: it exists now)."""
         uplink.start(sup.placement.helper_cpus())
         try:

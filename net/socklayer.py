@@ -25,7 +25,7 @@ import socket
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .uplink import Uplink
+    from .uplink_proc import UplinkProcess
 
 _SO_NETNS_COOKIE = 71
 _CLONE_NEWNET = 0x40000000
@@ -57,13 +57,23 @@ class GuestNet:
         self._netns_fd = -1
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             self._host_cookie = _netns_cookie(s)  # sockets with it are the host's (forwarded)
-        self.uplink: "Uplink | None" = None  # set by the embedder for --net tap:NAME
+        self.uplink: "UplinkProcess | None" = None  # set by the embedder for --net tap:NAME
 
     # ---- the sandbox's network namespace -----------------------------------------------------
 
     def attach(self, netns_path: str) -> None:
         """The sandbox's network namespace (``/proc/PID/ns/net`` of its init)."""
         self._netns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+
+    @property
+    def netns_fd(self) -> int:
+        if self._netns_fd < 0:
+            raise RuntimeError("the sandbox's network namespace is not attached")
+        return self._netns_fd
+
+    def attach_fd(self, fd: int) -> None:
+        """The sandbox's network namespace as an open fd (this object owns it from now on)."""
+        self._netns_fd = fd
 
     def enter(self) -> None:
         """Move the calling thread (a forwarder's) into the sandbox's network namespace."""

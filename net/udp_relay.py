@@ -78,6 +78,9 @@ class UdpRelay:
         assert sock.local is not None
         return sock.local[1]
 
+    def remotes(self) -> list[Addr]:
+        return [r.remote for r in self._relays.values()]
+
     def drop_relays(self, keep: Callable[[Addr], bool]) -> list[Addr]:
         """Close the relays of remotes ``keep`` refuses (a revoked capability); their remotes."""
         gone = [r for r in self._relays.values() if not keep(r.remote)]

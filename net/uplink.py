@@ -224,6 +224,9 @@ class Uplink:
         self.listening_ports: frozenset[int] = frozenset()
         self._bridges: set[Bridge] = set()
         self.counters = {"outbound": 0, "outbound_failed": 0, "inbound": 0, "inbound_refused": 0}
+        # Set when the translator runs in another process (uplink_proc.py): names and bells go
+        # to it as they are made ("names"/"bell", key, Names; None: dropped) instead of being kept.
+        self.on_names: Callable[[str, Any, Names | None], None] | None = None
 
     # ---- life cycle (the embedder's thread) ------------------------------------------------
     def start(self, cpus: frozenset[int] | None = None) -> None:
@@ -252,8 +255,9 @@ class Uplink:
 
     def close(self, drain: float = 5.0) -> None:
         """Stop; first let what the guests sent before they went away reach its peers (up to
-        `drain` seconds: their sockets are closed, so each bridge has seen the end of it)."""
-        if self.link.error is None and self.link._loop_thread is not None:
+        `drain` seconds: their sockets are closed, so each bridge has seen the end of it).
+        The loop runs for that in its thread, or in the caller's (uplink_proc.py's process)."""
+        if self.link.error is None:
             try:
                 self.link.wait_for(self._drained, drain)
                 self.link.call(self._shutdown, timeout=5.0)
@@ -325,6 +329,13 @@ class Uplink:
         """The stack's port for the guest UDP socket bound (natively) at `guest`."""
         return self.link.call(lambda: self._udp().flow(guest))
 
+    def udp_remotes(self) -> list[Addr]:
+        """The remotes the sandbox's datagrams reach the stack for now."""
+        if self.udp is None:
+            return []
+        udp = self.udp
+        return self.link.call(udp.remotes)
+
     def udp_revoke(self, allowed: Callable[[Addr], bool]) -> list[Addr]:
         """After a revoke: datagrams to the remotes ``allowed`` refuses stop leaving."""
         if self.udp is None:
@@ -364,6 +375,9 @@ class Uplink:
             return self._names.get(ino)
 
     def set_names(self, ino: int, names: Names) -> None:
+        if self.on_names is not None:
+            self.on_names("names", ino, names)
+            return
         with self._lock:
             self._names[ino] = names
             self._names.move_to_end(ino)
@@ -371,6 +385,9 @@ class Uplink:
                 self._names.popitem(last=False)
 
     def drop_names(self, ino: int) -> None:
+        if self.on_names is not None:
+            self.on_names("names", ino, None)
+            return
         with self._lock:
             self._names.pop(ino, None)
 
@@ -447,10 +464,14 @@ class Uplink:
             me = bell.getsockname()
             remote, local = child.peername, child.sockname
             assert remote is not None and local is not None
-            with self._lock:                      # known before the guest can accept it
-                self._bells[me] = Names(local, remote, me)
-                while len(self._bells) > _MAX_NAMES:
-                    self._bells.popitem(last=False)
+            names = Names(local, remote, me)
+            if self.on_names is not None:         # known before the guest can accept it
+                self.on_names("bell", me, names)
+            else:
+                with self._lock:
+                    self._bells[me] = names
+                    while len(self._bells) > _MAX_NAMES:
+                        self._bells.popitem(last=False)
             code = bell.connect_ex((LOOPBACK, port))
             if code not in (0, errno.EINPROGRESS):
                 raise OSError(code, "doorbell refused")

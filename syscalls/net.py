@@ -43,7 +43,7 @@ from .sockutil import (POLLOUT, GuestSocket, accept_raw, close_held, connect_non
 
 if TYPE_CHECKING:
     from net.socklayer import GuestNet, Published
-    from net.uplink import Uplink
+    from net.uplink_proc import UplinkProcess
 
     from .base import Task
 
@@ -63,7 +63,7 @@ def _authorize(task: "Task", op: str, proto: str, raw: bytes, family: int) -> No
     task.kernel.authorize_net(op, proto, a.ip, a.port)
 
 
-def _uplink(task: "Task") -> "Uplink | None":
+def _uplink(task: "Task") -> "UplinkProcess | None":
     net = task.kernel.net_if_any
     return None if net is None else net.uplink
 
@@ -271,7 +271,7 @@ def _connect_published(task: "Task", g: GuestSocket, fd: int, fwd: "Published") 
     return done(code)
 
 
-def _connect_udp(g: GuestSocket, raw: bytes, up: "Uplink") -> Result:
+def _connect_udp(g: GuestSocket, raw: bytes, up: "UplinkProcess") -> Result:
     """A UDP connect (immediate, natively) to an outside address: the socket is set up so its
     native sends reach the stack (net/udp_relay.py), and named as the outside sees it."""
     dest = parse_inet(raw, F.AF_INET)
@@ -411,7 +411,7 @@ def sys_getpeername(task: "Task", a: Args) -> Result:
     return CONTINUE if net.uplink is None else _peer_uplink(task, a, net.uplink)
 
 
-def _peer_uplink(task: "Task", a: Args, up: "Uplink") -> Result:
+def _peer_uplink(task: "Task", a: Args, up: "UplinkProcess") -> Result:
     try:
         fd = task.host_fd(s32(a[0]))
     except OSError:

@@ -19,13 +19,13 @@ from .base import Park, Result
 from .sockutil import POLLOUT, GuestSocket, connect_done, connect_nonblocking, libc, libc_call, sockopt, v4
 
 if TYPE_CHECKING:
-    from net.uplink import Uplink
+    from net.uplink_proc import UplinkProcess
 
 TCP_CLOSE = 7
 _IP_RECVERR = 11
 
 
-def bind_uplink(g: GuestSocket, raw: bytes, up: "Uplink") -> int:
+def bind_uplink(g: GuestSocket, raw: bytes, up: "UplinkProcess") -> int:
     """The uplink's address is not in the sandbox's namespace: a socket bound to it is bound
     to 0.0.0.0 there (so listeners get the stack's connections) and named as the guest asked."""
     from net.uplink import Names
@@ -55,7 +55,7 @@ def tcp_state(fd: int) -> int:
     return info.raw[0]
 
 
-def connect_uplink(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> Result:
+def connect_uplink(g: GuestSocket, remote: tuple[str, int], up: "UplinkProcess") -> Result:
     """The stack connects to ``remote``; the guest's socket meanwhile connects to the hold port,
     where it stays in SYN_SENT until the stack is established (then the hold port completes
     it) or fails (then it fails the same way). A blocking caller parks until then."""
@@ -106,7 +106,7 @@ def disconnect(fd: int) -> None:
     sockopt(fd, F.SO_ERROR)
 
 
-def uplink_local(up: "Uplink", g: GuestSocket, s: socket.socket) -> "tuple[str, int] | None":
+def uplink_local(up: "UplinkProcess", g: GuestSocket, s: socket.socket) -> "tuple[str, int] | None":
     """How the uplink names the local end of a guest socket it carries (known by its inode;
     if connected, still to the loopback peer the uplink gave it), else None."""
     names = up.names_of(os.fstat(g.fd).st_ino)
@@ -127,14 +127,14 @@ def uplink_local(up: "Uplink", g: GuestSocket, s: socket.socket) -> "tuple[str, 
 _IPPROTO_UDP = 17
 
 
-def udp_outbound(g: GuestSocket, ip: str, up: "Uplink | None") -> bool:
+def udp_outbound(g: GuestSocket, ip: str, up: "UplinkProcess | None") -> bool:
     """A guest UDP socket naming an outside address (ICMP ping sockets are datagram sockets too,
     but not UDP: they stay as they were)."""
     return (up is not None and g.family == F.AF_INET and g.type == F.SOCK_DGRAM and outside(ip)
             and sockopt(g.fd, F.SO_PROTOCOL) == _IPPROTO_UDP)
 
 
-def udp_prepare(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> int:
+def udp_prepare(g: GuestSocket, remote: tuple[str, int], up: "UplinkProcess") -> int:
     """Make the guest socket's native datagrams to `remote` reach the stack: a relay bound to
     `remote` in the sandbox, and the socket bound to lo, where Linux then routes any address
     (see net/udp_relay.py). 0 or an errno (ENETUNREACH: the stack has no route)."""
@@ -149,7 +149,7 @@ def udp_prepare(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> int:
     return 0
 
 
-def udp_connected(g: GuestSocket, remote: tuple[str, int], up: "Uplink") -> None:
+def udp_connected(g: GuestSocket, remote: tuple[str, int], up: "UplinkProcess") -> None:
     """After the guest's native connect to `remote`: its names as the outside sees them (the
     stack's port, the sandbox's address; natively it is 0.0.0.0 on lo)."""
     from net.uplink import Names

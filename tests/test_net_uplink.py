@@ -297,6 +297,43 @@ def test_guest_accept_reports_outside_names(net: Net, probe: bytes, bind_ip: str
             guest.wait(10)
 
 
+_MANY = _CONNECT + """
+import resource
+n = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) for _ in range(n)]
+print("connected", flush=True)
+sys.stdin.read()  # they stay open until the test is done
+"""
+
+
+def test_names_of_a_late_accepting_guest_outgrow_the_socket(net: Net, probe: bytes) -> None:
+    """Hundreds of connections wait in a guest listener's backlog before it accepts any: the
+    uplink's process made their names faster than the translator took them, more than the
+    socket between the two holds (`names_deferred` in `linuxabi ctl net`), and every accept and
+    getpeername still names the outside peer (net/uplink_proc.py)."""
+    n = 700
+    id_file = net.workdir / "late.id"
+    guest = net.start_linuxabi(f"tap:{net.tap},ip={STATIC}/24",
+                               f"cat > /tmp/p && chmod +x /tmp/p && /tmp/p -n 0.0.0.0 9400 {n + 1} && sleep 60",
+                               input=probe, extra=("--id-file", str(id_file)))
+    # the first connection (_CONNECT's, which waits for the listener) waits in the backlog too
+    client = net.spawn(sys.executable, "-c", _MANY, STATIC, "9400", str(n),
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert guest.stdout is not None
+        lines = [guest.stdout.readline().decode().strip() for _ in range(2)]
+        assert lines == ["listening", f"accepted={n + 1} outside={n + 1}"], lines
+        stats = subprocess.run([*LINUXABI, "ctl", "net", id_file.read_text().strip()], capture_output=True,
+                               text=True, timeout=30, cwd=REPO)
+        deferred = re.search(r"names_deferred (\d+)", stats.stdout)
+        assert deferred and int(deferred.group(1)) > 0, stats.stdout + stats.stderr
+    finally:
+        for p in (client, guest):
+            p.kill()
+            p.wait(10)
+
+
 def test_namespace_uploads_10mib_to_guest_nc(net: Net) -> None:
     """10 MiB from the namespace to a guest `nc -l` (0.0.0.0), through the stack, intact."""
     data = (net.workdir / "www" / "big").read_bytes()
@@ -386,9 +423,23 @@ def test_revoking_connect_shuts_uplink_connections(net: Net) -> None:
         guest.wait(10)
 
 
+def uplink_process(pid: int) -> int | None:
+    """The uplink's process (net/uplink_proc.py): the translator's child forked from it."""
+    mine = Path(f"/proc/{pid}/cmdline").read_bytes()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+            try:
+                if Path(f"/proc/{child}/cmdline").read_bytes() == mine:
+                    return int(child)
+            except OSError:
+                continue
+    return None
+
+
 def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> None:
     """While the sandbox is compact (its guests and the trap loop on one CPU), the uplink's
-    thread runs on the translator's other CPUs: there each guest it wakes does not preempt it."""
+    loop runs on the translator's other CPUs: there each guest it wakes does not preempt it.
+    The loop is the main thread of a process of its own (net/uplink_proc.py)."""
     cpus = frozenset(os.sched_getaffinity(0))
     marker = "30.4417"
     guest = net.start_linuxabi(f"tap:{net.tap},ip={STATIC}/24", f"sleep {marker}")
@@ -396,13 +447,15 @@ def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> Non
         sleeper = wait_for(lambda: host_tasks_with(f"sleep\x00{marker}"), 30)
         assert sleeper, "the guest did not start"
         threads = {int(t): frozenset(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{guest.pid}/task")}
-        assert len(threads) >= 2, threads
+        stack = wait_for(lambda: uplink_process(guest.pid), 10)
+        assert stack is not None, "no uplink process"
+        loop = frozenset(os.sched_getaffinity(stack))
         if len(cpus) < 2:                        # nothing to place
-            assert set(threads.values()) == {cpus}
+            assert set(threads.values()) == {cpus} and loop == cpus
             return
         home = frozenset(os.sched_getaffinity(sleeper[0]))
         assert len(home) == 1 and threads[guest.pid] == home, (home, threads)
-        assert cpus - home in threads.values(), (home, threads)   # the uplink's loop
+        assert loop == cpus - home, (home, loop)   # the uplink's loop
     finally:
         guest.kill()
         guest.wait(10)
