@@ -439,7 +439,8 @@ def uplink_process(pid: int) -> int | None:
 def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> None:
     """While the sandbox is compact (its guests and the trap loop on one CPU), the uplink's
     loop runs on the translator's other CPUs: there each guest it wakes does not preempt it.
-    The loop is the main thread of a process of its own (net/uplink_proc.py)."""
+    The loop is the main thread of a process of its own (net/uplink_proc.py); that process's
+    other thread, the TAP's writer, runs on the CPUs the loop does not."""
     cpus = frozenset(os.sched_getaffinity(0))
     marker = "30.4417"
     guest = net.start_linuxabi(f"tap:{net.tap},ip={STATIC}/24", f"sleep {marker}")
@@ -456,6 +457,9 @@ def test_the_stack_runs_beside_a_compact_sandbox_not_on_its_cpu(net: Net) -> Non
         home = frozenset(os.sched_getaffinity(sleeper[0]))
         assert len(home) == 1 and threads[guest.pid] == home, (home, threads)
         assert loop == cpus - home, (home, loop)   # the uplink's loop
+        others = {int(t): frozenset(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{stack}/task")
+                  if int(t) != stack}
+        assert others and set(others.values()) == {cpus - loop}, (loop, others)   # the TAP's writer
     finally:
         guest.kill()
         guest.wait(10)
