@@ -176,7 +176,9 @@ static int tapw_send(struct tapw *w, const char *hdr, unsigned long hlen, const 
     memcpy(w->buf + at + 4, hdr, hlen);
     memcpy(w->buf + at + 4 + hlen, frame, flen);
     atomic_store_explicit(&w->head, head + need, memory_order_release);
-    if (atomic_load(&w->idle))
+    /* One wake-up per sleep: frames queued before the thread is up again need none (each
+     * costs a write and a cross-CPU wake-up; Connection: close through nginx, +3-9%). */
+    if (atomic_exchange(&w->idle, 0))
         tapw_signal(w->wake);
     return 0;
 }
