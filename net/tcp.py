@@ -552,11 +552,16 @@ class TcpSocket:
             self._persist_backoff = 0
 
     def _maybe_window_update(self, now: float) -> None:
+        """After a read: an ACK that tells the peer its window opened, when that matters now,
+        that is when the window it knows is too small for the two segments after which we ACK
+        (and say so) anyway. A short connection's read of its request, the SYN's 64 KiB still
+        open, so sends no segment of its own (Linux's does not either)."""
         if self.state not in _RECEIVING:
             return
         space = self.rcvbuf_size - len(self.rcvbuf)
         cur = max(seq_diff(self.rcv_adv, self.rcv_nxt), 0)
-        if space - cur >= min(self.rcvbuf_size // 2, 2 * self._local_mss()):
+        mss = self._local_mss()
+        if cur < 2 * mss and space - cur >= min(self.rcvbuf_size // 2, 2 * mss):
             self._send_ack(now)
             self._rearm()
 
