@@ -67,25 +67,26 @@ class Bridge:
         self.error = 0               # the errno that ended it, if one did
         self.up_bytes = self.down_bytes = 0
         self._interest = -1
-        host.setblocking(False)
+        if host.gettimeout() != 0.0:             # (a doorbell is made non-blocking: no ioctl)
+            host.setblocking(False)
         tcp.on_event = lambda _s: loop.soon(self.service)
-        self._set_interest(WRITE if connecting else 0)
-        if not connecting:
-            loop.soon(self.service)
+        # A connect on the loopback is usually done by the time it returns: look first, and
+        # wait for the socket to be writable only if it is not (one epoll_ctl, no extra turn).
+        loop.soon(self.service)
 
     # ---- the work ------------------------------------------------------------------------
     def service(self) -> None:
         if self.closed:
             return
         if self.connecting:
-            code = self.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                self._reset_stack(code)
-                return
             try:
-                self.host.getpeername()
+                self.host.getpeername()              # connected (its error, if any, comes later)
             except OSError:
-                self._set_interest(WRITE)  # not yet: wait for the connect to finish
+                code = self.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    self._reset_stack(code)
+                else:
+                    self._set_interest(WRITE)        # not yet: wait for the connect to finish
                 return
             self.connecting = False
         if not self._down() or not self._up():
