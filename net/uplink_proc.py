@@ -129,15 +129,18 @@ class UplinkProcess:
         if pid is None:
             return
         end = time.monotonic() + wait
-        while True:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-            if time.monotonic() >= end:
-                os.kill(pid, signal.SIGKILL)           # ours, by its PID
-                os.waitpid(pid, 0)
-                return
-            time.sleep(0.01)
+        try:
+            while True:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return
+                if time.monotonic() >= end:
+                    os.kill(pid, signal.SIGKILL)       # ours, by its PID
+                    os.waitpid(pid, 0)
+                    return
+                time.sleep(0.01)
+        except ChildProcessError:
+            pass                                       # reaped already (by a waitpid(-1) of the supervisor's)
 
     # ---- what the translator asks ---------------------------------------------------------------
     @property

@@ -156,3 +156,34 @@ def test_the_loop_does_not_spin_while_the_sandbox_ends(image_copy: Path, monkeyp
         status, _box = _run(image_copy, ["sh", "-c", "sleep 0.05; true"])
         assert status == 0
     assert len(failed) <= 9, failed
+
+
+def test_the_end_does_not_wait_for_a_child_that_is_no_guest(image_copy: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The embedder's own child (the uplink's process, net/uplink_proc.py, is one) outlives the
+    sandbox: the supervisor's last reaping polls for the guest's tasks only. (It polled until
+    no child at all was left: 5 s, ~5000 polls, at the end of every `--net tap` run.)"""
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        signal.sigwait({signal.SIGUSR1})         # until the test says so
+        os._exit(7)
+    empty: list[int] = []
+    waitpid = os.waitpid
+
+    def counted(pid: int, options: int) -> tuple[int, int]:
+        got = waitpid(pid, options)
+        if pid == -1 and got[0] == 0:
+            empty.append(1)
+        return got
+
+    try:
+        monkeypatch.setattr(os, "waitpid", counted)
+        code, box = _run(image_copy, ["true"])
+        monkeypatch.undo()
+        assert code == 0
+        assert len(empty) < 50, len(empty)
+        assert os.waitpid(child, os.WNOHANG) == (0, 0)   # still running, still ours
+    finally:
+        os.kill(child, signal.SIGUSR1)
+        pid, status = os.waitpid(child, 0)
+        assert pid == child and os.waitstatus_to_exitcode(status) == 7

@@ -146,6 +146,18 @@ def _cancel(park: Park) -> None:
             pass
 
 
+def _tasks_in_namespace(pidns: int) -> bool:
+    """Whether a live task is in the pid namespace whose nsfs inode is ``pidns``."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/pid").st_ino == pidns:
+                    return True
+            except OSError:
+                continue                       # gone, or a zombie (waitpid reports those)
+    return False
+
+
 class Supervisor:
     def __init__(self, kernel: Kernel, launched: Launched, init_exe: bytes, *,
                  dispatcher: Dispatcher | None = None, features: frozenset[str] = frozenset()) -> None:
@@ -578,20 +590,29 @@ class Supervisor:
         self.tasks.clear()
         for wfd in list(self.parked):
             self._unpark(wfd, cancel=True)
+        pidns = os.fstat(self._pidns_fd).st_ino if self._pidns_fd >= 0 else None
         for fd in (self.listener.fd, self.launched.pidfd, self.launched.status_fd, self._pidns_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
         # The guest init is gone and the kernel kills the rest of its pid namespace: reap every
-        # task it leaves to us (we are their tracer), so nothing lingers as a zombie.
+        # task it leaves to us (we are their tracer), so nothing lingers as a zombie. Until none
+        # is left there: a child of ours that is no guest's (the uplink's process, stopped
+        # after this) is not waited for.
         deadline = time.monotonic() + 5.0
+        last_round = False
         while time.monotonic() < deadline:
             try:
                 pid, _ = os.waitpid(-1, _WAIT_ANY)
             except ChildProcessError:
                 break
             if pid == 0:
+                if last_round:
+                    break
+                if pidns is not None and not _tasks_in_namespace(pidns):
+                    last_round = True          # one more: any task that just became a zombie
+                    continue
                 time.sleep(0.001)
 
     def kill_all(self) -> None:
