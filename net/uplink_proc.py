@@ -328,8 +328,7 @@ def _send(chan: socket.socket, payload: bytes, fds: list[int]) -> None:
 
 def _child_main(chan: socket.socket, spec: NetSpec, seed: int | None, deferred: mmap.mmap, parent: int) -> int:
     for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
-        signal.signal(signo, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signo, signal.SIG_IGN)      # (SIGPIPE stays ignored, as Python starts: EPIPE instead)
     if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
         return 1
     try:
