@@ -260,7 +260,7 @@ class Channel:
         parts: list[bytes] = []
         while True:
             left = end - time.monotonic()
-            if left <= 0 or not select.select([self._chan], [], [], left)[0]:
+            if left <= 0 or not _readable(self._chan, left):
                 self.error = TimeoutError(f"no answer within {timeout:g} s")
                 raise UplinkGone(str(self.error))
             try:
@@ -397,7 +397,7 @@ class _Server:
             except BlockingIOError:
                 if not parts:
                     return
-                select.select([self.chan], [], [], 5.0)   # the rest of a request being sent
+                _readable(self.chan, 5.0)                 # the rest of a request being sent
                 continue
             except OSError:
                 packet, fds = b"", []
@@ -470,6 +470,13 @@ class _Server:
     def op_close(self, drain: float) -> None:
         self.uplink.close(drain)
         self.done = True
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """poll, not select: the translator's fds may number past FD_SETSIZE."""
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(timeout * 1000))
 
 
 def _recv_fds(chan: socket.socket) -> tuple[bytes, list[int]]:

@@ -181,3 +181,34 @@ def test_names_held_back_by_a_full_socket_are_fetched_by_a_lookup() -> None:
         t.join(5)
         ours.close()
         theirs.close()
+
+
+def test_a_channel_past_fd_setsize_still_answers() -> None:
+    """The translator holds many fds (guests' sockets, pidfds): its end of the socket may be
+    numbered past select()'s FD_SETSIZE (1024); waiting on it must not depend on that."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    high = os.dup2(a.detach(), 1500)
+    ours = socket.socket(fileno=high)
+    flag = mmap.mmap(-1, mmap.PAGESIZE)
+    server = _Server(b, _HeldUplink(), flag)  # type: ignore[arg-type]
+    ch = Channel(ours, flag)
+
+    def serve_one() -> None:
+        sel = selectors.PollSelector()
+        sel.register(b, selectors.EVENT_READ)
+        if sel.select(5.0):
+            server.ready()
+
+    t = threading.Thread(target=serve_one)
+    try:
+        t.start()
+        assert ch.call("sync", timeout=5.0) is None
+    finally:
+        t.join(5)
+        ours.close()
+        b.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
