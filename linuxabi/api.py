@@ -211,16 +211,15 @@ class Sandbox:
             raise SandboxError(f"--net {spec}: cannot open or create TAP device {spec.tap}: "
                                f"{e.strerror or e}") from None
         if spec.ip is None:
-            uplink.start()
-            leased = uplink.wait_address(DHCP_TIMEOUT)
-            uplink.pause()  # no thread of ours runs while the guest is forked
+            leased = uplink.wait_address(DHCP_TIMEOUT)  # (its loop runs from the start, in its process)
             if not leased:
                 uplink.close()
                 raise SandboxError(f"--net {spec}: no DHCP lease on {spec.tap} within {DHCP_TIMEOUT:g} s")
         return uplink
 
     def _attach_uplink(self, uplink: "UplinkProcess", sup: Supervisor) -> None:
-        """Join the uplink to the sandbox's network namespace (after launch: it exists now)."""
+        """Join the uplink to the sandbox's network namespace (after launch: it exists now),
+        its loop on the translator's CPUs but the sandbox's home one."""
         uplink.start(sup.placement.helper_cpus())
         try:
             uplink.attach(self.kernel.net)

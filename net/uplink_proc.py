@@ -103,9 +103,6 @@ class UplinkProcess:
         if cpus:
             self._ch.call("cpus", cpus)
 
-    def pause(self) -> None:
-        """Nothing to do: no thread of the translator's runs the loop."""
-
     def wait_address(self, timeout: float) -> bool:
         return bool(self._ch.call("wait_address", timeout, timeout=timeout + 10.0))
 
