@@ -262,7 +262,9 @@ class Sandbox:
             if uplink is not None:
                 uplink.close()
             raise
-        features = frozenset({"uplink"}) if uplink is not None else frozenset()
+        # getsockname/getpeername name what -p and the uplink put behind guest sockets; without
+        # either they run natively
+        features = frozenset({"outside"}) if uplink is not None or forwarders else frozenset()
         launched = launch(path, [a.encode() for a in argv], [f"{k}={v}".encode() for k, v in env.items()],
                           trace_denied=self.trace_denied, tty=self.config.tty, features=features)
         sup = Supervisor(self.kernel, launched, path, dispatcher=self.dispatcher, features=features)

@@ -46,6 +46,7 @@ class Loop(Protocol):
     def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None: ...
     def unwatch(self, fd: int) -> None: ...
     def soon(self, callback: Callable[[], None]) -> None: ...
+    def later(self, callback: Callable[[], None]) -> None: ...
     def now(self) -> float: ...
 
 
@@ -152,6 +153,12 @@ class Bridge:
                     self.up_eof = True
                     tcp.shutdown(1, now)
                     return True
+                if not tcp.corked:
+                    # What the guest writes waits for the next loop turn: a server that replies
+                    # and closes has its FIN sent with the reply (one segment, and one ACK from
+                    # the client, fewer per connection), as Linux's autocorking does.
+                    tcp.corked = True
+                    self.loop.later(self._uncork)
                 tcp.send(data, now)
             except OSError as e:
                 self._reset_host(e.errno or errno.EPIPE)
@@ -168,6 +175,9 @@ class Bridge:
                     return True
                 probed = True
         return True
+
+    def _uncork(self) -> None:
+        self.tcp.uncork(self.loop.now())
 
     # ---- endings ------------------------------------------------------------------------
     def _reset_host(self, code: int) -> None:

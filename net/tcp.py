@@ -97,6 +97,7 @@ class TcpSocket:
         self.error = 0                 # pending SO_ERROR (hard)
         self.soft_error = 0            # last ICMP error, reported if the connection times out
         self.nodelay = False
+        self.corked = False            # partial segments wait for uncork() (Linux's TCP_CORK)
         self.keepalive = False
         self.reuseaddr = False
         self.rcvbuf_size, self.sndbuf_size = cfg.rcvbuf, cfg.sndbuf
@@ -224,6 +225,13 @@ class TcpSocket:
             self._output(now)
             self._rearm()
         return n
+
+    def uncork(self, now: float) -> None:
+        """Send what the cork held back."""
+        if self.corked:
+            self.corked = False
+            self._output(now)
+            self._rearm()
 
     def recv(self, n: int, now: float) -> bytes | None:
         """Up to n bytes; b"" at end of stream; None when nothing is there yet (EAGAIN)."""
@@ -488,9 +496,9 @@ class TcpSocket:
             elif n < maxp and n < avail and not force:
                 if n < self.max_snd_wnd // 2 or wnd_left <= 0:   # sender SWS avoidance
                     break
-            elif (n < maxp and not fin and not self.nodelay and not force
-                  and seq_lt(self.snd_una, self.snd_nxt)):
-                break                                            # Nagle: a small segment is out
+            elif n < maxp and not fin and not force and (
+                    self.corked or (not self.nodelay and seq_lt(self.snd_una, self.snd_nxt))):
+                break                                            # corked, or Nagle: a small segment is out
             if n > maxp:
                 if n < avail:
                     n -= n % maxp

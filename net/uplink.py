@@ -11,13 +11,16 @@ the TAP, in one thread (the link's loop, which has entered the sandbox's namespa
   simultaneous open from the hold port completes the guest's connect, and a Bridge (bridge.py)
   moves the bytes. A stack failure fails the guest's connect with the same errno.
 - inbound TCP: a guest listening on 0.0.0.0:PORT gets a stack listener on PORT; each
-  connection it accepts rings the guest's listener from inside the namespace (a "doorbell"
-  connection from 127.0.0.1, as ``-p`` does) and is bridged to it.
+  connection it accepts rings the guest's listener from inside the namespace: a "doorbell"
+  socket bound (IP_TRANSPARENT) to the outside peer's own address connects to 127.0.0.1:PORT,
+  and is bridged to the stack's connection. The guest's accept4 and getpeername are native and
+  name the real peer (its replies come back into lo: loopback_route.py); getsockname's
+  127.0.0.1 becomes the interface's address in the translator.
 - outbound UDP: guest datagrams to outside addresses reach the stack through relays bound
   to the remotes' addresses in the sandbox, and its replies come back from them (udp_relay.py).
-- names: the translator's getpeername/getsockname/accept report the outside addresses of
-  these sockets (``Names``), keyed by the guest socket's inode and checked against the
-  loopback peer the socket really has.
+- names: the translator's getpeername/getsockname report the outside addresses of outbound
+  sockets (``Names``), keyed by the guest socket's inode and checked against the loopback
+  peer the socket really has.
 
 The translator calls in from its own thread (``connect``, ``listen``, ``names_of``, ...):
 those that touch the stack run on the loop's thread through ``call`` (one loop turn; the
@@ -37,9 +40,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Final, TYPE_CHECKING
 
+from . import loopback_route
 from .bridge import Bridge
 from .hostlink import _ROUNDS, HostLink
-from .holdport import LOOPBACK, HoldPort
+from .holdport import HoldPort
 from .ipv4 import aton, ntoa
 from .tap import TapBackend
 from .tcp import State, TcpSocket
@@ -53,6 +57,8 @@ if TYPE_CHECKING:
 
 Addr = tuple[str, int]
 _MAX_NAMES: Final = 65536
+_IP_TRANSPARENT: Final = 19
+_RING_TRIES: Final = 8       # loopback addresses a doorbell tries (127.0.0.1-8)
 _ESTABLISHED: Final = (State.ESTABLISHED, State.CLOSE_WAIT)
 # what offload=off leaves out: the TAP is then told to send only whole, checksummed frames
 _OFFLOADS: Final = (F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
@@ -139,6 +145,7 @@ class UplinkLoop(HostLink):
         super().__init__(backend, seed=seed, name=name, wanted=wanted)
         self._watched: dict[int, tuple[int, Callable[[], None]]] = {}  # fd -> (epoll events, callback)
         self._soon: list[Callable[[], None]] = []
+        self._later: list[Callable[[], None]] = []   # run on the next turn, after what its poll found
         self.callback_errors = 0
 
     # the bridge.Loop protocol
@@ -161,12 +168,15 @@ class UplinkLoop(HostLink):
     def soon(self, callback: Callable[[], None]) -> None:
         self._soon.append(callback)
 
+    def later(self, callback: Callable[[], None]) -> None:
+        self._later.append(callback)
+
     def now(self) -> float:
         return self.clock()
 
     # the loop
     def next_deadline(self) -> float | None:
-        if self._soon or self.stack.has_output:
+        if self._soon or self._later or self.stack.has_output:
             return self.clock()
         return super().next_deadline()
 
@@ -178,6 +188,9 @@ class UplinkLoop(HostLink):
             super()._selected(fd)
 
     def step(self) -> None:
+        if self._later:
+            self._soon += self._later
+            self._later = []
         super().step()
         for _ in range(8):                       # bridges feed the stack, the stack feeds bridges
             if not self._soon:
@@ -216,17 +229,16 @@ class Uplink:
         self.hold: HoldPort | None = None
         self.udp: UdpRelay | None = None       # made on the loop's thread, in the sandbox
         self.icmp: IcmpRelay | None = None     # likewise
-        self._lock = threading.Lock()           # names and bells: both threads use them
+        self._lock = threading.Lock()           # names: both threads use them
         self._names: OrderedDict[int, Names] = OrderedDict()   # guest socket inode -> names
-        self._bells: OrderedDict[Addr, Names] = OrderedDict()  # doorbell address -> names
         self._pending: dict[Addr, _Outbound] = {}
         self._listeners: dict[int, TcpSocket] = {}
         self.listening_ports: frozenset[int] = frozenset()
         self._bridges: set[Bridge] = set()
         self.counters = {"outbound": 0, "outbound_failed": 0, "inbound": 0, "inbound_refused": 0}
         # Set when the translator runs in another process (uplink_proc.py): names and bells go
-        # to it as they are made ("names"/"bell", key, Names; None: dropped) instead of being kept.
-        self.on_names: Callable[[str, Any, Names | None], None] | None = None
+        # to it as they are made (inode, Names; None: dropped) instead of being kept.
+        self.on_names: Callable[[int, Names | None], None] | None = None
 
     # ---- life cycle (the embedder's thread) ------------------------------------------------
     def start(self, cpus: frozenset[int] | None = None) -> None:
@@ -247,6 +259,7 @@ class Uplink:
 
     def _attach(self, net: "GuestNet") -> None:
         net.enter()
+        loopback_route.install()
         self.hold = HoldPort()
         assert self.hold.capture is not None
         self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
@@ -376,7 +389,7 @@ class Uplink:
 
     def set_names(self, ino: int, names: Names) -> None:
         if self.on_names is not None:
-            self.on_names("names", ino, names)
+            self.on_names(ino, names)
             return
         with self._lock:
             self._names[ino] = names
@@ -386,15 +399,10 @@ class Uplink:
 
     def drop_names(self, ino: int) -> None:
         if self.on_names is not None:
-            self.on_names("names", ino, None)
+            self.on_names(ino, None)
             return
         with self._lock:
             self._names.pop(ino, None)
-
-    def take_bell(self, peer: Addr) -> Names | None:
-        """The names of the connection a doorbell at `peer` brought in (once)."""
-        with self._lock:
-            return self._bells.pop(peer, None)
 
     # ---- outbound (the loop's thread) ----------------------------------------------------------
     def _connect(self, guest: Addr, remote: Addr, ino: int) -> None:
@@ -457,31 +465,31 @@ class Uplink:
             self._ring(child, port)
 
     def _ring(self, child: TcpSocket, port: int) -> None:
-        """Bring an accepted stack connection to the guest's listener on 127.0.0.1:port."""
-        bell = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        try:
-            bell.bind((LOOPBACK, 0))
-            me = bell.getsockname()
-            remote, local = child.peername, child.sockname
-            assert remote is not None and local is not None
-            names = Names(local, remote, me)
-            if self.on_names is not None:         # known before the guest can accept it
-                self.on_names("bell", me, names)
-            else:
-                with self._lock:
-                    self._bells[me] = names
-                    while len(self._bells) > _MAX_NAMES:
-                        self._bells.popitem(last=False)
-            code = bell.connect_ex((LOOPBACK, port))
-            if code not in (0, errno.EINPROGRESS):
-                raise OSError(code, "doorbell refused")
-        except OSError:
+        """Bring an accepted stack connection to the guest's listener on port, from the remote's
+        own address. A connection of the guest's own from that address and port may still be
+        in TIME-WAIT (the remote reused its port within a second): then it rings at 127.0.0.2,
+        127.0.0.3, ... (the guest, listening on 0.0.0.0, is there too; getsockname names the
+        interface's address either way)."""
+        remote = child.peername
+        assert remote is not None
+        for last in range(1, _RING_TRIES + 1):
+            bell = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+            try:
+                bell.setsockopt(socket.SOL_IP, _IP_TRANSPARENT, 1)   # bound to an address not ours
+                bell.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                bell.bind(remote)
+                code = bell.connect_ex((f"127.0.0.{last}", port))
+            except OSError as e:
+                code = e.errno or errno.EADDRINUSE
+            if code in (0, errno.EINPROGRESS):
+                self.counters["inbound"] += 1
+                self._bridge(bell, child, connecting=True)
+                return
             bell.close()
-            child.abort(self.link.now())          # nothing listens: the remote sees a reset
-            self.counters["inbound_refused"] += 1
-            return
-        self.counters["inbound"] += 1
-        self._bridge(bell, child, connecting=True)
+            if code != errno.EADDRNOTAVAIL:
+                break
+        child.abort(self.link.now())          # nothing listens: the remote sees a reset
+        self.counters["inbound_refused"] += 1
 
     def _bridge(self, host: socket.socket, tcp: TcpSocket, *, connecting: bool = True) -> None:
         b = Bridge(self.link, host, tcp, connecting=connecting, on_done=self._bridges.discard)

@@ -10,13 +10,12 @@ syscalls/, linuxabi/api.py and linuxabi/control.py use):
 - calls that touch the stack (connect, listen, udp_*, ping, stats, ...) are requests over a
   SOCK_SEQPACKET socketpair, answered by the child between two turns of its loop (pickled: both
   ends are this same code);
-- the names of the sockets the uplink carries (``Names``: what getpeername, getsockname and
-  accept report) live on the translator's side; the child sends each one as it makes it. A
-  doorbell's names are sent before the doorbell connects, so they are waiting in the socket by
-  the time the guest's accept traps. Should the socket be full (a guest that accepts nothing for
-  hundreds of connections), the child keeps what it could not send, raises a flag in a page both
-  processes share, and sends it when it can; a lookup that misses while the flag is up asks the
-  child to send everything first (``sync``).
+- the names of the outbound sockets the uplink carries (``Names``: what getpeername and
+  getsockname report) live on the translator's side; the child sends each one as it makes it,
+  before the stack's SYN leaves. Should the socket be full, the child keeps what it could not
+  send, raises a flag in a page both processes share, and sends it when it can; a lookup that
+  misses while the flag is up asks the child to send everything first (``sync``). (Inbound
+  connections need no names: their doorbells carry the outside peer's own address.)
 
 The child ignores the terminal's and the launcher's signals (the translator stops it, after the
 guest, by ``close``) and dies with the translator (PR_SET_PDEATHSIG). Its own failures reach
@@ -188,9 +187,6 @@ class UplinkProcess:
     def drop_names(self, ino: int) -> None:
         self._ch.drop_names(ino)
 
-    def take_bell(self, peer: Addr) -> Names | None:
-        return self._ch.take_bell(peer)
-
 
 class Channel:
     """The translator's end of the socket to the uplink's process: requests and their answers,
@@ -200,7 +196,6 @@ class Channel:
         self._chan, self._deferred = chan, deferred
         self._lock = threading.Lock()                  # one conversation at a time; guards the names too
         self._names: OrderedDict[int, Names] = OrderedDict()   # guest socket inode -> names
-        self._bells: OrderedDict[Addr, Names] = OrderedDict()  # doorbell address -> names
         self.closed = False
         self.error: BaseException | None = None
 
@@ -218,8 +213,13 @@ class Channel:
 
     def names_of(self, ino: int) -> Names | None:
         with self._lock:
+            late = self._deferred[0]               # read first: a push made before it is sent by now
             self._drain()
-            return self._names.get(ino)
+            names = self._names.get(ino)
+            if names is None and late:
+                self._converse(("sync",), [], 10.0)
+                names = self._names.get(ino)
+            return names
 
     def set_names(self, ino: int, names: Names) -> None:
         with self._lock:
@@ -228,17 +228,6 @@ class Channel:
     def drop_names(self, ino: int) -> None:
         with self._lock:
             self._names.pop(ino, None)
-
-    def take_bell(self, peer: Addr) -> Names | None:
-        """The names of the connection a doorbell at `peer` brought in (once)."""
-        with self._lock:
-            late = self._deferred[0]               # read first: a push made before it is sent by now
-            self._drain()
-            names = self._bells.pop(peer, None)
-            if names is None and late:
-                self._converse(("sync",), [], 10.0)
-                names = self._bells.pop(peer, None)
-            return names
 
     # ---- (self._lock held) ----------------------------------------------------------------------
     def _converse(self, request: tuple[Any, ...], fds: list[int], timeout: float) -> Any:
@@ -292,16 +281,11 @@ class Channel:
             self._apply(packet[1:])
 
     def _apply(self, body: bytes) -> None:
-        kind, key, fields = pickle.loads(body)
-        names = None if fields is None else Names(*fields)
-        if kind == "bell" and names is not None:
-            self._bells[key] = names
-            while len(self._bells) > _MAX_NAMES:
-                self._bells.popitem(last=False)
-        elif names is None:
-            self._names.pop(key, None)
+        ino, fields = pickle.loads(body)
+        if fields is None:
+            self._names.pop(ino, None)
         else:
-            self._set_names(key, names)
+            self._set_names(ino, Names(*fields))
 
     def _set_names(self, ino: int, names: Names) -> None:
         self._names[ino] = names
@@ -359,9 +343,9 @@ class _Server:
         uplink.counters["names_deferred"] = 0          # pushes the socket had no room for at first
         self.fds: list[int] = []
 
-    def push(self, kind: str, key: Any, names: Names | None) -> None:
+    def push(self, ino: int, names: Names | None) -> None:
         fields = None if names is None else (names.local, names.peer, names.native_peer)  # (Names: no pickle)
-        packet = _PUSH + pickle.dumps((kind, key, fields))
+        packet = _PUSH + pickle.dumps((ino, fields))
         if not self.held:
             try:
                 self.chan.send(packet, socket.MSG_DONTWAIT)

@@ -169,9 +169,7 @@ class Task(Protocol):
     # file_size_limit() -> int: the process's RLIMIT_FSIZE soft limit (-1: none);
     # raise_signal(signo): queue a signal for this thread, as the kernel would;
     # renamed: bool, False while the thread keeps the name its exec gave it (PR_SET_NAME sets it);
-    # fd_closes_on_exec(guest_fd) -> bool: whether the guest's fd has FD_CLOEXEC;
-    # host_fd_held(guest_fd), and mem.read_held/write_held for a few bytes: the same, without
-    # letting other threads of the platform run meanwhile (cheaper while one is busy).
+    # fd_closes_on_exec(guest_fd) -> bool: whether the guest's fd has FD_CLOEXEC.
 
 
 class CpuAffinity(Protocol):

@@ -15,9 +15,11 @@ outside 127/8 is carried out by linuxabi's stack: the guest's socket waits on th
 (net/holdport.py) meanwhile, so a blocking connect parks on it and a non-blocking one polls it,
 natively. A listen on 0.0.0.0 also listens on the stack. A UDP socket that connects or sendto's
 an outside address is bound to lo, where its native datagrams reach a relay to the stack
-(net/udp_relay.py). accept, getpeername and getsockname
-report the outside addresses of the sockets involved (getpeername is trapped for this, and
-continues at once while there is no uplink).
+(net/udp_relay.py). getpeername and getsockname report the outside addresses of the outbound
+sockets involved (getpeername is trapped for this, and continues at once while there is no
+uplink). An inbound connection comes from a socket bound to the remote's own address, so accept
+and getpeername name it natively; getsockname names its 127.0.0.x end as the interface's
+address.
 """
 from __future__ import annotations
 
@@ -35,11 +37,10 @@ from net.sockaddr import family_of, parse_inet
 
 from . import net_uplink as uplink
 from . import unix_names
-from .base import CONTINUE, InstallFd, Park, ReplaceFd, Result
+from .base import CONTINUE, Park, ReplaceFd, Result
 from .fsutil import err, s32
-from .sockutil import (POLLOUT, GuestSocket, accept_raw, close_held, connect_nonblocking, connect_parked,
-                       inet_peer, inet_port, inode_held, libc, libc_call, pack_as, read_sockaddr, readable_held,
-                       send_now, sockname_held, sockname_raw, sockopt, v4, write_sockaddr, write_sockaddr_known)
+from .sockutil import (POLLOUT, GuestSocket, connect_nonblocking, connect_parked, libc, libc_call, pack_as,
+                       read_sockaddr, send_now, sockopt, v4, write_sockaddr)
 
 if TYPE_CHECKING:
     from net.socklayer import GuestNet, Published
@@ -303,75 +304,7 @@ def _unix_name_call(task: "Task", g: GuestSocket, raw: bytes, op: str) -> Result
     return -connect_nonblocking(g.fd, raw)  # a full backlog is EAGAIN, never a wait of ours
 
 
-# ---- accept and getsockname: only ports forwarded in with -p need us ----------------------------
-
-
-def sys_accept(task: "Task", a: Args) -> Result:
-    return _accept(task, a[0], a[1], a[2], 0)
-
-
-def sys_accept4(task: "Task", a: Args) -> Result:
-    return _accept(task, a[0], a[1], a[2], s32(a[3]))
-
-
-def _accept(task: "Task", fd: int, addr: int, len_addr: int, flags: int) -> Result:
-    """Served here only on a published (-p) or uplinked port; natively otherwise. Every system
-    call here is paid per connection, under load: the path is kept short (raw fds, no socket
-    objects)."""
-    net = task.kernel.net_if_any
-    up = net.uplink if net is not None else None
-    if up is None:
-        return CONTINUE
-    if flags & ~_SOCK_FLAGS:
-        raise err(E.EINVAL)
-    # Served while the uplink's stack runs Python: each call that let go of the interpreter
-    # lock cost a hand-off each way (linuxabi/host/held.py); here only accept4 does, where the
-    # platform offers the calls that keep it.
-    hfd = getattr(task, "host_fd_held", task.host_fd)(s32(fd))
-    read = getattr(task.mem, "read_held", task.mem.read)
-    try:
-        port = inet_port(sockname_held(hfd))
-        served = port is not None and port in up.listening_ports
-        have = 0
-        if served and addr:  # fail before taking the connection, which Linux would lose
-            (have,) = struct.unpack("=i", read(len_addr, 4))
-            if have < 0:
-                raise err(E.EINVAL)
-    except BaseException:
-        close_held(hfd)
-        raise
-    if not served:
-        close_held(hfd)
-        return CONTINUE
-    return _accept_now(task, hfd, addr, len_addr, have, flags)
-
-
-def _accept_now(task: "Task", hfd: int, addr: int, len_addr: int, have: int, flags: int) -> Result:
-    if not readable_held(hfd):
-        if os.get_blocking(hfd):
-            return Park(hfd, lambda: _accept_now(task, hfd, addr, len_addr, have, flags),
-                        cancel=lambda: os.close(hfd))
-        close_held(hfd)
-        raise err(E.EAGAIN)
-    try:
-        conn_fd, raw = accept_raw(hfd, flags & F.SOCK_NONBLOCK)   # (may wait, if another took it)
-    finally:
-        close_held(hfd)
-    up = task.kernel.net.uplink
-    try:
-        names = up.take_bell(v4(inet_peer(raw))) if up is not None else None
-        if names is not None:  # a connection the stack brought in: its outside addresses
-            up.set_names(inode_held(conn_fd), names)
-            raw = pack_as(struct.unpack_from("=H", raw)[0], names.peer)  # type: ignore[arg-type]
-        if addr:
-            write = getattr(task.mem, "write_held", task.mem.write)
-            if have:
-                write(addr, raw[:have])
-            write(len_addr, struct.pack("=i", len(raw)))
-    except BaseException:
-        os.close(conn_fd)
-        raise
-    return InstallFd(conn_fd, bool(flags & F.SOCK_CLOEXEC), counted=True)
+# ---- getsockname and getpeername: what -p and the uplink put behind a guest's socket ----------------------------
 
 
 def sys_getsockname(task: "Task", a: Args) -> Result:

@@ -107,18 +107,23 @@ def disconnect(fd: int) -> None:
 
 
 def uplink_local(up: "UplinkProcess", g: GuestSocket, s: socket.socket) -> "tuple[str, int] | None":
-    """How the uplink names the local end of a guest socket it carries (known by its inode;
-    if connected, still to the loopback peer the uplink gave it), else None."""
+    """How the uplink names the local end of a guest socket it carries, else None: an outbound
+    socket by its names (known by its inode; if connected, still to the loopback peer the uplink
+    gave it); an inbound connection (its 127.0.0.x end's peer is outside: a doorbell bound to
+    the remote's address, net/uplink.py) as the interface's address and the port."""
     names = up.names_of(os.fstat(g.fd).st_ino)
+    try:
+        native = v4(s.getpeername())
+    except OSError:
+        native = None  # unconnected, still connecting (or failed)
     if names is None:
-        return None
-    if names.native_peer is not None:
-        try:
-            native = v4(s.getpeername())
-        except OSError:
-            native = None  # still connecting (or failed): the names are the ones it will have
-        if native is not None and native != names.native_peer:
+        if native is None or not outside(native[0]) or s.type != socket.SOCK_STREAM:
             return None
+        ip, port = v4(s.getsockname())
+        iface = up.address
+        return (iface, port) if iface is not None and ip.startswith("127.") else None
+    if names.native_peer is not None and native is not None and native != names.native_peer:
+        return None
     return names.local
 
 

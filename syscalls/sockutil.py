@@ -26,15 +26,6 @@ SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 POLLOUT = select.POLLOUT
 
 libc = ctypes.CDLL(None, use_errno=True)
-# The same calls keeping the interpreter lock (linuxabi/host/held.py says why): for the few
-# that never block, on paths served while the uplink's stack runs Python.
-_held = ctypes.PyDLL(None, use_errno=True)
-_held.syscall.restype = ctypes.c_long
-_FSTAT = 5 if os.uname().machine == "x86_64" else None   # (its struct stat layout below)
-
-
-class _PollFd(ctypes.Structure):
-    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
 
 
 def libc_call(fn, *args) -> int:  # noqa: ANN001 - a libc function; raises OSError like os.*
@@ -88,73 +79,6 @@ class GuestSocket:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-def sockname_raw(fd: int) -> bytes:
-    """getsockname(2) on our fd: the address as the kernel writes it (ENOTSOCK otherwise)."""
-    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
-    size = ctypes.c_uint32(SOCKADDR_MAX)
-    libc_call(libc.getsockname, fd, buf, ctypes.byref(size))
-    return buf.raw[:size.value]
-
-
-def sockname_held(fd: int) -> bytes:
-    """sockname_raw, keeping the interpreter lock."""
-    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
-    size = ctypes.c_uint32(SOCKADDR_MAX)
-    libc_call(_held.getsockname, fd, buf, ctypes.byref(size))
-    return buf.raw[:size.value]
-
-
-def readable_held(fd: int) -> bool:
-    """Whether fd is readable now (poll without waiting), keeping the interpreter lock."""
-    p = _PollFd(fd, select.POLLIN, 0)
-    return libc_call(_held.poll, ctypes.byref(p), 1, 0) > 0
-
-
-def close_held(fd: int) -> None:
-    _held.close(fd)
-
-
-def inode_held(fd: int) -> int:
-    """fstat(fd).st_ino, keeping the interpreter lock (x86_64 hosts; os.fstat elsewhere)."""
-    if _FSTAT is None:
-        return os.fstat(fd).st_ino
-    st = ctypes.create_string_buffer(144)  # struct stat on x86_64: st_ino at byte 8
-    libc_call(_held.syscall, ctypes.c_long(_FSTAT), ctypes.c_long(fd), st)
-    return int.from_bytes(st.raw[8:16], "little")
-
-
-def accept_raw(fd: int, flags: int) -> tuple[int, bytes]:
-    """accept4(2) on our fd (close-on-exec for us): the new fd and its peer's address bytes."""
-    buf = ctypes.create_string_buffer(SOCKADDR_MAX)
-    size = ctypes.c_uint32(SOCKADDR_MAX)
-    conn = libc_call(libc.accept4, fd, buf, ctypes.byref(size), flags | F.SOCK_CLOEXEC)
-    return conn, buf.raw[:size.value]
-
-
-def inet_port(raw: bytes) -> int | None:
-    """The port of a sockaddr_in/in6 (same offset in both), None for other families."""
-    if len(raw) < 4 or struct.unpack_from("=H", raw)[0] not in (F.AF_INET, F.AF_INET6):
-        return None
-    return struct.unpack_from("!H", raw, 2)[0]
-
-
-def inet_peer(raw: bytes) -> tuple[str, int]:
-    """(ip, port) of a sockaddr_in/in6 as the socket module names them."""
-    family = struct.unpack_from("=H", raw)[0]
-    if family == F.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack_from("!H", raw, 2)[0]
-    return socket.inet_ntop(socket.AF_INET6, raw[8:24]), struct.unpack_from("!H", raw, 2)[0]
-
-
-def write_sockaddr_known(task: "Task", addr: int, len_addr: int, have: int, raw: bytes) -> None:
-    """write_sockaddr when the caller's length (``have``) was already read."""
-    if addr == 0:
-        return
-    if have:
-        task.mem.write(addr, raw[:have])
-    task.mem.write(len_addr, struct.pack("=i", len(raw)))
 
 
 def sockopt(fd: int, name: int) -> int:

@@ -37,7 +37,7 @@ NATIVE = """
 read write close poll lseek mmap mprotect munmap brk rt_sigaction rt_sigprocmask rt_sigreturn
 pread64 pwrite64 readv writev pipe select sched_yield mremap msync mincore madvise shmget shmat
 shmctl dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile socketpair recvfrom
-recvmsg shutdown setsockopt getsockopt fork vfork exit wait4 kill semget
+recvmsg shutdown accept accept4 setsockopt getsockopt fork vfork exit wait4 kill semget
 semop semctl shmdt msgget msgsnd msgrcv msgctl flock fsync fdatasync ftruncate gettimeofday
 getrlimit getrusage sysinfo times getuid getgid geteuid getegid setpgid getppid getpgrp setsid
 getgroups getresuid getresgid getpgid getsid capget rt_sigpending rt_sigtimedwait
@@ -81,7 +81,7 @@ HANDLERS: dict[str, Handler] = {
     "chdir": fs.sys_chdir, "fchdir": fs.sys_fchdir, "chroot": fs.sys_chroot,
     "statfs": fs.sys_statfs, "fstatfs": fs.sys_fstatfs,
     **{name: _net(f"sys_{name}") for name in
-       "socket bind listen accept accept4 connect getsockname getpeername".split()},
+       "socket bind listen connect getsockname getpeername".split()},
     "clock_settime": process.sys_clock_settime,
     "process_vm_readv": process.sys_process_vm_readv, "process_vm_writev": process.sys_process_vm_writev,
     "tkill": process.sys_tkill, "tgkill": process.sys_tgkill,
@@ -93,8 +93,8 @@ HANDLERS: dict[str, Handler] = {
 
 # Translated only in a sandbox with the feature named (see SyscallDecl.native_without).
 NATIVE_WITHOUT: dict[str, tuple[str, str]] = {
-    name: ("uplink", "translated with --net tap (the stack's connections); native otherwise")
-    for name in ("accept", "accept4")
+    name: ("outside", "translated with -p or --net tap (sockets whose other end is outside); native otherwise")
+    for name in ("getsockname", "getpeername")
 }
 
 TRACED: dict[str, Handler] = {"execve": ex.sys_execve, "execveat": ex.sys_execveat}

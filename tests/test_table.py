@@ -77,9 +77,13 @@ def test_compat_report_lists_every_syscall() -> None:
 
 
 def test_a_call_served_only_for_a_feature_is_native_without_it() -> None:
-    """accept is translated only for the uplink's connections: elsewhere the filter allows it."""
-    assert BY_NAME["accept4"].native_without == "uplink"
-    assert _filter_actions()["accept4"] == "ALLOW" and _filter_actions()["accept"] == "ALLOW"
-    with_uplink = seccomp_filter.filter_rules(features=frozenset({"uplink"}))
-    assert not any(nr in (BY_NAME["accept"].nr, BY_NAME["accept4"].nr) for nr, _, _ in with_uplink)  # trapped
-    assert seccomp_filter._cache_path(with_uplink) != seccomp_filter._cache_path(seccomp_filter.filter_rules())
+    """getsockname/getpeername are translated only where -p or an uplink put something outside
+    behind a guest's socket: elsewhere the filter allows them. accept is native everywhere."""
+    assert BY_NAME["getpeername"].native_without == "outside"
+    actions = _filter_actions()
+    assert actions["getpeername"] == actions["getsockname"] == actions["accept4"] == actions["accept"] == "ALLOW"
+    outside = seccomp_filter.filter_rules(features=frozenset({"outside"}))
+    trapped = {nr for nr in (BY_NAME["getsockname"].nr, BY_NAME["getpeername"].nr)}
+    assert not any(nr in trapped for nr, _, _ in outside)                  # no ALLOW rule: trapped
+    assert any(nr == BY_NAME["accept4"].nr for nr, _, _ in outside)
+    assert seccomp_filter._cache_path(outside) != seccomp_filter._cache_path(seccomp_filter.filter_rules())

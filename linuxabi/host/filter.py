@@ -65,7 +65,7 @@ def _decl_rules(decl: SyscallDecl, trace_denied: bool, features: frozenset[str])
 
 def filter_rules(trace_denied: bool = False, features: frozenset[str] = frozenset()) -> list[Rule]:
     """Every rule of the filter, in table order: what libseccomp is given. ``features``: what
-    the sandbox has of those a declaration may depend on ("uplink")."""
+    the sandbox has of those a declaration may depend on ("outside")."""
     return [r for decl in SYSCALLS.values() for r in _decl_rules(decl, trace_denied, features)]
 
 

@@ -19,7 +19,6 @@ from typing import Callable
 
 from linuxabi.abi import errno as E
 
-from . import held
 
 try:  # compiled by `make setup` (linuxabi/host/vm_build.py)
     from linuxabi.host._vm import ffi as _ffi
@@ -108,22 +107,6 @@ class GuestMemory:
         if type(data) is not bytes:
             data = _ffi.from_buffer(data)  # type: ignore[assignment]
         if _vm_write(self.host_pid, addr, data, n) != n:
-            raise _efault()
-
-    def read_held(self, addr: int, size: int) -> bytes:
-        """``read`` of a few bytes without letting go of the interpreter lock (held.py)."""
-        if addr <= 0 or addr + size > 1 << 47:
-            raise _efault()
-        data = held.vm_read(self.host_pid, addr, size)
-        if data is None:
-            raise _efault()
-        return data
-
-    def write_held(self, addr: int, data: bytes) -> None:
-        """``write`` of a few bytes without letting go of the interpreter lock (held.py)."""
-        if not data:
-            return
-        if addr <= 0 or addr + len(data) > 1 << 47 or not held.vm_write(self.host_pid, addr, data):
             raise _efault()
 
     def read_cstr(self, addr: int, limit: int = PATH_MAX) -> bytes:

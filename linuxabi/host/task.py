@@ -10,7 +10,6 @@ from linuxabi.abi import x86_64
 
 from syscalls.kernel import Kernel, Process
 
-from . import held
 from .libc import raw_syscall
 from .memory import GuestMemory, open_mem
 
@@ -110,15 +109,6 @@ class HostTask:
             hp, tid = self.hp, self.host_tid
             mem = self._mem = GuestMemory(tid, hp.cached_mem_fd(), lambda: hp.mem_fd(tid))
         return mem
-
-    def host_fd_held(self, guest_fd: int) -> int:
-        """``host_fd`` without letting go of the interpreter lock in the common case (held.py)."""
-        if guest_fd >= 0:
-            try:
-                return held.pidfd_getfd(self.hp.pidfd, guest_fd)
-            except OSError:
-                pass
-        return self.host_fd(guest_fd)
 
     def host_fd(self, guest_fd: int) -> int:
         if guest_fd < 0:

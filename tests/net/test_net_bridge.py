@@ -21,6 +21,7 @@ class TurnLoop:
         self.net = net
         self.watched: dict[int, int] = {}
         self.queued: list[Callable[[], None]] = []
+        self.next_turn: list[Callable[[], None]] = []
 
     def watch(self, fd: int, events: int, callback: Callable[[], None]) -> None:
         self.watched[fd] = events
@@ -30,6 +31,15 @@ class TurnLoop:
 
     def soon(self, callback: Callable[[], None]) -> None:
         self.queued.append(callback)
+
+    def later(self, callback: Callable[[], None]) -> None:
+        self.next_turn.append(callback)
+
+    def turn(self) -> None:
+        """What the next loop turn runs of the bridge's: `later`'s callbacks."""
+        batch, self.next_turn = self.next_turn, []
+        for callback in batch:
+            callback()
 
     def now(self) -> float:
         return self.net.now
@@ -90,6 +100,47 @@ def test_a_reply_without_end_of_stream_leaves_the_connection_open() -> None:
         guest.sendall(b", second")
         bridge.service()
         assert bytes(tcp.sndq) == b"first reply, second" and not tcp.fin_queued
+    finally:
+        bridge.abort()
+        guest.close()
+
+
+def in_flight(tcp: object) -> int:
+    return (tcp.snd_nxt - tcp.snd_una) & 0xFFFFFFFF          # type: ignore[attr-defined]
+
+
+def test_a_reply_waits_a_turn_for_its_end_of_stream() -> None:
+    """nginx replies, then closes a few µs later: the reply is held until the loop's next turn,
+    so its FIN leaves in the same segment (one segment and one client ACK fewer)."""
+    net, bridge, guest, client = bridged()
+    try:
+        loop = bridge.loop
+        guest.sendall(b"HTTP/1.1 200 OK\r\n\r\nbody")
+        bridge.service()
+        tcp = bridge.tcp
+        assert tcp.corked and in_flight(tcp) == 0 and len(loop.next_turn) == 1   # type: ignore[attr-defined]
+        guest.close()
+        bridge.service()                               # the next turn: the end of stream is there
+        assert in_flight(tcp) == len(b"HTTP/1.1 200 OK\r\n\r\nbody") + 1  # data and FIN, one segment
+        loop.turn()                                    # type: ignore[attr-defined]
+        assert net.run(lambda: client.fin_received, timeout=5)   # type: ignore[attr-defined]
+        assert client.recv(100, net.now) == b"HTTP/1.1 200 OK\r\n\r\nbody"  # type: ignore[attr-defined]
+    finally:
+        bridge.abort()
+        guest.close()
+
+
+def test_a_held_reply_leaves_on_the_next_turn_without_end_of_stream() -> None:
+    net, bridge, guest, client = bridged()
+    try:
+        guest.sendall(b"keep-alive reply")
+        bridge.service()
+        tcp = bridge.tcp
+        assert in_flight(tcp) == 0
+        bridge.loop.turn()                             # type: ignore[attr-defined]
+        assert not tcp.corked and in_flight(tcp) == len(b"keep-alive reply") and not tcp.fin_queued
+        assert net.run(lambda: client.readable, timeout=5)      # type: ignore[attr-defined]
+        assert client.recv(100, net.now) == b"keep-alive reply"  # type: ignore[attr-defined]
     finally:
         bridge.abort()
         guest.close()

@@ -148,12 +148,12 @@ def test_names_held_back_by_a_full_socket_are_fetched_by_a_lookup() -> None:
     server = _Server(theirs, stub, flag)  # type: ignore[arg-type]
     ch = Channel(ours, flag)
 
-    def bell(i: int) -> Names:
-        return Names(("10.9.0.2", 80), ("10.9.0.9", 10000 + i), ("127.0.0.1", 20000 + i))
+    def names(i: int) -> Names:   # an outbound connection's, the guest socket's inode 1000 + i
+        return Names(("10.9.0.2", 40000 + i), ("10.9.0.9", 80), ("127.0.0.1", 20000))
 
     n = 0
     while not server.held or len(server.held) < 5:   # until the socket is full, and then some
-        stub.on_names("bell", ("127.0.0.1", 20000 + n), bell(n))
+        stub.on_names(1000 + n, names(n))
         n += 1
         assert n < 100000
     assert flag[0] == 1 and stub.counters["names_deferred"] == 5
@@ -170,12 +170,12 @@ def test_names_held_back_by_a_full_socket_are_fetched_by_a_lookup() -> None:
     t = threading.Thread(target=serve)
     t.start()
     try:
-        assert ch.take_bell(("127.0.0.1", 20000)) == bell(0)          # in the socket
-        assert ch.take_bell(("127.0.0.1", 20000 + n - 1)) == bell(n - 1)  # held back: asked for
+        assert ch.names_of(1000) == names(0)                # in the socket
+        assert ch.names_of(1000 + n - 1) == names(n - 1)    # held back: asked for
         assert flag[0] == 0 and not server.held
         assert stub.link.events == selectors.EVENT_READ
-        assert ch.take_bell(("127.0.0.1", 20000 + n - 1)) is None     # once
-        assert all(ch.take_bell(("127.0.0.1", 20000 + i)) == bell(i) for i in range(1, n - 1))
+        assert ch.names_of(1000 + n) is None                # never made: a miss, no sync
+        assert all(ch.names_of(1000 + i) == names(i) for i in range(1, n - 1))
     finally:
         stop.set()
         t.join(5)
