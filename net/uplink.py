@@ -209,6 +209,32 @@ class UplinkLoop(HostLink):
                     break
 
 
+def ring(remote: Addr, port: int) -> socket.socket:
+    """A doorbell: a non-blocking socket bound to the remote's own address, connecting (or
+    connected) to the guest's listener on 127.0.0.1:port. An earlier connection from that
+    address and port may still be open there (the remote reused its port before the guest
+    closed its end): then it rings at 127.0.0.2, 127.0.0.3, ... (the guest, listening on
+    0.0.0.0, is there too; getsockname names the interface's address either way). A four-tuple
+    only in TIME-WAIT is no obstacle: Linux lets a connect from a bound port take it over (with
+    timestamps, as on lo). OSError if none answers."""
+    code = errno.EADDRNOTAVAIL
+    for last in range(1, _RING_TRIES + 1):
+        bell = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            bell.setsockopt(socket.SOL_IP, _IP_TRANSPARENT, 1)   # bound to an address not ours
+            bell.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bell.bind(remote)
+            code = bell.connect_ex((f"127.0.0.{last}", port))
+        except OSError as e:
+            code = e.errno or errno.EADDRINUSE
+        if code in (0, errno.EINPROGRESS):
+            return bell
+        bell.close()
+        if code != errno.EADDRNOTAVAIL:
+            break
+    raise OSError(code, f"doorbell to port {port}: {errno.errorcode.get(code, code)}")
+
+
 @dataclass
 class _Outbound:
     tcp: TcpSocket
@@ -465,31 +491,17 @@ class Uplink:
             self._ring(child, port)
 
     def _ring(self, child: TcpSocket, port: int) -> None:
-        """Bring an accepted stack connection to the guest's listener on port, from the remote's
-        own address. A connection of the guest's own from that address and port may still be
-        in TIME-WAIT (the remote reused its port within a second): then it rings at 127.0.0.2,
-        127.0.0.3, ... (the guest, listening on 0.0.0.0, is there too; getsockname names the
-        interface's address either way)."""
+        """Bring an accepted stack connection to the guest's listener on port."""
         remote = child.peername
         assert remote is not None
-        for last in range(1, _RING_TRIES + 1):
-            bell = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-            try:
-                bell.setsockopt(socket.SOL_IP, _IP_TRANSPARENT, 1)   # bound to an address not ours
-                bell.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                bell.bind(remote)
-                code = bell.connect_ex((f"127.0.0.{last}", port))
-            except OSError as e:
-                code = e.errno or errno.EADDRINUSE
-            if code in (0, errno.EINPROGRESS):
-                self.counters["inbound"] += 1
-                self._bridge(bell, child, connecting=True)
-                return
-            bell.close()
-            if code != errno.EADDRNOTAVAIL:
-                break
-        child.abort(self.link.now())          # nothing listens: the remote sees a reset
-        self.counters["inbound_refused"] += 1
+        try:
+            bell = ring(remote, port)
+        except OSError:
+            child.abort(self.link.now())          # nothing listens: the remote sees a reset
+            self.counters["inbound_refused"] += 1
+            return
+        self.counters["inbound"] += 1
+        self._bridge(bell, child, connecting=True)
 
     def _bridge(self, host: socket.socket, tcp: TcpSocket, *, connecting: bool = True) -> None:
         b = Bridge(self.link, host, tcp, connecting=connecting, on_done=self._bridges.discard)
