@@ -40,7 +40,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Final, TYPE_CHECKING
 
-from . import loopback_route
+from . import lo_steering, loopback_route
 from .bridge import Bridge
 from .hostlink import _ROUNDS, HostLink
 from .holdport import HoldPort
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 Addr = tuple[str, int]
 _MAX_NAMES: Final = 65536
 _IP_TRANSPARENT: Final = 19
+_STEER_WINDOW: Final = 0.5   # seconds between lo_steering's looks at the CPUs
 _RING_TRIES: Final = 8       # loopback addresses a doorbell tries (127.0.0.1-8)
 _ESTABLISHED: Final = (State.ESTABLISHED, State.CLOSE_WAIT)
 # what offload=off leaves out: the TAP is then told to send only whole, checksummed frames
@@ -146,6 +147,8 @@ class UplinkLoop(HostLink):
         self._watched: dict[int, tuple[int, Callable[[], None]]] = {}  # fd -> (epoll events, callback)
         self._soon: list[Callable[[], None]] = []
         self._later: list[Callable[[], None]] = []   # run on the next turn, after what its poll found
+        self._every: list[tuple[float, Callable[[], None]]] = []   # (interval, callback)
+        self._every_due: list[float] = []
         self.callback_errors = 0
 
     # the bridge.Loop protocol
@@ -171,6 +174,11 @@ class UplinkLoop(HostLink):
     def later(self, callback: Callable[[], None]) -> None:
         self._later.append(callback)
 
+    def every(self, interval: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` every ``interval`` seconds (in a turn, with the bridges' callbacks)."""
+        self._every.append((interval, callback))
+        self._every_due.append(self.clock() + interval)
+
     def now(self) -> float:
         return self.clock()
 
@@ -178,7 +186,11 @@ class UplinkLoop(HostLink):
     def next_deadline(self) -> float | None:
         if self._soon or self._later or self.stack.has_output:
             return self.clock()
-        return super().next_deadline()
+        d = super().next_deadline()
+        if self._every_due:
+            due = min(self._every_due)
+            d = due if d is None else min(d, due)
+        return d
 
     def _selected(self, fd: int) -> None:
         watched = self._watched.get(fd)
@@ -191,6 +203,13 @@ class UplinkLoop(HostLink):
         if self._later:
             self._soon += self._later
             self._later = []
+        if self._every_due:
+            now = self.clock()
+            for i, due in enumerate(self._every_due):
+                if due <= now:
+                    interval, callback = self._every[i]
+                    self._every_due[i] = now + interval
+                    self._soon.append(callback)
         super().step()
         for _ in range(8):                       # bridges feed the stack, the stack feeds bridges
             if not self._soon:
@@ -265,6 +284,10 @@ class Uplink:
         # Set when the translator runs in another process (uplink_proc.py): names and bells go
         # to it as they are made (inode, Names; None: dropped) instead of being kept.
         self.on_names: Callable[[int, Names | None], None] | None = None
+        # Where lo may take in what the loop sends into it (lo_steering.py): set by the embedder
+        # to the CPUs the loop does not use, before attach.
+        self.steer_cpus: frozenset[int] = frozenset()
+        self.steering: lo_steering.LoSteering | None = None
 
     # ---- life cycle (the embedder's thread) ------------------------------------------------
     def start(self, cpus: frozenset[int] | None = None) -> None:
@@ -286,6 +309,9 @@ class Uplink:
     def _attach(self, net: "GuestNet") -> None:
         net.enter()
         loopback_route.install()
+        if self.steer_cpus:
+            self.steering = lo_steering.LoSteering(self.steer_cpus)
+            self.link.every(_STEER_WINDOW, self.steering.tick)
         self.hold = HoldPort()
         assert self.hold.capture is not None
         self.link.watch(self.hold.capture.fileno(), selectors.EVENT_READ, self.hold.drain_capture)
@@ -352,7 +378,9 @@ class Uplink:
         udp = self.udp.counters if self.udp is not None else {}
         if self.icmp is not None:
             udp = dict(udp, **self.icmp.counters)
-        s["uplink"] = dict(self.counters, **udp, bridges=len(self._bridges), pending=len(self._pending))
+        s["uplink"] = dict(self.counters, **udp, bridges=len(self._bridges), pending=len(self._pending),
+                           lo_steered=int(self.steering is not None and self.steering.steered),
+                           lo_steering_changes=self.steering.changes if self.steering is not None else 0)
         return s
 
     def connect(self, guest: Addr, remote: Addr, ino: int) -> None:

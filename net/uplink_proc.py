@@ -417,9 +417,11 @@ class _Server:
     def op_cpus(self, cpus: frozenset[int]) -> None:
         """The loop (this thread) runs on ``cpus``; the TAP's writer thread on the others, where
         it takes no turns from the loop (nginx via --net tap on 2 CPUs, 6 interleaved pairs:
-        +9% keep-alive, +7% Connection: close, medians). A thread takes its creator's CPUs:
-        the writer is started again from here."""
+        +9% keep-alive, +7% Connection: close, medians), and so does the kernel's work for what
+        the loop sends into lo (once attached: lo_steering.py). A thread takes its creator's
+        CPUs: the writer is started again from here."""
         others = frozenset(os.sched_getaffinity(0)) - cpus
+        self.uplink.steer_cpus = others                # lo's packets are taken in there too
         backend = self.uplink.link.backend
         if others and getattr(backend, "stop_writer", None) is not None:
             backend.stop_writer()
