@@ -45,7 +45,10 @@ def steer(cpus: frozenset[int]) -> bool:
     """Set the calling thread's network namespace's lo to be taken in on ``cpus`` (none: by
     the sender, Linux's default); whether it could."""
     mask = cpu_mask(cpus).encode()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:                                # (no memory, a process limit): as unable
+        return False
     if pid == 0:                                   # the helper: system calls only, then _exit
         code = 1
         try:

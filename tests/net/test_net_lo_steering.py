@@ -1,12 +1,17 @@
 """net/lo_steering.py: when the uplink's loop hands lo's work to the other CPUs (the policy, fed
-figures), the sysfs bitmap it writes, and the write itself in a network namespace of its own."""
+figures), the sysfs bitmap it writes, the write itself in a network namespace of its own, and
+what happens when it cannot be made."""
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
 
-from net.lo_steering import SteeringPolicy, cpu_mask
+import pytest
+
+import net.lo_steering as lo_steering
+from net.lo_steering import LoSteering, SteeringPolicy, cpu_mask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,3 +48,19 @@ def test_steer_sets_lo_of_the_namespace_it_runs_in() -> None:
     assert lines[0] == "steered" and int(lines[1].replace(",", ""), 16) == 1 and int(lines[2].replace(",", ""), 16) == 0
     host = Path("/sys/class/net/lo/queues/rx-0/rps_cpus").read_text()
     assert int(host.strip().replace(",", ""), 16) == 0            # the host's lo was not touched
+
+
+def test_a_steering_it_cannot_make_leaves_lo_alone_and_stops_trying(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "fork refused")   # a process limit reached, say
+
+    monkeypatch.setattr(lo_steering.os, "fork", no_fork)
+    assert not lo_steering.steer(frozenset({0}))
+    ticks = iter([(0, 0), (10, 100), (20, 200)])           # the other CPUs 10% busy
+    monkeypatch.setattr(lo_steering, "busy_ticks", lambda cpus: next(ticks))
+    s = LoSteering(frozenset({1}))
+    monkeypatch.setattr(lo_steering.time, "thread_time", lambda: 1e9)   # the loop: always busy
+    s.tick()
+    assert s.failed and not s.steered and s.changes == 0
+    s.tick()                                               # and does not try again
+    assert s.failed and not s.steered
