@@ -130,7 +130,7 @@ def test_a_reply_waits_a_turn_for_its_end_of_stream() -> None:
         guest.close()
 
 
-def test_a_held_reply_leaves_on_the_next_turn_without_end_of_stream() -> None:
+def test_a_held_reply_leaves_on_the_next_turn_without_end_of_stream_and_later_ones_at_once() -> None:
     net, bridge, guest, client = bridged()
     try:
         guest.sendall(b"keep-alive reply")
@@ -141,6 +141,11 @@ def test_a_held_reply_leaves_on_the_next_turn_without_end_of_stream() -> None:
         assert not tcp.corked and in_flight(tcp) == len(b"keep-alive reply") and not tcp.fin_queued
         assert net.run(lambda: client.readable, timeout=5)      # type: ignore[attr-defined]
         assert client.recv(100, net.now) == b"keep-alive reply"  # type: ignore[attr-defined]
+        assert net.run(lambda: in_flight(tcp) == 0, timeout=5)  # acknowledged
+        guest.sendall(b"second reply")
+        bridge.service()                               # not the first: no cork, it leaves now
+        assert not tcp.corked and in_flight(tcp) == len(b"second reply")
+        assert not bridge.loop.next_turn               # type: ignore[attr-defined]
     finally:
         bridge.abort()
         guest.close()
