@@ -981,9 +981,24 @@ class TcpSocket:
     # ------------------------------------------------------------------ timers
     @property
     def deadline(self) -> float | None:
-        ds = [t for t in (self.rto_at, self.delack_at, self.persist_at, self.tw_at, self.ka_at,
-                          self.fin2_at) if t is not None]
-        return min(ds) if ds else None
+        # (compared one by one: no tuple, list or min() call, on every segment's rearm)
+        d = self.rto_at
+        t = self.delack_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.persist_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.tw_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.ka_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.fin2_at
+        if t is not None and (d is None or t < d):
+            d = t
+        return d
 
     def _rearm(self) -> None:
         self.layer.schedule(self)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import array
 import ctypes
 import errno
+import gc
 import mmap
 import os
 import pickle
@@ -49,6 +50,7 @@ Addr = tuple[str, int]
 
 _MAX_NAMES = 65536
 _CHUNK = 60000               # bytes per packet (a reply can be bigger: stats with many connections)
+_GC_YOUNG = 10000            # container allocations between young collections (Python's default: 700)
 _BUFFER = 1 << 17            # per direction (the kernel doubles it): room for a few hundred pushes
 _CLOSE_WAIT = 10.0           # seconds the child may take to stop before it is killed
 _PR_SET_PDEATHSIG = 1
@@ -323,6 +325,8 @@ def _child_main(chan: socket.socket, spec: NetSpec, seed: int | None, deferred: 
     if start_writer is not None:                 # the TAP's writes leave the loop (tap_writer.py)
         start_writer()
     uplink.link.watch(chan.fileno(), selectors.EVENT_READ, server.ready)
+    gc.freeze()                                  # what the process started with: never collected
+    gc.set_threshold(_GC_YOUNG, 20, 20)
     uplink.link.run(until=lambda: server.done)
     return 0
 
