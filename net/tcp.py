@@ -84,6 +84,11 @@ class TcpConfig:
     fixed_isn: int | None = None
 
 
+def _earlier(a: float | None, b: float | None) -> float | None:
+    """The earlier of two deadlines (None: none)."""
+    return a if b is None or (a is not None and a <= b) else b
+
+
 class TcpSocket:
     """One TCP endpoint: listener or connection. Socket calls raise OSError as Linux would;
     segments never raise. `on_event(sock)` is called whenever readiness may have changed."""
@@ -981,24 +986,9 @@ class TcpSocket:
     # ------------------------------------------------------------------ timers
     @property
     def deadline(self) -> float | None:
-        # (compared one by one: no tuple, list or min() call, on every segment's rearm)
-        d = self.rto_at
-        t = self.delack_at
-        if t is not None and (d is None or t < d):
-            d = t
-        t = self.persist_at
-        if t is not None and (d is None or t < d):
-            d = t
-        t = self.tw_at
-        if t is not None and (d is None or t < d):
-            d = t
-        t = self.ka_at
-        if t is not None and (d is None or t < d):
-            d = t
-        t = self.fin2_at
-        if t is not None and (d is None or t < d):
-            d = t
-        return d
+        # (pairwise: no tuple, list or min() call, on every segment's rearm)
+        return _earlier(_earlier(_earlier(self.rto_at, self.delack_at), _earlier(self.persist_at, self.tw_at)),
+                        _earlier(self.ka_at, self.fin2_at))
 
     def _rearm(self) -> None:
         self.layer.schedule(self)
