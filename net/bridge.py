@@ -52,8 +52,8 @@ class Loop(Protocol):
 
 class Bridge:
     """One connection's two directions. `connecting`: the host socket's non-blocking
-    connect is still in progress; the bridge starts once it completes (or resets the stack
-    side if it fails)."""
+    connect may still be in progress; bytes wait for it in the kernel (EAGAIN), a failed one
+    resets the stack side, and the stack's FIN waits for it (`_connected`)."""
 
     def __init__(self, loop: Loop, host: socket.socket, tcp: TcpSocket, *, connecting: bool = False,
                  on_done: Callable[["Bridge"], None] | None = None) -> None:
@@ -61,6 +61,7 @@ class Bridge:
         self.fd = host.fileno()
         self.on_done = on_done
         self.connecting = connecting
+        self.fin_waits = False       # the stack's FIN waits for the host socket's connect
         self.up_eof = False          # the host side sent FIN: passed on to the stack
         self.down_eof = False        # the stack side sent FIN: passed on to the host
         self.pending = bytearray()   # taken from the stack, not yet accepted by the host socket
@@ -71,32 +72,32 @@ class Bridge:
         if host.gettimeout() != 0.0:             # (a doorbell is made non-blocking: no ioctl)
             host.setblocking(False)
         tcp.on_event = lambda _s: loop.soon(self.service)
-        # A connect on the loopback is usually done by the time it returns: look first, and
-        # wait for the socket to be writable only if it is not (one epoll_ctl, no extra turn).
         loop.soon(self.service)
 
     # ---- the work ------------------------------------------------------------------------
     def service(self) -> None:
         if self.closed:
             return
-        if self.connecting:
-            try:
-                self.host.getpeername()              # connected (its error, if any, comes later)
-            except OSError:
-                code = self.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    self._reset_stack(code)
-                else:
-                    self._set_interest(WRITE)        # not yet: wait for the connect to finish
-                return
-            self.connecting = False
         if not self._down() or not self._up():
             return
         if self.up_eof and self.down_eof and not self.pending:
             self._finish()
             return
         room = self.tcp.sndbuf_size - len(self.tcp.sndq)
-        self._set_interest((READ if not self.up_eof and room > 0 else 0) | (WRITE if self.pending else 0))
+        self._set_interest((READ if not self.up_eof and room > 0 else 0)
+                           | (WRITE if self.pending or self.fin_waits else 0))
+
+    def _connected(self) -> bool:
+        """Whether the host socket's connect is done. Reads and writes need not ask (they
+        return EAGAIN until it is, and its error if it fails); only a shutdown must wait for
+        it: in SYN-SENT Linux's shutdown(SHUT_WR) closes the socket."""
+        if self.connecting:
+            try:
+                self.host.getpeername()
+            except OSError:
+                return False
+            self.connecting = False
+        return True
 
     def _down(self) -> bool:
         """Stack -> host. False when the bridge ended."""
@@ -112,6 +113,7 @@ class Bridge:
                     return False
                 del self.pending[:n]
                 self.down_bytes += n
+                self.connecting = False           # (a send succeeds only once connected)
                 if self.pending:
                     return True
             if self.down_eof:
@@ -124,6 +126,13 @@ class Bridge:
             if data is None:
                 return True
             if not data:
+                if self.up_eof:                   # the host side ended too: close() sends the FIN
+                    self.down_eof = True
+                    return True
+                if not self._connected():         # the stack's EOF stays there until it is
+                    self.fin_waits = True
+                    return True
+                self.fin_waits = False
                 self.down_eof = True
                 try:
                     self.host.shutdown(socket.SHUT_WR)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from net.bridge import Bridge
+from net.bridge import WRITE, Bridge
 from net.tcp import State
 from net.testbed import Network
 
@@ -45,18 +45,23 @@ class TurnLoop:
         return self.net.now
 
 
-def bridged() -> tuple[Network, Bridge, socket.socket, object]:
-    """A bridge whose host side is one end of a loopback connection (the other end, the
-    "guest", is returned) and whose stack side is the server end of a connection from the
-    other stack (its client is returned)."""
-    net = Network()
+def stack_connection(net: Network) -> tuple[object, object]:
+    """A connection between the two stacks: (the server's end, the client's end)."""
     lst = net.b.stack.tcp_socket()
     lst.bind("0.0.0.0", 80)
     lst.listen()
     client = net.a.stack.tcp_socket()
     client.connect("10.0.0.2", 80, net.now)
     assert net.run(lambda: bool(lst.accept_queue), timeout=30)
-    server = lst.accept()
+    return lst.accept(), client
+
+
+def bridged() -> tuple[Network, Bridge, socket.socket, object]:
+    """A bridge whose host side is one end of a loopback connection (the other end, the
+    "guest", is returned) and whose stack side is the server end of a connection from the
+    other stack (its client is returned)."""
+    net = Network()
+    server, client = stack_connection(net)
     listener = socket.create_server(("127.0.0.1", 0))
     host = socket.create_connection(listener.getsockname())
     guest, _ = listener.accept()
@@ -149,6 +154,41 @@ def test_a_held_reply_leaves_on_the_next_turn_without_end_of_stream_and_later_on
     finally:
         bridge.abort()
         guest.close()
+
+
+def test_the_stack_end_of_stream_waits_for_the_host_connect() -> None:
+    """A remote that closes before the guest's listener has answered the doorbell: the FIN is
+    passed on once the connect completes (a shutdown in SYN-SENT would abandon the connect)."""
+    import select
+
+    net = Network()
+    server, client = stack_connection(net)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)                                  # one connection fills its accept queue
+    filler = socket.create_connection(listener.getsockname())
+    host = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    bridge = Bridge(TurnLoop(net), host, server, connecting=True)  # type: ignore[arg-type]
+    try:
+        assert host.connect_ex(listener.getsockname()) == errno.EINPROGRESS   # its SYN dropped
+        client.close(net.now)                                   # type: ignore[attr-defined]
+        assert net.run(lambda: server.fin_received, timeout=5)  # type: ignore[attr-defined]
+        bridge.service()
+        assert bridge.fin_waits and not bridge.down_eof
+        assert bridge.loop.watched[host.fileno()] & WRITE       # type: ignore[attr-defined]
+        listener.accept()[0].close()                    # room: the SYN's retransmission (1 s) lands
+        assert select.select([], [host], [], 5)[1]
+        bridge.service()
+        assert bridge.down_eof and not bridge.fin_waits
+        listener.settimeout(5)
+        guest, _ = listener.accept()
+        with guest:
+            guest.settimeout(5)
+            assert guest.recv(100) == b""               # the remote's FIN, passed on
+    finally:
+        bridge.abort()
+        filler.close()
+        listener.close()
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["net._tapio", "socket.recv"])
