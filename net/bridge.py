@@ -14,6 +14,7 @@ asks the loop to service it again.
 """
 from __future__ import annotations
 
+import _socket
 import errno
 import importlib
 import selectors
@@ -55,7 +56,7 @@ class Bridge:
     connect may still be in progress; bytes wait for it in the kernel (EAGAIN), a failed one
     resets the stack side, and the stack's FIN waits for it (`_connected`)."""
 
-    def __init__(self, loop: Loop, host: socket.socket, tcp: TcpSocket, *, connecting: bool = False,
+    def __init__(self, loop: Loop, host: _socket.socket, tcp: TcpSocket, *, connecting: bool = False,
                  on_done: Callable[["Bridge"], None] | None = None) -> None:
         self.loop, self.host, self.tcp = loop, host, tcp
         self.fd = host.fileno()
@@ -239,7 +240,7 @@ class Bridge:
             self.loop.unwatch(self.fd)
 
 
-def _recv(sock: socket.socket, size: int) -> bytes | int:
+def _recv(sock: _socket.socket, size: int) -> bytes | int:
     """What a non-blocking recv of up to ``size`` bytes returns: bytes (b"" at the end of the
     stream) or -errno (-EAGAIN when there is nothing yet)."""
     if _recv_nb is None:

@@ -30,7 +30,7 @@ MODULES = (
     "net/tcp_timing.py", "net/tcp_segment.py", "net/tcp_cc.py", "net/timer_heap.py",
     "net/tcp.py", "net/tcp_layer.py", "net/stack.py", "net/nic.py", "net/bridge.py",
     "net/virtio/net_hdr.py", "net/virtio/features.py", "net/virtio/offload.py",
-    "net/virtio/ring.py", "net/virtio/driver.py", "net/virtio/device.py",
+    "net/virtio/ring.py", "net/virtio/driver.py", "net/virtio/device.py", "net/virtio/engine.py",
     "net/hostlink.py", "net/uplink.py",
 )
 

@@ -23,8 +23,7 @@ from .tcp_cc import NewReno
 from .tcp_segment import (ACK, FIN, PSH, RST, SYN, TS_OPT_LEN, Segment, build, data_options,
                           syn_options)
 from .tcp_timing import M32, RtoEstimator, seq_diff, seq_le, seq_lt
-from .virtio.net_hdr import (PLAIN, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-                             VirtioNetHdr)
+from .virtio.net_hdr import PLAIN, tcp4_partial
 
 if TYPE_CHECKING:
     from .tcp_layer import TcpLayer
@@ -405,10 +404,7 @@ class TcpSocket:
                     partial=partial)
         vhdr = PLAIN
         if partial:
-            hdr_len = 14 + 20 + _TCP_HDR + len(options)
-            vhdr = VirtioNetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=34, csum_offset=16,
-                                gso_type=VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else 0,
-                                gso_size=gso_size, hdr_len=hdr_len if gso_size else 0)
+            vhdr = tcp4_partial(gso_size, 14 + 20 + _TCP_HDR + len(options))
         c = self._counters().events
         c["tcp_segments_out"] += 1
         stack.ip_output(IPPROTO_TCP, src, dst, seg, now, df=True, vhdr=vhdr)

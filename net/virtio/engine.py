@@ -10,14 +10,17 @@ Python model stays the definition and serves every other backend.
 from __future__ import annotations
 
 import errno
+import importlib
 from collections import Counter
+from typing import Any
 
 from . import features as F
 from .ring import SplitLayout, VirtqueueError
 
 try:  # compiled by `make setup` (net/tapio_build.py)
-    from net._tapio import ffi as _ffi
-    from net._tapio import lib as _lib
+    _tapio: Any = importlib.import_module("net._tapio")
+    _ffi: Any = _tapio.ffi
+    _lib: Any = _tapio.lib
 except ImportError:  # not built: the Python device model serves the TAP
     _ffi = _lib = None
 

@@ -64,3 +64,14 @@ class VirtioNetHdr(NamedTuple):
 
 _new = tuple.__new__        # what NamedTuple._make does, without its length check and call layers
 PLAIN: Final = VirtioNetHdr()
+_TCP4_CSUM: Final = VirtioNetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=34, csum_offset=16)
+
+
+def tcp4_partial(gso_size: int, hdr_len: int) -> VirtioNetHdr:
+    """The header of a TCP/IPv4 frame (Ethernet, a 20-byte IP header) whose checksum the
+    device completes and which, with ``gso_size``, it cuts into segments of that payload
+    (``hdr_len``: the headers each one repeats). (A NamedTuple's keyword constructor is
+    interpreted code; this is called for every segment sent.)"""
+    if not gso_size:
+        return _TCP4_CSUM
+    return _new(VirtioNetHdr, (VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, hdr_len, gso_size, 34, 16, 1))
