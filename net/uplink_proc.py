@@ -50,7 +50,7 @@ Addr = tuple[str, int]
 
 _MAX_NAMES = 65536
 _CHUNK = 60000               # bytes per packet (a reply can be bigger: stats with many connections)
-_GC_YOUNG = 10000            # container allocations between young collections (Python's default: 700)
+_GC_YOUNG = 100000           # container allocations between young collections (Python's default: 700)
 _BUFFER = 1 << 17            # per direction (the kernel doubles it): room for a few hundred pushes
 _CLOSE_WAIT = 10.0           # seconds the child may take to stop before it is killed
 _PR_SET_PDEATHSIG = 1
