@@ -43,10 +43,9 @@ class State(IntEnum):
     TIME_WAIT = 10
 
 
-S: Final = State
-_SENDING: Final = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK})
-_RECEIVING: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
-_CONNECTED: Final = frozenset({S.ESTABLISHED, S.CLOSE_WAIT})
+_SENDING: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+_RECEIVING: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+_CONNECTED: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _TCP_HDR: Final = 20
 _MAX_TSO: Final = 65535 - 20 - 60
 _PAWS_WINDOW: Final = 1                  # ticks of slack for reordering, as Linux's TCP_PAWS_WINDOW
@@ -94,7 +93,7 @@ class TcpSocket:
 
     def __init__(self, layer: TcpLayer, cfg: TcpConfig) -> None:
         self.layer, self.cfg = layer, cfg
-        self.state = S.CLOSED
+        self.state = State.CLOSED
         self.local: tuple[int, int] | None = None
         self.remote: tuple[int, int] | None = None
         self.on_event: Callable[[TcpSocket], None] | None = None
@@ -160,17 +159,17 @@ class TcpSocket:
         self.layer.bind(self, aton(addr), port)
 
     def listen(self, backlog: int = 128) -> None:
-        if self.state not in (S.CLOSED, S.LISTEN) or self.was_connected:
+        if self.state not in (State.CLOSED, State.LISTEN) or self.was_connected:
             raise OSError(errno.EINVAL, "not a fresh socket")
         if self.local is None:
             self.layer.bind(self, 0, 0)
         self.backlog = max(backlog, 1)
-        if self.state == S.CLOSED:
-            self.state = S.LISTEN
+        if self.state == State.CLOSED:
+            self.state = State.LISTEN
             self.layer.add_listener(self)
 
     def accept(self) -> TcpSocket | None:
-        if self.state != S.LISTEN:
+        if self.state != State.LISTEN:
             raise OSError(errno.EINVAL, "not listening")
         if not self.accept_queue:
             return None
@@ -180,9 +179,9 @@ class TcpSocket:
 
     def connect(self, addr: str | int, port: int, now: float) -> None:
         """Start an active open; completion (or failure) is reported through on_event."""
-        if self.state == S.SYN_SENT:
+        if self.state == State.SYN_SENT:
             raise OSError(errno.EALREADY, "connection in progress")
-        if self.state != S.CLOSED or self.was_connected:
+        if self.state != State.CLOSED or self.was_connected:
             raise OSError(errno.EISCONN, "already connected")
         dst = aton(addr)
         if not 0 < port < 65536:
@@ -207,7 +206,7 @@ class TcpSocket:
         self.rcv_wscale = 0
         self._offer_wscale = self._wscale_for(self.rcvbuf_size) if self.cfg.window_scaling else None
         self._ts_offset = self.layer.stack.rng.getrandbits(32)
-        self.state = S.SYN_SENT
+        self.state = State.SYN_SENT
         self.layer.conns[self.layer.key(self)] = self
         self._send_syn(now)
         self._rearm()
@@ -219,7 +218,7 @@ class TcpSocket:
             raise OSError(self.take_error(), "connection error")
         if self.fin_queued or self.app_closed:
             raise OSError(errno.EPIPE, "shut down for writing")
-        if self.state not in _CONNECTED and self.state not in (S.SYN_SENT, S.SYN_RECEIVED):
+        if self.state not in _CONNECTED and self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
             raise OSError(errno.EPIPE if self.was_connected else errno.ENOTCONN, "not connected")
         n = min(len(data), self.sndbuf_size - len(self.sndq))
         if n <= 0:
@@ -248,17 +247,17 @@ class TcpSocket:
             raise OSError(self.take_error(), "connection error")
         if self.fin_received or self.shut_rd:
             return b""
-        if self.state == S.CLOSED:
+        if self.state == State.CLOSED:
             if self.was_connected:
                 return b""
             raise OSError(errno.ENOTCONN, "not connected")
-        if self.state == S.LISTEN:
+        if self.state == State.LISTEN:
             raise OSError(errno.ENOTCONN, "listening")
         return None
 
     def shutdown(self, how: int, now: float) -> None:
         """how: 0 = SHUT_RD, 1 = SHUT_WR, 2 = both."""
-        if self.state in (S.CLOSED, S.LISTEN, S.SYN_SENT) and not self.was_connected:
+        if self.state in (State.CLOSED, State.LISTEN, State.SYN_SENT) and not self.was_connected:
             raise OSError(errno.ENOTCONN, "not connected")
         if how in (0, 2):
             self.shut_rd = True
@@ -272,26 +271,26 @@ class TcpSocket:
             return
         self.app_closed = True
         st = self.state
-        if st == S.LISTEN:
+        if st == State.LISTEN:
             for child in [*self.accept_queue, *self.syn_children]:
                 child.abort(now)
             self.accept_queue.clear()
             self._finish(0)
-        elif st == S.CLOSED:
+        elif st == State.CLOSED:
             self.layer.release(self)
-        elif st == S.SYN_SENT:
+        elif st == State.SYN_SENT:
             self._finish(0)
         elif self.rcvbuf or (st in _RECEIVING and self._ooo):
             self.abort(now)             # RFC 2525 2.17: unread data is lost; say so with a RST
         else:
             self._close_write(now)
-            if self.state == S.FIN_WAIT_2:
+            if self.state == State.FIN_WAIT_2:
                 self.fin2_at = now + self.cfg.fin_timeout
             self._rearm()
 
     def abort(self, now: float) -> None:
         """Drop the connection at once, telling the peer with a RST (SO_LINGER 0)."""
-        if self.state in (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
+        if self.state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT):
             self._send(self.snd_max, RST | ACK, b"", now)
             self.layer.counters.events["tcp_resets_sent"] += 1
         self._finish(0)
@@ -304,7 +303,7 @@ class TcpSocket:
     @property
     def readable(self) -> bool:
         return bool(self.rcvbuf or self.accept_queue or self.fin_received or self.error
-                    or (self.state == S.CLOSED and self.was_connected))
+                    or (self.state == State.CLOSED and self.was_connected))
 
     @property
     def writable(self) -> bool:
@@ -416,8 +415,8 @@ class TcpSocket:
         self._send(self.snd_max, ACK, b"", now)
 
     def _send_syn(self, now: float) -> None:
-        flags = SYN | (ACK if self.state == S.SYN_RECEIVED else 0)
-        passive = self.state == S.SYN_RECEIVED
+        flags = SYN | (ACK if self.state == State.SYN_RECEIVED else 0)
+        passive = self.state == State.SYN_RECEIVED
         ts = (self._ts_now(now), self.ts_recent if passive else 0) \
             if self.cfg.timestamps and (self.ts_ok or not passive) else None
         opts = syn_options(self._local_mss(), self._offer_wscale,
@@ -579,11 +578,11 @@ class TcpSocket:
         if self.keepalive and self.state in _CONNECTED:
             self._ka_probes = 0
             self.ka_at = now + self.cfg.keepalive_idle
-        if self.state == S.SYN_SENT:
+        if self.state == State.SYN_SENT:
             why = self._input_syn_sent(seg, now)
         else:
             why = self._input_synchronized(seg, now)
-        if self.state != S.CLOSED:
+        if self.state != State.CLOSED:
             self._output(now)
             if self._ack_now:
                 self._send_ack(now)
@@ -605,7 +604,7 @@ class TcpSocket:
             self.ts_recent = seg.tsval or 0
 
     def _established(self, seg: Segment, now: float) -> None:
-        self.state = S.ESTABLISHED
+        self.state = State.ESTABLISHED
         self.was_connected = True
         self.cc = NewReno(self._max_payload(), sack=self.sack_ok)
         self.snd_wnd = seg.wnd << self.snd_wscale if not seg.flags & SYN else seg.wnd
@@ -647,7 +646,7 @@ class TcpSocket:
             self._established(seg, now)
             self._ack_now = True
         else:                                   # simultaneous open (RFC 9293 figure 7)
-            self.state = S.SYN_RECEIVED
+            self.state = State.SYN_RECEIVED
             self.snd_wnd, self.snd_wl1 = seg.wnd, seg.seq
             self._send_syn(now)
         return None
@@ -667,12 +666,12 @@ class TcpSocket:
 
     def _input_synchronized(self, seg: Segment, now: float) -> str | None:
         f, seq = seg.flags, seg.seq
-        if self.state == S.TIME_WAIT and f & FIN and not f & RST \
+        if self.state == State.TIME_WAIT and f & FIN and not f & RST \
                 and (seq + len(seg.payload) + 1) & M32 == self.rcv_nxt:
             self._ack_now = True                 # the peer's FIN again: ACK, restart 2*MSL
             self.tw_at = now + 2 * self.cfg.msl
             return None
-        if self.state == S.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
+        if self.state == State.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
             self._counters().events["tcp_synack_resent"] += 1
             self._send_syn(now)                  # the peer's SYN again: our SYN-ACK was lost
             return None
@@ -692,13 +691,13 @@ class TcpSocket:
             return "tcp_syn_in_window"
         if not f & ACK:
             return "tcp_no_ack"
-        if self.state == S.SYN_RECEIVED:
+        if self.state == State.SYN_RECEIVED:
             if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max)):
                 self.layer.reset_for(self.local, self.remote, seg, now)
                 return "tcp_bad_ack"
             self._established(seg, now)
             if self.fin_queued:
-                self.state = S.FIN_WAIT_1
+                self.state = State.FIN_WAIT_1
         if seq_lt(self.snd_max, seg.ack):
             self._ack_now = True                 # RFC 5961 5.2: ACKs data never sent
             return "tcp_ack_unsent"
@@ -709,7 +708,7 @@ class TcpSocket:
                 and seq_le(self.ts_recent, seg.tsval)):
             self.ts_recent = seg.tsval           # RFC 7323 4.3 (never backwards)
         self._input_ack(seg, now)
-        if self.state in (S.CLOSED, S.TIME_WAIT):
+        if self.state in (State.CLOSED, State.TIME_WAIT):
             return None
         if seg.payload:
             if self.state in _RECEIVING:
@@ -726,11 +725,11 @@ class TcpSocket:
             return "tcp_rst_challenged"
         self.layer.counters.events["tcp_resets_received"] += 1
         st = self.state
-        if st == S.SYN_RECEIVED and self.parent is not None:
+        if st == State.SYN_RECEIVED and self.parent is not None:
             self._finish(0)                      # passive open: back to the listener's LISTEN
-        elif st == S.SYN_RECEIVED:
+        elif st == State.SYN_RECEIVED:
             self._abort(errno.ECONNREFUSED)
-        elif st in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
+        elif st in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT):
             self._abort(errno.ECONNRESET)
         else:
             self._finish(0)
@@ -789,14 +788,14 @@ class TcpSocket:
                 self.max_snd_wnd = self.snd_wnd
         if self._fin_sent and ack == (self._fin_seq + 1) & M32:
             st = self.state
-            if st == S.FIN_WAIT_1:
-                self.state = S.FIN_WAIT_2
+            if st == State.FIN_WAIT_1:
+                self.state = State.FIN_WAIT_2
                 if self.app_closed:
                     self.fin2_at = now + self.cfg.fin_timeout
                 self._notify()
-            elif st == S.CLOSING:
+            elif st == State.CLOSING:
                 self._enter_time_wait(now)
-            elif st == S.LAST_ACK:
+            elif st == State.LAST_ACK:
                 self._finish(0)
 
     def _update_sack(self, blocks: list[tuple[int, int]]) -> None:
@@ -906,14 +905,14 @@ class TcpSocket:
         self.rcv_nxt = (self.rcv_nxt + 1) & M32
         self._ack_now = True
         st = self.state
-        if st in (S.SYN_RECEIVED, S.ESTABLISHED):
-            self.state = S.CLOSE_WAIT
-        elif st == S.FIN_WAIT_1:
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self.state = State.CLOSE_WAIT
+        elif st == State.FIN_WAIT_1:
             if self._fin_sent and self.snd_una == self.snd_max:
                 self._enter_time_wait(now)
             else:
-                self.state = S.CLOSING
-        elif st == S.FIN_WAIT_2:
+                self.state = State.CLOSING
+        elif st == State.FIN_WAIT_2:
             self._enter_time_wait(now)
         self._notify()
 
@@ -922,10 +921,10 @@ class TcpSocket:
         if self.fin_queued:
             return
         self.fin_queued = True
-        if self.state == S.ESTABLISHED:
-            self.state = S.FIN_WAIT_1
-        elif self.state == S.CLOSE_WAIT:
-            self.state = S.LAST_ACK
+        if self.state == State.ESTABLISHED:
+            self.state = State.FIN_WAIT_1
+        elif self.state == State.CLOSE_WAIT:
+            self.state = State.LAST_ACK
         self._output(now)
 
     def reopened_by(self, seg: Segment) -> bool:
@@ -952,7 +951,7 @@ class TcpSocket:
             self._finish(0)
             return
         layer.time_wait += 1
-        self.state = S.TIME_WAIT
+        self.state = State.TIME_WAIT
         self.rto_at = self.persist_at = self.ka_at = self.fin2_at = None
         self.tw_at = now + 2 * self.cfg.msl
         self.sndq.clear()
@@ -966,9 +965,9 @@ class TcpSocket:
 
     def _finish(self, err: int) -> None:
         """Into CLOSED: forget the connection (the object stays for the application)."""
-        if self.state == S.TIME_WAIT:
+        if self.state == State.TIME_WAIT:
             self.layer.time_wait -= 1
-        self.state = S.CLOSED
+        self.state = State.CLOSED
         self.rto_at = self.delack_at = self.persist_at = self.tw_at = self.ka_at = self.fin2_at = None
         self._ooo.clear()
         if self.parent is not None:
@@ -999,25 +998,25 @@ class TcpSocket:
         if self.rto_at is not None and self.rto_at <= now:
             self.rto_at = None
             self._on_rto(now)
-            if self.state == S.CLOSED:
+            if self.state == State.CLOSED:
                 return
         if self.persist_at is not None and self.persist_at <= now:
             self.persist_at = None
             self._on_persist(now)
         if self.delack_at is not None and self.delack_at <= now:
             self.delack_at = None
-            if self.state != S.CLOSED:
+            if self.state != State.CLOSED:
                 self._send_ack(now)
         if self.ka_at is not None and self.ka_at <= now:
             self.ka_at = None
             self._on_keepalive(now)
-        if self.state != S.CLOSED:
+        if self.state != State.CLOSED:
             self._rearm()
 
     def _on_rto(self, now: float) -> None:
         ev = self._counters().events
-        if self.state in (S.SYN_SENT, S.SYN_RECEIVED):
-            limit = self.cfg.syn_retries if self.state == S.SYN_SENT else self.cfg.synack_retries
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            limit = self.cfg.syn_retries if self.state == State.SYN_SENT else self.cfg.synack_retries
             if self.retries >= limit:
                 if self.parent is not None:
                     self._finish(0)
@@ -1093,7 +1092,7 @@ class TcpSocket:
         child.nodelay, child.keepalive = self.nodelay, self.keepalive
         child.rcvbuf_size, child.sndbuf_size = self.rcvbuf_size, self.sndbuf_size
         child.local, child.remote = (h.dst, seg.dport), (h.src, seg.sport)
-        child.state = S.SYN_RECEIVED
+        child.state = State.SYN_RECEIVED
         child.irs = seg.seq
         child.rcv_nxt = child.rcv_adv = (seg.seq + 1) & M32
         child._offer_wscale = child._wscale_for(child.rcvbuf_size) if self.cfg.window_scaling else None

@@ -6,7 +6,7 @@ import errno
 import hashlib
 import struct
 from dataclasses import replace
-from typing import Final, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from . import icmp
 from .ipv4 import IPPROTO_TCP, Ipv4Header
@@ -18,8 +18,6 @@ from .virtio.net_hdr import VirtioNetHdr
 
 if TYPE_CHECKING:
     from .stack import Stack
-
-S: Final = State
 
 
 class TcpLayer:
@@ -84,9 +82,9 @@ class TcpLayer:
                 continue
             if other.local[0] and addr and other.local[0] != addr:
                 continue
-            if sock.reuseaddr and other.reuseaddr and other.state != S.LISTEN:
+            if sock.reuseaddr and other.reuseaddr and other.state != State.LISTEN:
                 continue
-            if sock.reuseaddr and other.state == S.TIME_WAIT:
+            if sock.reuseaddr and other.state == State.TIME_WAIT:
                 continue
             return True
         return False
@@ -128,7 +126,7 @@ class TcpLayer:
     # -- timers
     def schedule(self, sock: TcpSocket) -> None:
         """Have ``sock.on_timer`` run at its deadline (or earlier: see net/timer_heap.py)."""
-        self.timers.set(sock, None if sock.state == S.CLOSED else sock.deadline)
+        self.timers.set(sock, None if sock.state == State.CLOSED else sock.deadline)
 
     def poll(self, now: float) -> None:
         self.timers.poll(now)
@@ -153,7 +151,7 @@ class TcpLayer:
         sock = self.conns.get((h.dst, seg.dport, h.src, seg.sport))
         iss = None
         if sock is not None:
-            if not (sock.state == S.TIME_WAIT and sock.reopened_by(seg)):
+            if not (sock.state == State.TIME_WAIT and sock.reopened_by(seg)):
                 return sock._input(seg, now)
             self.counters.events["tcp_time_wait_reopened"] += 1
             iss = (sock.snd_max + 65537) & M32            # past all the old one sent, as Linux's
@@ -193,7 +191,7 @@ class TcpLayer:
                    icmp.NET_UNREACH: errno.ENETUNREACH}.get(code, errno.EHOSTUNREACH)
         else:
             err = errno.EHOSTUNREACH
-        if sock.state == S.SYN_SENT:
+        if sock.state == State.SYN_SENT:
             sock._abort(err)                              # as Linux: a connect fails at once
         else:
             sock.soft_error = err

@@ -61,6 +61,15 @@ _MAX_NAMES: Final = 65536
 _IP_TRANSPARENT: Final = 19
 _STEER_WINDOW: Final = 0.5   # seconds between lo_steering's looks at the CPUs
 _RING_TRIES: Final = 8       # loopback addresses a doorbell tries (127.0.0.1-8)
+_BELL_HOSTS: Final = tuple(f"127.0.0.{i}" for i in range(1, _RING_TRIES + 1))
+# (module attributes are looked up at each use in compiled code too: these are read once)
+_AF_INET: Final = int(socket.AF_INET)
+_BELL_TYPE: Final = int(socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+_SOL_IP: Final = int(socket.SOL_IP)
+_SOL_SOCKET: Final = int(socket.SOL_SOCKET)
+_SO_REUSEADDR: Final = int(socket.SO_REUSEADDR)
+_EINPROGRESS: Final = errno.EINPROGRESS
+_EADDRNOTAVAIL: Final = errno.EADDRNOTAVAIL
 _ESTABLISHED: Final = (State.ESTABLISHED, State.CLOSE_WAIT)
 # what offload=off leaves out: the TAP is then told to send only whole, checksummed frames
 _OFFLOADS: Final = (F.VIRTIO_NET_F_CSUM | F.VIRTIO_NET_F_GUEST_CSUM | F.VIRTIO_NET_F_HOST_TSO4
@@ -237,22 +246,22 @@ def ring(remote: Addr, port: int) -> _socket.socket:
     0.0.0.0, is there too; getsockname names the interface's address either way). A four-tuple
     only in TIME-WAIT is no obstacle: Linux lets a connect from a bound port take it over (with
     timestamps, as on lo). OSError if none answers."""
-    code = errno.EADDRNOTAVAIL
-    for last in range(1, _RING_TRIES + 1):
+    code = _EADDRNOTAVAIL
+    for host in _BELL_HOSTS:
         # (socket.py's class adds a Python __init__ and close to each: ~4% of the loop's time
         # with `Connection: close`; nothing here needs makefile's reference counting)
-        bell = _socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        bell = _socket.socket(_AF_INET, _BELL_TYPE)
         try:
-            bell.setsockopt(socket.SOL_IP, _IP_TRANSPARENT, 1)   # bound to an address not ours
-            bell.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bell.setsockopt(_SOL_IP, _IP_TRANSPARENT, 1)   # bound to an address not ours
+            bell.setsockopt(_SOL_SOCKET, _SO_REUSEADDR, 1)
             bell.bind(remote)
-            code = bell.connect_ex((f"127.0.0.{last}", port))
+            code = bell.connect_ex((host, port))
         except OSError as e:
             code = e.errno or errno.EADDRINUSE
-        if code in (0, errno.EINPROGRESS):
+        if code == 0 or code == _EINPROGRESS:
             return bell
         bell.close()
-        if code != errno.EADDRNOTAVAIL:
+        if code != _EADDRNOTAVAIL:
             break
     raise OSError(code, f"doorbell to port {port}: {errno.errorcode.get(code, code)}")
 
