@@ -191,6 +191,28 @@ def test_the_stack_end_of_stream_waits_for_the_host_connect() -> None:
         listener.close()
 
 
+def test_a_refused_host_connect_resets_the_remote() -> None:
+    """The guest's listener went away before the doorbell rang: the remote sees a reset, found
+    by the first read (no look at the connect first)."""
+    net = Network()
+    server, client = stack_connection(net)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()                                      # nothing listens there now
+    host = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    assert host.connect_ex(("127.0.0.1", port)) in (errno.EINPROGRESS, errno.ECONNREFUSED)
+    bridge = Bridge(TurnLoop(net), host, server, connecting=True)  # type: ignore[arg-type]
+    client.send(b"GET / HTTP/1.0\r\n\r\n", net.now)              # type: ignore[attr-defined]
+    assert net.run(lambda: server.readable, timeout=5)  # type: ignore[attr-defined]
+    bridge.service()
+    assert bridge.closed and bridge.error == errno.ECONNREFUSED
+    assert net.run(lambda: client.state == State.CLOSED, timeout=5)  # type: ignore[attr-defined]
+    with pytest.raises(OSError) as e:
+        client.recv(100, net.now)                       # type: ignore[attr-defined]
+    assert e.value.errno == errno.ECONNRESET
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["net._tapio", "socket.recv"])
 def test_a_read_of_the_host_side_returns_data_eagain_end_or_errno(monkeypatch: pytest.MonkeyPatch,
                                                                  native: bool) -> None:
