@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from typing import Callable
 
 from linuxabi.abi.x86_64 import NR
 
@@ -22,6 +23,7 @@ from .host.libc import raw_syscall
 
 PAGE = 4096
 MADV_POPULATE_WRITE = 23
+STOP_EVERY = 256    # pages (~0.25 ms of copying here) between two looks at populate's `stop`
 REPORT_MAX = 4096  # one pipe write of at most PIPE_BUF bytes: reports from children never interleave
 _RUN = struct.Struct("=QI")  # first page number, page count
 _COUNT = struct.Struct("=I")
@@ -117,15 +119,23 @@ def decode_all(data: bytes) -> list[Run]:
     return runs
 
 
-def populate(runs: list[Run]) -> int:
+def populate(runs: list[Run], stop: Callable[[], bool] | None = None) -> int:
     """Copy ``runs`` of our pages now (what the first write to each would do, fault by fault);
     returns the pages copied. A run that is no longer mapped, or cannot be (a kernel without
-    MADV_POPULATE_WRITE says EINVAL to each), is skipped."""
-    done = 0
+    MADV_POPULATE_WRITE says EINVAL to each), is skipped. ``stop`` is asked every
+    STOP_EVERY pages: once it says so, the rest is left to fault when written."""
+    done = since = 0
     for first, count in runs:
-        try:
-            raw_syscall(NR["madvise"], first * PAGE, count * PAGE, MADV_POPULATE_WRITE)
-            done += count
-        except OSError:
-            pass
+        while count > 0:
+            if stop is not None and since >= STOP_EVERY:
+                if stop():
+                    return done
+                since = 0
+            n = count if stop is None else min(count, STOP_EVERY)
+            try:
+                raw_syscall(NR["madvise"], first * PAGE, n * PAGE, MADV_POPULATE_WRITE)
+                done += n
+            except OSError:
+                pass
+            first, count, since = first + n, count - n, since + n
     return done

@@ -92,3 +92,27 @@ def test_pages_no_longer_mapped_are_skipped() -> None:
     first = _address(m) // PAGE
     m.close()  # unmapped now: populating it must not fail or map anything
     assert hotpages.populate([(first, 4)]) == 0
+
+
+def test_populating_stops_when_asked_and_leaves_the_rest_to_fault() -> None:
+    """A spare stops copying ahead once a client waits (linuxabi/server.py): `stop` is asked
+    every STOP_EVERY pages, a long run included, and what is left faults when written."""
+    buf, first = _shared_buffer()
+    assert PAGES > 2 * hotpages.STOP_EVERY
+    asked: list[int] = []
+
+    def stop_after_two_looks() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    def work() -> bytes:
+        done = hotpages.populate([(first, PAGES)], stop=stop_after_two_looks)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        _write_pages(buf, first, range(PAGES))
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        return f"{done} {len(asked)} {faults}".encode()
+
+    done, looks, faults = (int(x) for x in in_child(work).split())
+    assert done == 2 * hotpages.STOP_EVERY and looks == 2
+    assert faults >= PAGES - done                       # the rest was not copied ahead
+    assert hotpages.populate([(first, 4)], stop=lambda: True) == 4   # the first pages always

@@ -383,3 +383,18 @@ def test_keep_root_must_be_a_directory(tmp_path: Path) -> None:
                         "--keep-root", str(tmp_path / "missing")], capture_output=True, cwd=REPO, timeout=60)
     assert r.returncode == 2
     assert r.stderr.decode().strip().splitlines() == [f"linuxabi: --keep-root {tmp_path / 'missing'}: no such directory"]
+
+
+def test_a_spare_sees_a_client_waiting_to_be_accepted(tmp_path: Path) -> None:
+    """What stops a spare's copying ahead (linuxabi/server.py): a connection in the backlog."""
+    from linuxabi.server import _client_waiting
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "s"))
+        listener.listen(4)
+        assert not _client_waiting(listener)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(tmp_path / "s"))
+            assert _client_waiting(listener)
+            listener.accept()[0].close()
+            assert not _client_waiting(listener)
