@@ -78,64 +78,116 @@ def _canonical_flat(details: dict[str, Any]) -> str | None:
     return "{" + ",".join(parts) + "}"
 
 
+def _details_text(details: dict[str, Any]) -> str:
+    """The canonical JSON of a record's details."""
+    text = _canonical_flat(details)
+    if text is None:
+        text = canonical(details)
+        if any(isinstance(v, (dict, list, tuple, set, frozenset)) for v in details.values()):
+            # Round-trip containers once so the stored form is exactly what verify re-encodes
+            # (a nested object's keys may not be strings yet, and would sort differently).
+            text = canonical(json.loads(text))
+    return text
+
+
 def _sha(text: str) -> str:
     return sha256_hex(text.encode("ascii"))
 
 
 class AuditLog:
     def __init__(self, path: str | os.PathLike[str], level: str = "normal", *,
-                 checkpoint_every: int = 1000, fsync: bool = False) -> None:
-        if level not in LEVELS:
-            raise ValueError(f"audit level must be one of {LEVELS}, not {level!r}")
+                 checkpoint_every: int = 1000, fsync: bool = False, held: bool = False) -> None:
+        """``held``: the file is neither read nor made yet; records wait in memory until
+        ``release()`` writes them (a sandbox built before anything runs in it: a warm
+        server's spare, which may end without a run and must leave no log behind)."""
         if checkpoint_every < 2:
             raise ValueError("checkpoint_every must be at least 2")
         self.path = os.fspath(path)
-        self.level = level
+        self.set_level(level)
         self.checkpoint_every = checkpoint_every
         self._fsync = fsync
         self._lock = threading.Lock()
+        self._held: list[tuple[str, str]] | None = [] if held else None  # (event, details as JSON)
+        self._seq, self._prev, self._fd = 0, GENESIS, -1
+        if not held:
+            self._open()
+
+    def _open(self) -> None:
         self._seq, self._prev = _tail_state(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def set_level(self, level: str) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"audit level must be one of {LEVELS}, not {level!r}")
+        self.level = level
+
+    @property
+    def is_held(self) -> bool:
+        return self._held is not None
+
+    def release(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Open the log (at ``path`` if given) and write what was recorded while held, in one
+        write, each record timed now. OSError (the file) or AuditError (a broken chain to
+        extend) leave it held."""
+        if self._held is None:
+            return
+        if path is not None:
+            self.path = os.fspath(path)
+        self._open()
+        with self._lock:
+            self._append([(event, text) for event, text in self._held if self.enabled(event)])
+        self._held = None
 
     def enabled(self, event: str) -> bool:
         return self.level == "verbose" or event not in VERBOSE_ONLY
 
     def record(self, event: str, **details: Any) -> int | None:
-        """Append one record; returns its seq (None if the level filters the event out)."""
+        """Append one record; returns its seq (None if the level filters the event out, or
+        while the log is held)."""
         if event not in EVENTS:
             raise ValueError(f"unknown audit event {event!r}")
+        if self._held is not None:
+            self._held.append((event, _details_text(details)))
+            return None
         if not self.enabled(event):
             return None
         with self._lock:
-            if (self._seq + 1) % self.checkpoint_every == 0:
-                self._append("checkpoint", {"count": self._seq, "head": self._prev})
-            return self._append(event, details)
+            self._append([(event, _details_text(details))])
+            return self._seq
 
-    def _append(self, event: str, details: dict[str, Any]) -> int:
-        seq = self._seq + 1
-        text = _canonical_flat(details)
-        if text is None:
-            text = canonical(details)
-            if any(isinstance(v, (dict, list, tuple, set, frozenset)) for v in details.values()):
-                # Round-trip containers once so the stored form is exactly what verify
-                # re-encodes (a nested object's keys may not be strings yet, and would sort
-                # differently).
-                text = canonical(json.loads(text))
+    def _append(self, records: list[tuple[str, str]]) -> None:
+        """Write ``records`` (and the checkpoints due among them) in one write; the chain moves
+        on only once they are written."""
+        seq, prev = self._seq, self._prev
+        lines: list[str] = []
+        for event, text in records:
+            if (seq + 1) % self.checkpoint_every == 0:
+                checkpoint = _details_text({"count": seq, "head": prev})
+                seq, prev = self._add_line(lines, seq, prev, "checkpoint", checkpoint)
+            seq, prev = self._add_line(lines, seq, prev, event, text)
+        if lines:
+            self._write("".join(lines).encode("ascii"))
+        self._seq, self._prev = seq, prev
+
+    @staticmethod
+    def _add_line(lines: list[str], prev_seq: int, prev: str, event: str, text: str) -> tuple[int, str]:
+        seq = prev_seq + 1
         # The canonical JSON of the record, written out in its sorted key order: "details",
         # "event", ("hash",) "prev", "seq", "time" (event names and hashes need no escaping,
         # and json writes a float as its repr). One encoding instead of three on each exec.
         t = round(time.time(), 6)
-        rest = f'"prev":"{self._prev}","seq":{seq},"time":{t!r}}}'
+        rest = f'"prev":"{prev}","seq":{seq},"time":{t!r}}}'
         head = f'{{"details":{text},"event":"{event}",'
         line = f'{head}"hash":"{_sha(head + rest)}",{rest}'
-        data = (line + "\n").encode("ascii")
+        lines.append(line + "\n")
+        return seq, _sha(line)
+
+    def _write(self, data: bytes) -> None:
         n = os.write(self._fd, data)
         if n != len(data):  # a short write on a regular file means the disk is full
             raise AuditError(f"{self.path}: short write ({n} of {len(data)} bytes)")
         if self._fsync:
             os.fsync(self._fd)
-        self._seq, self._prev = seq, _sha(line)
-        return seq
 
     @property
     def head(self) -> str:

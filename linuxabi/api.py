@@ -6,6 +6,7 @@ import os
 import signal
 import stat as st
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,13 +91,20 @@ def build_vfs(root: Path) -> Vfs:
     return vfs
 
 
+def _identity(root: Path) -> tuple[int, int, int]:
+    s = root.stat()
+    return s.st_dev, s.st_ino, s.st_mtime_ns
+
+
 def _devfs(vfs: Vfs) -> DevFs:
     return next(m.fs for m in vfs.table.mounts if isinstance(m.fs, DevFs))
 
 
 class Sandbox:
     def __init__(self, config: SandboxConfig | None = None, *, dispatcher: Dispatcher | None = None,
-                 trace_denied: bool = False) -> None:
+                 trace_denied: bool = False, ahead: bool = False) -> None:
+        """``ahead``: made before its run is asked for (linuxabi/ahead.py): its audit log is
+        held, nothing written, until ``take_on`` gives it the run's configuration."""
         self.config = config or SandboxConfig()
         self.trace_denied = trace_denied
         if self.config.root is None:
@@ -108,13 +116,14 @@ class Sandbox:
             if not self.root.is_dir():
                 raise SandboxError(f"image root {self.root} is not a directory")
         self.dispatcher = dispatcher or Dispatcher()
+        self._root_identity = _identity(self.root)
         self.vfs = build_vfs(self.root)
         self.kernel = Kernel(self.vfs, hostname=self.config.hostname.encode())
         self.vfs.mount(b"/proc", ProcFs(self.kernel))
         self.supervisor: Supervisor | None = None
-        self._setup_capabilities()
+        self._setup_capabilities(held_audit=ahead)
 
-    def _setup_capabilities(self) -> None:
+    def _setup_capabilities(self, held_audit: bool) -> None:
         """The initial CSpace from the policy, its audit log, and the hooks that enforce it."""
         from .control import audit_dir, new_sandbox_id
 
@@ -133,7 +142,7 @@ class Sandbox:
         self.policy = policy
         self.audit_path = Path(cfg.audit) if cfg.audit is not None else audit_dir() / f"{self.sandbox_id}.log"
         try:
-            self.audit = AuditLog(self.audit_path, cfg.audit_level)
+            self.audit = AuditLog(self.audit_path, cfg.audit_level, held=held_audit)
         except OSError as e:
             raise SandboxError(f"--audit {self.audit_path}: {e.strerror}") from None
         except ValueError as e:
@@ -162,6 +171,47 @@ class Sandbox:
         # they are rare, and the guest gets the same errno.
         self.trace_denied = True
         self.control: "ControlServer | None" = None
+
+    def take_on(self, config: SandboxConfig, dispatcher: Dispatcher | None = None) -> bool:
+        """Become the sandbox of ``config``, if this one (made ahead, with default options) is
+        what ``Sandbox(config, dispatcher=dispatcher)`` would build now: the same image, as it
+        is now, hostname, policy, audit level and id; the audit log goes where ``config`` says.
+        False (and nothing changed) when it is not."""
+        if (config.policy is not None or config.sandbox_id is not None or config.nvidia is not None
+                or config.hostname != self.config.hostname or config.audit_level != self.config.audit_level
+                or not self.audit.is_held):
+            return False
+        try:
+            if config.root is None:
+                from .image import default_image
+
+                root = default_image()  # (the client's: it may have another cache directory)
+            else:
+                root = Path(config.root)
+            if root.resolve() != self.root.resolve() or _identity(root) != self._root_identity:
+                return False
+        except OSError:
+            return False
+        from .control import audit_dir
+
+        audit_path = Path(config.audit) if config.audit is not None else audit_dir() / f"{self.sandbox_id}.log"
+        try:
+            self.audit.release(audit_path)
+        except OSError as e:
+            raise SandboxError(f"--audit {audit_path}: {e.strerror}") from None
+        self.config, self.audit_path = config, audit_path
+        if dispatcher is not None:
+            self.dispatcher = dispatcher
+            dispatcher.on_denied = self.kernel.audit_denied_syscall
+        self.kernel.started = time.monotonic()  # its uptime counts from its run
+        return True
+
+    def discard(self) -> None:
+        """Release what a sandbox that will not run holds (its scratch directory); its held
+        audit log is never written."""
+        self.vfs.close()
+        self.kernel.close()
+        self.audit.close()
 
     def _publish(self) -> "list[PortForwarder]":
         """Listen on the host for each -p before the guest starts: a taken port is the user's

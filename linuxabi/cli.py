@@ -130,27 +130,28 @@ def _guest_argv(args: argparse.Namespace) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from syscalls.dispatch import Dispatcher
 
-    from .api import Sandbox
+    from . import ahead
 
+    argv = _guest_argv(args)
     if not args.profile:
-        return Sandbox(_config(args)).run(_guest_argv(args))
+        return ahead.take(_config(args)).run(argv)
     dispatcher = Dispatcher(profile=True)
     try:
-        return Sandbox(_config(args), dispatcher=dispatcher).run(_guest_argv(args))
+        return ahead.take(_config(args), dispatcher).run(argv)
     finally:
         with open(args.profile, "w") as f:
             dispatcher.write_profile(f)
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from .api import Sandbox
+    from . import ahead
     from .tracer import Tracer
 
     out = open(args.output, "w") if args.output else sys.stderr
     tracer = Tracer(out)
     from syscalls.dispatch import Dispatcher
 
-    sandbox = Sandbox(_config(args), dispatcher=Dispatcher(tracer=tracer), trace_denied=True)
+    sandbox = ahead.take(_config(args), Dispatcher(tracer=tracer))
     try:
         return sandbox.run(_guest_argv(args))
     finally:
@@ -216,7 +217,8 @@ def main_parser() -> _Parser:
                    help="translators kept forked and ready (default 1; more for clients that start together)")
     p.add_argument("--keep-root", metavar="DIR", action="append", default=[],
                    help="read the image at DIR once, for runs with --root DIR (repeatable; DIR must not "
-                        "change while the server runs: its runs would not see the change)")
+                        "change while the server runs: its runs would not see the change); a spare builds "
+                        "its sandbox ahead on the first DIR (else on the default image)")
     sub.add_parser("conformance", help="run the Linux conformance suite (see --help there)")
     sub.add_parser("bench", help="syscall latency and workload benchmarks against native (see --help there)")
     sub.add_parser("image", help="build, list, show and remove images made from Debian packages (see --help there)")

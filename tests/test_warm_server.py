@@ -25,13 +25,14 @@ SCRIPT = 'echo out; echo err >&2; read line; echo "got $line"; echo "term=$TERM"
 
 
 class Server:
-    def __init__(self, path: Path, preexec_fn=None, extra: tuple[str, ...] = ()) -> None:  # noqa: ANN001
+    def __init__(self, path: Path, preexec_fn=None, extra: tuple[str, ...] = (),  # noqa: ANN001
+                 env: "dict[str, str] | None" = None) -> None:
         self.path = path
         self.log = path.with_suffix(".log")
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "linuxabi", "serve", "--socket", str(path), *extra],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         cwd=REPO, start_new_session=True, preexec_fn=preexec_fn)
+                                         cwd=REPO, start_new_session=True, preexec_fn=preexec_fn, env=env)
         deadline = time.monotonic() + 60
         while b"serving at" not in self.log.read_bytes():
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
@@ -307,8 +308,7 @@ def _settled_spare(server: Server, not_pids: "set[int]" = set()) -> tuple[int, i
 def test_spares_copy_ahead_the_pages_that_runs_wrote(server: Server, tmp_path: Path) -> None:
     """A served child reports the server's pages its run wrote; a spare forked afterwards copies
     them before its client comes (linuxabi/hotpages.py), not one fault at a time during the run:
-    it has written megabytes more of its memory than the first spare had. (The spare that takes
-    the second run was forked as the first began, before any report.)"""
+    it has written megabytes more of its memory than the first spare had."""
     seen: set[int] = set()
     first, first_kib = _settled_spare(server)
     for _ in range(2):
@@ -398,3 +398,50 @@ def test_a_spare_sees_a_client_waiting_to_be_accepted(tmp_path: Path) -> None:
             assert _client_waiting(listener)
             listener.accept()[0].close()
             assert not _client_waiting(listener)
+
+
+def test_a_long_run_gets_a_spare_beside_it_once_its_grace_is_over(server: Server) -> None:
+    """The spare that replaces a taken one waits for the run (linuxabi/server.py, _Pacing),
+    but not longer than RUN_GRACE: a second client during a long run still runs warm."""
+    from linuxabi.server import RUN_GRACE
+
+    first = _cli(["run", "--", "sh", "-c", "echo started; sleep 4"], server.env(), stdout=subprocess.PIPE)
+    try:
+        assert first.stdout is not None and first.stdout.readline() == b"started\n"
+        time.sleep(RUN_GRACE + 1.0)
+        assert len(_children(server.proc.pid)) == 2  # its translator, and a spare made meanwhile
+        assert _runs_warm(server.env(), "echo started")[0]
+    finally:
+        assert first.wait(timeout=30) == 0
+
+
+def test_pacing_waits_for_a_new_run_unless_clients_come_back_to_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import select
+
+    from linuxabi import server
+
+    pacing = server._Pacing()
+    assert pacing.make_now()  # nothing runs
+    runs = [subprocess.Popen(["sleep", "30"]) for _ in range(3)]
+    try:
+        pacing.taken(runs[0].pid)
+        assert not pacing.make_now() and not pacing.back_to_back
+        assert select.select(pacing.fds(), [], [], 0)[0] == []
+        assert 0 < pacing.timeout(5.0) <= server.RUN_GRACE
+        runs[0].kill()
+        runs[0].wait()
+        pacing.ended(select.select(pacing.fds(), [], [], 10)[0])  # its end wakes the server
+        assert pacing.make_now() and pacing.fds() == []
+        pacing.taken(runs[1].pid)  # a client taken just after the run before ended
+        assert pacing.back_to_back and pacing.make_now()
+        runs[1].kill()
+        pacing.ended(select.select(pacing.fds(), [], [], 10)[0])
+        monkeypatch.setattr(server, "BACK_TO_BACK", 0.0)
+        monkeypatch.setattr(server, "RUN_GRACE", 0.0)
+        pacing.taken(runs[2].pid)
+        assert not pacing.back_to_back and pacing.make_now()  # its grace is over already
+    finally:
+        for run in runs:
+            run.kill()
+            run.wait()
+        pacing.close()

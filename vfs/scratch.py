@@ -14,12 +14,17 @@ import os
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _default_parent() -> str | None:
+def _shm() -> str | None:
     # /dev/shm keeps shadows off the disk; fall back to $TMPDIR.
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return shm
     return None
+
+
+def default_parent() -> str:
+    """Where scratch directories go."""
+    return _shm() or tmp_dir()
 
 
 def tmp_dir() -> str:
@@ -73,7 +78,7 @@ class HostScratch:
     directories left by translators that were killed are removed when the next one starts."""
 
     def __init__(self, parent: str | None = None) -> None:
-        parent = parent or _default_parent() or tmp_dir()
+        parent = parent or default_parent()
         _sweep(parent)
         # Made and locked under a name the sweep ignores, then renamed: a sweep never finds
         # it unlocked.

@@ -194,3 +194,47 @@ def test_cspace_writes_audit_records(tmp_path: Path) -> None:
     assert denied[0]["details"]["errno"] == "EACCES"
     line = format_record(denied[0])
     assert line.startswith("#5 ") and " deny " in line and "path=/etc/shadow" in line
+
+
+def test_a_held_log_writes_nothing_until_released_then_chains_on(tmp_path: Path) -> None:
+    """A sandbox built ahead (a warm spare's) holds its log: no file until release(), which
+    writes what was recorded, at the path it is given, as one chain with what follows."""
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    log = AuditLog(first, held=True, checkpoint_every=3)
+    for i in range(4):
+        assert log.record("grant", i=i, path=b"/x") is None
+    assert log.is_held and not first.exists() and log.count == 0
+    log.release(second)
+    assert not log.is_held and not first.exists()
+    assert log.record("deny", i=4) == 7  # 4 held, a checkpoint among them, one due now, this one
+    log.close()
+    recs = [json.loads(x) for x in second.read_bytes().splitlines()]
+    assert [r["event"] for r in recs] == ["grant", "grant", "checkpoint", "grant", "grant", "checkpoint", "deny"]
+    assert [r["details"].get("i") for r in recs] == [0, 1, None, 2, 3, None, 4]
+    assert verify(second).ok and verify(second).records == 7
+
+
+def test_a_held_log_takes_its_level_and_an_existing_chain_at_release(tmp_path: Path) -> None:
+    log_path = tmp_path / "a.log"
+    make_log(log_path, n=3)
+    held = AuditLog(log_path, held=True)
+    held.record("open", path=b"/etc/passwd")  # verbose-only
+    held.record("exec", path=b"/bin/sh")
+    held.set_level("normal")
+    held.release()
+    held.close()
+    recs = [json.loads(x) for x in log_path.read_bytes().splitlines()]
+    assert [r["event"] for r in recs][3:] == ["exec"]
+    assert recs[3]["seq"] == 4
+    assert verify(log_path).ok
+
+
+def test_a_release_that_cannot_open_leaves_the_log_held(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.log", held=True)
+    log.record("grant", i=1)
+    with pytest.raises(OSError):
+        log.release(tmp_path / "missing-dir" / "a.log")
+    assert log.is_held
+    log.release(tmp_path / "b.log")
+    log.close()
+    assert verify(tmp_path / "b.log").records == 1
