@@ -107,6 +107,8 @@ def _rounds(ops: list[Op], runners: list[Runner], images: dict[str, Path], round
                     samples.append(Sample(op.name, runner.name, rnd, None, error="skipped after time-outs"))
                     continue
                 s = run_sample(runner, op, images[runner.name], rnd, quick=quick, max_seconds=max_s, pin=pin)
+                if runner.settle is not None:
+                    runner.settle()
                 if s.error:
                     _log(f"{op.name}/{runner.name} round {rnd + 1}: {s.error}")
                     if s.error.startswith("timed out"):

@@ -47,6 +47,9 @@ class Runner:
     cwd: Path | None = None
     kinds: tuple[str, ...] | None = None  # the op kinds it measures (None: all)
     needs_server: bool = False  # runs through a `linuxabi serve` that the harness starts
+    # Called after each of its samples: waits for what the runner still does in the background
+    # (a warm server making its next spare), which would otherwise slow the next sample down.
+    settle: Callable[[], None] | None = None
 
     def applies_to(self, op: Op) -> bool:
         return (op.runners is None or self.name in op.runners) and (self.kinds is None or op.kind in self.kinds)
@@ -168,7 +171,41 @@ class WarmServer:
     def runner(self, r: Runner) -> Runner:
         from dataclasses import replace
 
-        return replace(r, env={**(r.env or os.environ), "LINUXABI_SERVER": str(self.socket_path)})
+        return replace(r, env={**(r.env or os.environ), "LINUXABI_SERVER": str(self.socket_path)},
+                       settle=self.wait_quiet)
+
+    def wait_quiet(self, interval: float = 0.005, longest: float = 2.0) -> None:
+        """Until the server and its children have used no CPU for ``interval`` (at most
+        ``longest`` seconds): a spare for the next run is made once a run is over (~13 ms of
+        CPU), and the next sample, of whichever runner, must not share the CPUs with it."""
+        if self.proc is None:
+            return
+        deadline = time.monotonic() + longest
+        last = -1
+        while time.monotonic() < deadline:
+            used = _cpu_ns(self.proc.pid)
+            if used == last:
+                return
+            last = used
+            time.sleep(interval)
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of ``pid`` and its descendants, their threads' included (ns; what has ended
+    meanwhile drops out, which reads as a change)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        p = pending.pop()
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    pending += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            total += 1  # gone meanwhile: not quiet yet
+    return total
 
 
 def run_sample(runner: Runner, op: Op, root: Path, round_no: int, *, quick: bool, max_seconds: float,

@@ -531,10 +531,7 @@ def _take_on(conn: socket.socket) -> list[str] | None:
     os.fchdir(fds[-1])
     for fd in fds:
         os.close(fd)
-    os.environ.clear()
-    for item in env:
-        k, _, v = item.partition(b"=")
-        os.environb[k] = v
+    _take_environment(env)
     os.umask(int(mask))
     _set_limits(limits)
     try:
@@ -543,6 +540,18 @@ def _take_on(conn: socket.socket) -> list[str] | None:
     except OSError:
         raise _NotWarm from None
     return argv
+
+
+def _take_environment(env: list[bytes]) -> None:
+    """The client's environment: what differs from ours changed (a client's is mostly the
+    server's: setting all of it was ~0.15 ms of each run)."""
+    theirs = dict(item.partition(b"=")[::2] for item in env)
+    ours = os.environb
+    for k in [k for k in ours if k not in theirs]:
+        del ours[k]
+    for k, v in theirs.items():
+        if ours.get(k) != v:
+            ours[k] = v
 
 
 def _recv_head(conn: socket.socket) -> tuple[bytes, list[int]]:
