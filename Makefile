@@ -22,6 +22,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python -m net.tapio_build
 	$(BIN)/python -m net.mypyc_build
 	$(BIN)/python -m linuxabi.client_build
+	$(BIN)/python -m linuxabi.host.launcher_build
 
 $(VENV)/.installed: pyproject.toml | system-packages
 	$(PY) -m venv $(VENV)

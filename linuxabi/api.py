@@ -17,6 +17,7 @@ from syscalls.kernel import Kernel
 from vfs import DevFs, ImageFs, OverlayFs, TmpFs, Vfs
 from vfs.procfs import ProcFs
 
+from .entry import current_umask
 from .host.launch import launch
 from .host.supervisor import Supervisor
 
@@ -321,6 +322,7 @@ class Sandbox:
         self._start_control(sup)
         init = self.kernel.processes[1]
         init.fs.cwd = self.vfs.lookup(init.fs, init.fs.root, self.config.cwd.encode(), directory=True)
+        init.fs.umask = current_umask()  # the caller's, as a child inherits it
         self.supervisor = sup
         relay = None
         if launched.pty_master >= 0:

@@ -7,11 +7,10 @@ the cold run, by exec of this interpreter.
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from .cprogram import compile_program, is_built
 
 SOURCE = Path(__file__).resolve().parent / "client.c"
 NAME = "linuxabi-run"
@@ -23,30 +22,12 @@ def target() -> Path:
 
 def built() -> bool:
     """Whether a client newer than its source and this builder, for this interpreter, is in place."""
-    t = target()
-    try:
-        mtime = t.stat().st_mtime
-    except OSError:
-        return False
-    return mtime >= max(SOURCE.stat().st_mtime, Path(__file__).stat().st_mtime)
+    return is_built(target(), SOURCE, Path(__file__))
 
 
 def build() -> Path:
-    t = target()
     python = sys.executable.replace("\\", "\\\\").replace('"', '\\"')
-    with tempfile.TemporaryDirectory(prefix=".linuxabi-client-", dir=t.parent) as tmp:
-        out = Path(tmp) / NAME
-        cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", f'-DLINUXABI_PYTHON="{python}"', "-o", str(out),
-               str(SOURCE)]
-        # Static where the C library's archive is there: a warm run's client then starts
-        # without the dynamic loader (warm `busybox true` 0.87-0.92x over 30-40 pairs).
-        r = subprocess.run(cmd + ["-static"], capture_output=True, text=True)
-        if r.returncode != 0:
-            r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr.strip() or f"gcc exited {r.returncode}")
-        os.replace(out, t)  # (never half a program where the old one was)
-    return t
+    return compile_program(SOURCE, target(), [f'-DLINUXABI_PYTHON="{python}"'])
 
 
 def main() -> int:

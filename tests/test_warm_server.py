@@ -167,20 +167,24 @@ def test_what_the_server_cannot_give_exactly_runs_cold(tmp_path: Path, client: l
         srv.stop()
 
 
-def test_limits_cpus_nice_and_closed_fds_are_the_clients(server: Server, tmp_path: Path, client: list[str]) -> None:
+def test_limits_cpus_nice_umask_and_closed_fds_are_the_clients(server: Server, tmp_path: Path,
+                                                               client: list[str]) -> None:
     cpu = max(os.sched_getaffinity(0))
 
-    def confine() -> None:  # as `ulimit -n 200 -H 300; taskset -c CPU nice -n 3` would
+    def confine() -> None:  # as `ulimit -n 200 -H 300; taskset -c CPU nice -n 3; umask 027` would
         resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))
         os.sched_setaffinity(0, {cpu})
         os.nice(3)
+        os.umask(0o027)
 
-    script = "ulimit -n; ulimit -Hn; grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19 /proc/self/stat"
+    script = ("ulimit -n; ulimit -Hn; grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19 /proc/self/stat; "
+              "umask")
     r = subprocess.run([*client, "--", "sh", "-c", script],
                        capture_output=True, env=server.env(), preexec_fn=confine, timeout=60)
     base_nice = os.getpriority(os.PRIO_PROCESS, 0)
     assert r.returncode == 0
-    assert r.stdout.split() == [b"200", b"300", b"Cpus_allowed_list:", str(cpu).encode(), str(base_nice + 3).encode()]
+    assert r.stdout.split() == [b"200", b"300", b"Cpus_allowed_list:", str(cpu).encode(), str(base_nice + 3).encode(),
+                                b"0027"]
     # A closed stdin stays closed for the guest (the client's own socket is not passed instead).
     r = subprocess.run(f"{' '.join(client)} -- sh -c 'cat; echo status=$?' <&-", shell=True,
                        capture_output=True, env=server.env(), cwd=REPO, timeout=60)
@@ -234,21 +238,31 @@ def test_garbage_and_second_servers_are_refused_without_harm(server: Server, tmp
     assert server.proc.poll() is None
 
 
+@pytest.mark.parametrize("in_c", [True, False], ids=["linuxabi-launcher", "python-launcher"])
 def test_a_launcher_made_ahead_runs_with_what_the_caller_has_when_it_starts(
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, in_c: bool) -> None:
+    """Both launchers (linuxabi/host/launcher.c where it is built, else the Python one) take
+    on the caller's limits, umask and fds 0-2 as they are when the run starts."""
     from linuxabi.api import Sandbox
-    from linuxabi.host import launch
+    from linuxabi.host import launch, launcher_build
 
-    launch.keep_prepared(launch.prepare())
+    if in_c and not launcher_build.built():
+        launcher_build.build()
+    monkeypatch.setattr(launch, "_c_launcher_state", [str(launcher_build.TARGET) if in_c else None])
+    prepared = launch.prepare()
+    assert (os.readlink(f"/proc/{prepared.pid}/exe") == str(launcher_build.TARGET)) == in_c
+    launch.keep_prepared(prepared)
     old = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (123, old[1]))  # after the launcher was made
+    old_mask = os.umask(0o027)
     try:
-        status = Sandbox().run(["sh", "-c", "ulimit -n; echo to-stdout; echo to-stderr >&2; exit 4"])
+        status = Sandbox().run(["sh", "-c", "ulimit -n; umask; echo to-stdout; echo to-stderr >&2; exit 4"])
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
+        os.umask(old_mask)
     assert launch._prepared == []  # used, not left for a later launch
     out, err = capfd.readouterr()
-    assert status == 4 and out == "123\nto-stdout\n" and err == "to-stderr\n"
+    assert status == 4 and out == "123\n0027\nto-stdout\n" and err == "to-stderr\n"
 
 
 def test_a_server_whose_code_changed_stops_and_its_clients_run_cold(server: Server) -> None:

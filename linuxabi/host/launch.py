@@ -6,6 +6,11 @@ the translator writes (it stages the ELF interpreters the kernel loads by path, 
 every guest path syscall is trapped, so anything that slipped past the filter finds nothing. It sets no_new_privs, installs the filter
 (with a notification listener the supervisor takes with pidfd_getfd) and then calls execve
 on the guest path — which traps like every later exec and is carried out from the VFS.
+
+Where it is built (``make setup``), the child becomes linuxabi-launcher (launcher.c) as soon as
+its id maps and tracer are there, and does all of that in C: the guest's exec then starts from
+a small process rather than a copy of the translator (~0.6 ms less per run). Else the same steps
+run here in Python.
 """
 from __future__ import annotations
 
@@ -184,6 +189,8 @@ def launch(path: bytes, argv: list[bytes], env: list[bytes], *, trace_denied: bo
             return prepared[0].start(path, argv, env, prog, tty)
         except OSError:  # it died while it waited: start afresh
             prepared[0].discard()
+    if _c_launcher() is not None:
+        return prepare().start(path, argv, env, prog, tty)
     scratch = make_private_dir(tmp_dir(), "linuxabi-root-")
     go_r, go_w = os.pipe()
     fd_r, fd_w = os.pipe()
@@ -257,18 +264,25 @@ class Prepared:
     pidfd: int
     sock: "object"  # a socket.socket, our end
     status_r: int
+    in_c: bool  # linuxabi-launcher (its request: fields, as it says), else the Python one (marshal)
 
     def start(self, path: bytes, argv: list[bytes], env: list[bytes], prog: bytes, tty: bool) -> Launched:
         import marshal
         import resource
         import socket
 
-        from linuxabi.entry import current_umask, rlimit_kinds
+        from linuxabi.entry import current_umask, pack_fields, rlimit_kinds
 
         limits = [(r, *resource.getrlimit(r)) for r in rlimit_kinds()]
         std = [fd for fd in (0, 1, 2) if _inherited(fd)]
-        spec = marshal.dumps((path, argv, env, prog, tty, limits, current_umask(), sorted(os.sched_getaffinity(0)),
-                              os.getpriority(os.PRIO_PROCESS, 0), std))
+        cpus = sorted(os.sched_getaffinity(0))
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        if self.in_c:
+            spec = pack_fields([path, b"%d" % len(argv), *argv, b"%d" % len(env), *env, prog, b"%d" % tty,
+                                b";".join(b"%d,%d,%d" % lim for lim in limits), b"%d" % current_umask(),
+                                b",".join(b"%d" % c for c in cpus), b"%d" % nice, b",".join(b"%d" % fd for fd in std)])
+        else:
+            spec = marshal.dumps((path, argv, env, prog, tty, limits, current_umask(), cpus, nice, std))
         fds = struct.pack(f"={len(std)}i", *std)
         self.sock.sendmsg([struct.pack("=I", len(spec)), spec],  # type: ignore[attr-defined]
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)] if std else [])
@@ -299,6 +313,7 @@ def prepare() -> Prepared:
     import socket
 
     scratch = make_private_dir(tmp_dir(), "linuxabi-root-")
+    in_c = _c_launcher()
     go_r, go_w = os.pipe()
     fd_r, fd_w = os.pipe()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -308,6 +323,8 @@ def prepare() -> Prepared:
             os.close(go_w)
             os.close(fd_r)
             ours.close()
+            if in_c is not None:
+                _exec_c_launcher(in_c, go_r, theirs.fileno(), fd_w, scratch)
             _enter_root(go_r, scratch)
             theirs.sendall(b"r")
             _take_spec(theirs, fd_w, go_r)
@@ -320,7 +337,7 @@ def prepare() -> Prepared:
         pidfd = _attach(pid, go_w)
         if ours.recv(1) != b"r":
             raise RuntimeError("guest launcher died before entering its root")
-        return Prepared(pid, pidfd, ours, fd_r)
+        return Prepared(pid, pidfd, ours, fd_r, in_c is not None)
     except BaseException:
         ours.close()
         os.close(fd_r)
@@ -331,6 +348,27 @@ def prepare() -> Prepared:
             os.rmdir(scratch)
         except OSError:
             pass
+
+
+def _c_launcher() -> str | None:
+    """linuxabi-launcher's path, where it is built (linuxabi/host/launcher_build.py)."""
+    if not _c_launcher_state:
+        from . import launcher_build
+
+        _c_launcher_state.append(str(launcher_build.TARGET) if launcher_build.built() else None)
+    return _c_launcher_state[0]
+
+
+_c_launcher_state: list[str | None] = []  # (looked for once a process)
+
+
+def _exec_c_launcher(program: str, go_r: int, sock: int, fd_w: int, scratch: str) -> None:
+    """In the child: once the tracer and the id maps are there (our exec keeps the namespace's
+    capabilities only then), become linuxabi-launcher; never returns."""
+    os.read(go_r, 1)
+    os.set_inheritable(sock, True)
+    os.set_inheritable(fd_w, True)
+    os.execv(program, [program, str(sock), str(fd_w), scratch])
 
 
 def keep_prepared(prepared: Prepared) -> None:
