@@ -9,12 +9,16 @@ is killed (vfs/scratch.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from syscalls.dispatch import Dispatcher
 
 from .api import Sandbox, SandboxConfig, SandboxError
 
 _ahead: list[Sandbox] = []
+# What a taken sandbox calls with its guest's exit code (Sandbox.on_exit_code): a warm server's
+# child sends it to its client.
+on_exit_code: "list[Callable[[int], None]]" = []
 
 
 def make(root: "str | Path | None" = None) -> None:
@@ -33,6 +37,12 @@ def make(root: "str | Path | None" = None) -> None:
 
 def take(config: SandboxConfig, dispatcher: Dispatcher | None = None) -> Sandbox:
     """``Sandbox(config, dispatcher=dispatcher)``: the one built ahead if it is that, else a new one."""
+    sandbox = _taken(config, dispatcher)
+    sandbox.on_exit_code = on_exit_code[0] if on_exit_code else None
+    return sandbox
+
+
+def _taken(config: SandboxConfig, dispatcher: Dispatcher | None) -> Sandbox:
     if _ahead:
         sandbox = _ahead.pop()
         try:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from . import hotpages
+from .codewatch import CodeWatch
 from .host import placement
 from .entry import FORWARDED, READY, SERVER_ENV, unpack_fields
 
@@ -112,7 +113,27 @@ def serve(path: Path, spares: int = 1, keep_roots: "list[str] | tuple[str, ...]"
         for fd in (taken_r, taken_w, hot_r, hot_w):
             os.close(fd)
         pacing.close()
+        # Until they have: our end would kill them (their parent-death signal) before they
+        # remove what they built ahead.
+        _await_ended(idle, IDLE_END_WAIT)
     return 0
+
+
+IDLE_END_WAIT = 2.0  # seconds a stopping server waits for its idle spares to end
+
+
+def _await_ended(pids: set[int], longest: float) -> None:
+    deadline = time.monotonic() + longest
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    left.discard(pid)
+            except ChildProcessError:
+                left.discard(pid)
+        if left:
+            time.sleep(0.005)
 
 
 RUN_GRACE = 0.5  # seconds a new run has the CPUs to itself (unless a client waits)
@@ -333,28 +354,12 @@ class ServerError(Exception):
 
 
 _CODE_CHANGED = 0  # what a spare writes on the pipe instead of its pid: see _code_changed
-_loaded: dict[str, int] = {}  # our modules' files, as _warm loaded them: path -> mtime_ns
+_code_watch: "list[CodeWatch]" = []  # the modules _warm loaded (linuxabi/codewatch.py)
 
 
 def _code_changed() -> bool:
-    """Whether a module file this server loaded changed since (an upgrade, a `git pull`):
-    its children would run the old code. (~0.2 ms of stats; modules a run imports later are
-    read afresh by each child anyway.)"""
-    for path, mtime in _loaded.items():
-        try:
-            if os.stat(path).st_mtime_ns != mtime:
-                return True
-        except OSError:
-            return True
-    return False
-
-
-def _note_loaded() -> None:
-    packages = ("linuxabi", "syscalls", "vfs", "net", "caps")
-    for name, mod in list(sys.modules.items()):
-        path = getattr(mod, "__file__", None)
-        if path and name.split(".", 1)[0] in packages and path.endswith(".py"):
-            _loaded[path] = os.stat(path).st_mtime_ns
+    """Whether a module file this server loaded changed since: its children would run the old code."""
+    return _code_watch[0].changed() if _code_watch else False
 
 
 def _warm(keep_roots: "list[str] | tuple[str, ...]" = ()) -> None:
@@ -382,7 +387,7 @@ def _warm(keep_roots: "list[str] | tuple[str, ...]" = ()) -> None:
         pass
     for root in keep_roots:
         keep_loaded(root)
-    _note_loaded()
+    _code_watch[:] = [CodeWatch()]
 
 
 def _client_waiting(listener: socket.socket) -> bool:
@@ -469,8 +474,18 @@ def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
         return 0
     conn.send(READY)  # from here on a guest may run: the client no longer falls back to a cold run
     watch.start(conn.fileno())
+    from linuxabi import ahead
     from linuxabi.cli import main
 
+    sent: list[int] = []
+
+    def send(code: int) -> None:
+        if not sent:
+            watch.finish()  # the client ends once it has the status: that is no longer a kill
+            _send_status(conn, code)
+            sent.append(code)
+
+    ahead.on_exit_code[:] = [send]  # the guest's status, before its sandbox is taken down
     try:
         code = main(argv) & 0xFF
         import atexit
@@ -478,9 +493,8 @@ def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
         atexit._run_exitfuncs()
     except SystemExit as e:  # argparse's way to end on a user's mistake (already reported)
         code = e.code if isinstance(e.code, int) else 1
-    watch.finish()  # the client ends once it has the status: that is no longer a kill
-    _send_status(conn, code)
-    return code
+    send(code)
+    return sent[0]
 
 
 def _send_status(conn: socket.socket, code: int) -> None:
