@@ -98,3 +98,23 @@ def test_a_spare_that_ends_unused_leaves_no_log_and_no_scratch_directory(tmp_pat
     assert _wait_gone(lambda: [p for p in spares if os.path.exists(f"/proc/{p}")]) == []
     assert {n for n in set(os.listdir(parent)) - before if n.startswith("linuxabi-vfs-")} == set()
     assert _audit_files(tmp_path) == []
+
+
+def test_the_exit_code_is_told_before_the_sandbox_is_taken_down(image_copy: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandbox.on_exit_code (what a warm server's child sends its client): the guest's code, while
+    the sandbox still stands; nothing for a program that could not be run (that is an error)."""
+    from linuxabi.api import ProgramNotRunnable
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    box = Sandbox(SandboxConfig(root=image_copy))
+    scratch = box.vfs.scratch.path
+    told: list[tuple[int, bool]] = []
+    box.on_exit_code = lambda code: told.append((code, os.path.isdir(scratch)))
+    assert box.run(["sh", "-c", "exit 7"]) == 7
+    assert told == [(7, True)] and not os.path.exists(scratch)
+    box = Sandbox(SandboxConfig(root=image_copy))
+    box.on_exit_code = lambda code: told.append((code, True))
+    with pytest.raises(ProgramNotRunnable):
+        box.run(["/no/such/program"])
+    assert told == [(7, True)]
