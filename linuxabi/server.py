@@ -484,6 +484,10 @@ def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
             watch.finish()  # the client ends once it has the status: that is no longer a kill
             _send_status(conn, code)
             sent.append(code)
+            # The client's stdio is not ours to hold while we take the sandbox down and end: a
+            # caller reading the guest's output through a pipe (`$(linuxabi-run ...)`) would
+            # wait for that too (~2 ms).
+            _release_stdio()
 
     ahead.on_exit_code[:] = [send]  # the guest's status, before its sandbox is taken down
     try:
@@ -495,6 +499,14 @@ def _serve_client(conn: socket.socket, watch: "_ClientWatch") -> int:
         code = e.code if isinstance(e.code, int) else 1
     send(code)
     return sent[0]
+
+
+def _release_stdio() -> None:
+    """Fds 0-2 on /dev/null (what a late message of ours says is lost with them)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _send_status(conn: socket.socket, code: int) -> None:

@@ -459,3 +459,30 @@ def test_pacing_waits_for_a_new_run_unless_clients_come_back_to_back(monkeypatch
             run.kill()
             run.wait()
         pacing.close()
+
+
+def test_a_translator_lets_go_of_its_clients_stdio_once_the_status_is_sent() -> None:
+    """Else a caller reading the guest's output through a pipe waits for the translator to
+    take the sandbox down and end, not only for the status (linuxabi/server.py, _release_stdio)."""
+    from linuxabi.server import _release_stdio
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(w, 1)
+            os.dup2(w, 2)
+            os.close(w)
+            os.close(r)
+            _release_stdio()
+            time.sleep(30)  # (still holding whatever it did not let go of)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b""  # EOF: the child no longer holds the pipe...
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # ...and is still there
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
