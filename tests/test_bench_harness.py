@@ -5,7 +5,9 @@ and a failing run is reported as a failure, never as a figure."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -280,3 +282,24 @@ def test_a_round_trip_across_the_link_is_measured_on_both_sides(native_image: Pa
         assert s.error is None and s.seconds is not None and s.seconds > 0, s
         assert s.iters == op.quick_iters
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == before
+
+
+def test_a_warm_sample_is_followed_by_a_quiet_server(tmp_path: Path) -> None:
+    """After a warm sample the harness waits until the server's processes use no CPU (its next
+    spare is made once a run is over), so that the next sample has the CPUs to itself."""
+    from bench.runners import WarmServer, _cpu_ns
+
+    server = WarmServer(tmp_path / "s.sock")
+    # A stand-in process tree: a child that computes for a while, then only sleeps.
+    server.proc = subprocess.Popen(["sh", "-c", "sh -c 'i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done; "
+                                    "sleep 30' & wait"], start_new_session=True)
+    try:
+        busy = _cpu_ns(server.proc.pid)
+        server.wait_quiet(interval=0.05, longest=30)
+        quiet = _cpu_ns(server.proc.pid)
+        assert quiet > busy  # it waited while the child computed...
+        subprocess.run(["sleep", "0.2"])
+        assert _cpu_ns(server.proc.pid) == quiet  # ...and returned once nothing did
+    finally:
+        os.killpg(server.proc.pid, signal.SIGKILL)  # (its group: the child too)
+        server.proc.wait()
