@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cprogram import compile_program, is_built
+from .cprogram import build_main, compile_program, is_built
 
 SOURCE = Path(__file__).resolve().parent / "client.c"
 NAME = "linuxabi-run"
@@ -31,14 +31,7 @@ def build() -> Path:
 
 
 def main() -> int:
-    if "--force" not in sys.argv and built():
-        return 0
-    try:
-        build()
-    except (OSError, RuntimeError) as e:  # no compiler: `linuxabi run` does the same, slower
-        last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
-        print(f"linuxabi: {NAME} not built ({last[0]}); use `linuxabi run`", file=sys.stderr)
-    return 0
+    return build_main(built, build, NAME, "use `linuxabi run`")  # (which does the same, slower)
 
 
 if __name__ == "__main__":

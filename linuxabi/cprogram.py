@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 
 def is_built(target: Path, *sources: Path) -> bool:
@@ -32,3 +34,16 @@ def compile_program(source: Path, target: Path, extra: "list[str] | tuple[str, .
             raise RuntimeError(r.stderr.strip() or f"gcc exited {r.returncode}")
         os.replace(out, target)
     return target
+
+
+def build_main(built: Callable[[], bool], build: Callable[[], Path], name: str, instead: str) -> int:
+    """A builder's ``python -m``: build unless built (``--force``: anyway); without a compiler,
+    one line saying what does the program's work ``instead``. Always 0: it is optional."""
+    if "--force" not in sys.argv and built():
+        return 0
+    try:
+        build()
+    except (OSError, RuntimeError) as e:
+        last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
+        print(f"linuxabi: {name} not built ({last[0]}); {instead}", file=sys.stderr)
+    return 0

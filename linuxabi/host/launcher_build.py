@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from linuxabi.cprogram import compile_program, is_built
+from linuxabi.cprogram import build_main, compile_program, is_built
 
 SOURCE = Path(__file__).resolve().parent / "launcher.c"
 TARGET = SOURCE.with_name("linuxabi-launcher")
@@ -23,15 +23,7 @@ def build() -> Path:
 
 
 def main() -> int:
-    if "--force" not in sys.argv and built():
-        return 0
-    try:
-        build()
-    except (OSError, RuntimeError) as e:  # no compiler: the Python launcher does the same
-        last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
-        print(f"linuxabi: linuxabi-launcher not built ({last[0]}); guests start through the Python launcher",
-              file=sys.stderr)
-    return 0
+    return build_main(built, build, TARGET.name, "guests start through the Python launcher")
 
 
 if __name__ == "__main__":
