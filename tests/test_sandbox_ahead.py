@@ -118,3 +118,29 @@ def test_the_exit_code_is_told_before_the_sandbox_is_taken_down(image_copy: Path
     with pytest.raises(ProgramNotRunnable):
         box.run(["/no/such/program"])
     assert told == [(7, True)]
+
+
+def test_with_a_published_port_the_exit_code_waits_until_the_port_is_free(
+        image_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's next run may publish the same port: the code is told once it is free."""
+    import socket
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def port_free() -> bool:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    box = Sandbox(SandboxConfig(root=image_copy, publish=[f"127.0.0.1:{port}:8080"]))
+    told: list[tuple[int, bool]] = []
+    box.on_exit_code = lambda code: told.append((code, port_free()))
+    assert box.run(["sh", "-c", "exit 5"]) == 5
+    assert told == [(5, True)]

@@ -217,6 +217,9 @@ class Supervisor:
         self._exec_answers: list[HostTask] = []  # threads whose exec just ended (_after_flush)
         self.answered = 0  # calls the cache answered (known once run returns)
         self._installs = 0  # fd installs into guests (placement discounts their preemptions)
+        # Called once the guest's init has ended (exit_status and exec_error known), before the
+        # supervisor's own teardown (the embedder tells its caller the status then).
+        self.on_exit: Callable[[], None] | None = None
 
     def _revoke_fds(self, stale: list[tuple[Process, int]]) -> None:
         """Revoked files the guest holds as host fds: close them in each holding process, by
@@ -399,6 +402,9 @@ class Supervisor:
                     traceback.print_exc(file=sys.stderr)
             return self.exit_status
         finally:
+            if self.exit_status is not None and self.on_exit is not None:
+                self._read_exec_status()
+                self.on_exit()  # (before our own teardown: nothing of the guest runs any more)
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
             if self.answers is not None:
                 self.answered = self.answers.hits
@@ -573,6 +579,8 @@ class Supervisor:
 
     def _read_exec_status(self) -> None:
         """4 bytes of errno if the first exec failed; EOF if it succeeded (the pipe is cloexec)."""
+        if self.exec_error is not None:
+            return
         fd = self.launched.status_fd
         os.set_blocking(fd, False)
         try:
