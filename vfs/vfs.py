@@ -37,6 +37,7 @@ RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
 _EPHEMERAL_KEEP = 4096  # fd identities remembered for one-off host objects (synthetic files)
 _LOOKUPS_KEEP = 4096  # remembered path lookups (cleared whole when full, or when the epoch moves)
+_PARENT = object()  # a remembered lookup's key: the directory a path's parent part resolved to
 _NOW_SLACK_NS = 1_000_000_000  # utimens: times this close to "now" count as UTIME_NOW
 
 _ACC_MASK = {0: MAY_READ, 1: MAY_WRITE, 2: MAY_READ | MAY_WRITE, 3: MAY_READ | MAY_WRITE}
@@ -147,7 +148,7 @@ class Vfs:
                 return hit[0], hit[1], None, True  # type: ignore[index]
         w = Walk(self.table, ctx)
         try:
-            m, d = w.resolve(base, path, follow=follow)
+            m, d = self._walk_via_parent(w, key, base, path, follow)
         except OSError as e:
             if key is not None and not w.volatile and e.errno:
                 self._remember(key, e.errno)
@@ -156,6 +157,27 @@ class Vfs:
         if kept:
             self._remember(key, (m, d))
         return m, d, w.magic, kept
+
+    def _walk_via_parent(self, w: Walk, key: "tuple | None", base: Location, path: bytes,
+                         follow: bool) -> tuple[Mount, Dentry]:
+        """w.resolve, starting from the directory its parent path resolved to last time if
+        that is remembered (a listing's stats of one directory's names walk the directory's
+        path once), and remembering it otherwise. Exact: the same search permission checked,
+        the symlinks the parent walk followed counted against the 40 of the whole path."""
+        cut = path.rfind(b"/")
+        if key is None or cut <= 0 or cut == len(path) - 1 or len(path) >= PATH_MAX:
+            return w.resolve(base, path, follow=follow)
+        pkey = (_PARENT, path[:cut], *key[2:])
+        hit = self._lookups.get(pkey)
+        if hit is not None:
+            m, d, w.links = hit
+            if w.uid:
+                w.may_lookup(d)
+        else:
+            m, d, last, _slash = w.parent(base.mount, base.dentry, path)
+            if not w.volatile:
+                self._remember(pkey, (m, d, w.links))
+        return w.last(m, d, path[cut + 1:], follow, False)
 
     def _remember(self, key: tuple, outcome: "tuple[Mount, Dentry] | int") -> None:
         if len(self._lookups) >= _LOOKUPS_KEEP:

@@ -107,3 +107,36 @@ def test_a_long_run_of_distinct_paths_stays_bounded(world: World) -> None:
         errno_of(lambda: world.stat(b"/tmp/none-%d" % i))
     assert len(v._lookups) <= 4096
     assert errno_of(lambda: world.stat(b"/tmp/none-1")) == "ENOENT"
+
+
+def test_a_remembered_parent_walks_only_the_last_name_and_stays_exact(world: World) -> None:
+    """A path whose parent part resolved before starts from that directory (a listing's stats
+    of one directory walk its path once): with the same answers as a whole walk, the same
+    search permission, and the symlinks the parent part followed counted against the 40."""
+    v, ctx = world.vfs, world.ctx
+    v.mkdir(ctx, ctx.root, b"/tmp/d", 0o755)
+    for name in (b"a", b"b"):
+        world.write(b"/tmp/d/" + name, name * 3)
+    assert world.stat(b"/tmp/d/a").size == 3
+    assert world.stat(b"/tmp/d/b").size == 3  # (from the remembered /tmp/d)
+    assert errno_of(lambda: world.stat(b"/tmp/d/c")) == "ENOENT"
+    assert errno_of(lambda: world.stat(b"/tmp/d/a/x")) == "ENOTDIR"
+    user = ctx_for(v, UID, GID)
+    assert v.stat(user, user.root, b"/tmp/d/a").size == 3
+    v.chmod(ctx, ctx.root, b"/tmp/d", 0o700)
+    assert errno_of(lambda: v.stat(user, user.root, b"/tmp/d/b")) == "EACCES"
+    # Symlinks: 30 in the parent part, 15 in the last name: 45 > 40 is ELOOP, remembered or not.
+    v.mkdir(ctx, ctx.root, b"/tmp/l", 0o755)
+    v.symlink(ctx, b"/tmp/d", ctx.root, b"/tmp/l/p30")
+    for i in range(29, 0, -1):
+        v.symlink(ctx, b"/tmp/l/p%d" % (i + 1), ctx.root, b"/tmp/l/p%d" % i)
+    v.chmod(ctx, ctx.root, b"/tmp/d", 0o755)
+    v.symlink(ctx, b"/tmp/d/a", ctx.root, b"/tmp/d/q15")
+    for i in range(14, 0, -1):
+        v.symlink(ctx, b"/tmp/d/q%d" % (i + 1), ctx.root, b"/tmp/d/q%d" % i)
+    assert world.stat(b"/tmp/l/p1/b").size == 3  # 30 links: the parent part is remembered
+    assert world.stat(b"/tmp/d/q1").size == 3  # 15 links alone
+    assert errno_of(lambda: world.stat(b"/tmp/l/p1/q1")) == "ELOOP"
+    v.rename(ctx, ctx.root, b"/tmp/d", ctx.root, b"/tmp/e")  # the remembered parent is gone
+    assert errno_of(lambda: world.stat(b"/tmp/d/b")) == "ENOENT"
+    assert world.stat(b"/tmp/e/b").size == 3
