@@ -102,8 +102,10 @@ class AuditLog:
         server's spare, which may end without a run and must leave no log behind)."""
         if checkpoint_every < 2:
             raise ValueError("checkpoint_every must be at least 2")
+        if level not in LEVELS:
+            raise ValueError(f"audit level must be one of {LEVELS}, not {level!r}")
         self.path = os.fspath(path)
-        self.set_level(level)
+        self.level = level
         self.checkpoint_every = checkpoint_every
         self._fsync = fsync
         self._lock = threading.Lock()
@@ -115,11 +117,6 @@ class AuditLog:
     def _open(self) -> None:
         self._seq, self._prev = _tail_state(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-    def set_level(self, level: str) -> None:
-        if level not in LEVELS:
-            raise ValueError(f"audit level must be one of {LEVELS}, not {level!r}")
-        self.level = level
 
     @property
     def is_held(self) -> bool:
